@@ -1,0 +1,63 @@
+"""The event the core consumes, and the entity keys it links accounts through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EVENT_TYPES = ("signup", "login", "api_key_created", "payment_method_added", "api_usage")
+
+# Entity kinds. Devices and payment instruments are "strong" identifiers (hard to share by
+# accident); IPs are "weak" (NAT, wifi and VPNs put strangers on one address).
+DEVICE = "device"
+PAYMENT = "payment"
+IP = "ip"
+STRONG_KINDS = (DEVICE, PAYMENT)
+KINDS = (DEVICE, PAYMENT, IP)
+_PREFIX = {DEVICE: "d:", PAYMENT: "p:", IP: "i:"}
+_KIND_OF_PREFIX = {"d": DEVICE, "p": PAYMENT, "i": IP}
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEvent:
+    """One validated account event. ``ts`` is event time in epoch seconds (UTC)."""
+
+    event_id: str
+    type: str
+    account_id: str
+    ts: float
+    device_id: str | None = None
+    ip: str | None = None
+    payment_id: str | None = None
+    email_domain: str | None = None
+    user_agent: str | None = None
+    asn: str | None = None
+    country: str | None = None
+
+    def entity_keys(self) -> list[str]:
+        """The entities this event links its account to, as compact keys (``d:…``, ``p:…``, ``i:…``)."""
+        keys = []
+        if self.device_id:
+            keys.append("d:" + self.device_id)
+        if self.payment_id:
+            keys.append("p:" + self.payment_id)
+        if self.ip:
+            keys.append("i:" + self.ip)
+        return keys
+
+
+def entity_key(kind: str, value: str) -> str:
+    """>>> entity_key("device", "abc")
+    'd:abc'
+    """
+    return _PREFIX[kind] + value
+
+
+def split_entity_key(key: str) -> tuple[str, str]:
+    """>>> split_entity_key("p:card-9")
+    ('payment', 'card-9')
+    """
+    return _KIND_OF_PREFIX[key[0]], key[2:]
+
+
+def kind_of(key: str) -> str:
+    return _KIND_OF_PREFIX[key[0]]
