@@ -17,7 +17,8 @@ from graph.scoring import SEVERITY_RANK, ClusterScore, Evidence
 class AlertUpdate:
     alert_id: str
     cluster_id: str
-    action: str  # opened | escalated | updated | closed
+    action: str  # opened | escalated | updated | members | closed
+    notify: bool  # False for "members": a membership delta for the audit store, no page, no topic
     version: int
     severity: str
     score: float
@@ -64,6 +65,8 @@ class AlertBook:
             action = "updated"
         elif len(cluster.members) >= current.published_size * (1 + self.config.alert_regrowth):
             action = "updated"
+        elif cluster.members != current.members:
+            action = "members"  # keep the audit store's member list exact between publications
         else:
             return None
         if SEVERITY_RANK[severity] > SEVERITY_RANK[current.severity]:
@@ -72,9 +75,11 @@ class AlertBook:
         added = tuple(sorted(cluster.members - current.members))
         removed = tuple(sorted(current.members - cluster.members))
         current.version += 1
-        current.published_size = len(cluster.members)
+        notify = action != "members"
+        if notify:
+            current.published_size = len(cluster.members)
         current.members = cluster.members
-        return AlertUpdate(current.alert_id, cluster.cluster_id, action, current.version, current.severity,
+        return AlertUpdate(current.alert_id, cluster.cluster_id, action, notify, current.version, current.severity,
                            scored.score, len(cluster.members), current.detected_at, wall, reason,
                            scored.features, scored.evidence, added, removed)
 
@@ -83,5 +88,5 @@ class AlertBook:
         if current is None:
             return None
         current.version += 1
-        return AlertUpdate(current.alert_id, cluster_id, "closed", current.version, current.severity, 0.0, 0,
+        return AlertUpdate(current.alert_id, cluster_id, "closed", True, current.version, current.severity, 0.0, 0,
                            current.detected_at, wall, why, {}, (), (), ())

@@ -60,8 +60,9 @@ class DetectionConfig:
     medium_min_score: float = 0.5
     high_min_score: float = 0.7
     high_min_strong_entities: int = 4
-    top_hubs_excluded: int = 2
-    """The mesh signal is measured without the cluster's largest shared devices/cards."""
+    hub_copy_overlap: float = 0.8
+    """The mesh signal is measured without the largest shared device/card and any entity whose
+    accounts are at least this share the hub's (and that is at least this share of its size)."""
     rescore_growth: float = 0.05
     """A tracked cluster is re-scored when its size moved by this share since the last score."""
     rescore_seconds: float = 900.0

@@ -2,11 +2,12 @@
 
 The score is the larger of two signals, each in [0, 1]:
 
-* **mesh** — set aside the group's ``top_hubs_excluded`` largest shared devices/cards; what share
-  of the members is still one connected piece through the remaining shared devices and cards?
-  A benign crowd hangs off a few hubs (a company card, a library PC) or falls into disjoint stars
-  (one card per team, one PC per café seat) and scores near 0; a farm whose accounts hop between
-  phones, or a card pool whose accounts rotate cards, stays connected and scores near 1.
+* **mesh** — set aside the group's largest shared device/card together with its near-copies (an
+  entity whose accounts are mostly the hub's: a renewed corporate card); what share of the members
+  is still one connected piece through the remaining shared devices and cards? A benign crowd
+  hangs off one hub (a company card, a library PC) or falls into disjoint stars (one card per
+  team, one PC per café seat) and scores near 0; a farm whose accounts hop between phones, or a
+  card pool whose accounts rotate cards, stays connected and scores near 1.
 * **farm** — share of members with no identity of their own (every device and card they use is
   shared) times the share calling the API from datacenter ASNs: a device farm with one phone per
   account, glued together only by its API servers.
@@ -58,6 +59,21 @@ def _burst_share(signups: list[float], span: float = 3600.0) -> float:
     return best / len(signups)
 
 
+def _hub_group(strong: list[str], shared: dict[str, list[str]], config: DetectionConfig) -> set[str]:
+    """The largest shared device/card and the entities that nearly duplicate it."""
+    if not strong:
+        return set()
+    hub = set(shared[strong[0]])
+    group = {strong[0]}
+    for entity in strong[1:]:
+        accounts = shared[entity]
+        if len(accounts) < config.hub_copy_overlap * len(hub):
+            break  # sorted by size: the rest are smaller still
+        if sum(1 for a in accounts if a in hub) >= config.hub_copy_overlap * len(accounts):
+            group.add(entity)
+    return group
+
+
 def _largest_piece(groups: list[list[str]]) -> int:
     """Size of the largest set of accounts connected through the given shared-entity groups."""
     parent: dict[str, str] = {}
@@ -103,7 +119,7 @@ def score_cluster(members: frozenset[str], binding: BindingState, config: Detect
     strong = [e for e in hubs if kind_of(e) != IP]
     with_device = {a for e in strong if kind_of(e) == DEVICE for a in shared[e]}
     with_payment = {a for e in strong if kind_of(e) != DEVICE for a in shared[e]}
-    mesh = _largest_piece([shared[e] for e in strong[config.top_hubs_excluded:]]) / size
+    mesh = _largest_piece([shared[e] for e in strong if e not in _hub_group(strong, shared, config)]) / size
     no_own_identity = sum(1 for a in with_device | with_payment
                           if not window.has_private(a, DEVICE) and not window.has_private(a, PAYMENT)) / size
     strong_entities = len(strong)

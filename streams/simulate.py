@@ -189,9 +189,10 @@ class _Traffic:
         n = spec.size
         farm = spec.kind in ("device_farm", "slow_drip", "camouflage", "cells")
         pooled_cards = spec.kind in ("card_pool", "card_only", "slow_drip", "cells")
-        devices = [self.ids("fd") for _ in range(max(1, n // rng.randint(10, 25)))] if farm else []
-        emulators = [self.ids("em") for _ in range(max(1, n // 8))] if spec.kind == "card_pool" else []
-        cards = [self.ids("pp") for _ in range(max(1, n // rng.randint(20, 60)))] if pooled_cards else []
+        # Entity counts follow the per-entity sharing: ~1.3 devices and ~1.75 cards per account.
+        devices = [self.ids("fd") for _ in range(max(2, round(n * 1.3 / rng.uniform(10, 25))))] if farm else []
+        emulators = [self.ids("em") for _ in range(max(2, n // 8))] if spec.kind == "card_pool" else []
+        cards = [self.ids("pp") for _ in range(max(2, round(n * 1.75 / rng.uniform(20, 60))))] if pooled_cards else []
         api_ips = [self.ip(45) for _ in range(rng.randint(2, 8))]
         domain_pool = FREEMAIL + (f"mailbox{rng.randint(1, 999)}.xyz",)
         accounts = []
