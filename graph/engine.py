@@ -34,6 +34,7 @@ class ClusterSnapshot:
     members: tuple[str, ...]
     born_at: float
     updated_at: float
+    scored_at: float  # the tick (event time) this state is as of
     verdict: str | None
     scored: ClusterScore
 
@@ -227,7 +228,7 @@ class DetectionEngine:
         elif cluster.verdict == "confirmed":
             severity, reason = "high", "linked to a confirmed ring"
         out.clusters.append(ClusterSnapshot(cluster.cluster_id, tuple(sorted(cluster.members)), cluster.born_at,
-                                            cluster.updated_at, cluster.verdict, scored))
+                                            cluster.updated_at, at, cluster.verdict, scored))
         if severity is None and cluster.verdict == "benign":
             closing = self.alerts.on_gone(cluster.cluster_id, at, self._wall, "benign verdict")
             if closing:

@@ -1,0 +1,306 @@
+"""The investigators' audit store: append-only Parquet segments behind a DuckDB file of views.
+
+DuckDB allows one writing process or many reading ones, never both. So the worker never holds the
+DuckDB file: it appends batched Parquet segments under ``<audit-db>.parts/<table>/`` (one file per
+flush, written to a temp name and renamed, so a reader never sees half a file), and the DuckDB file
+at ``--audit-db`` holds only views over them. An investigator opens that file read-only, for as long
+as they like, while the worker writes; each query sees every segment renamed into place before it
+started (at most one flush interval old).
+
+Idempotent: every row carries its natural key and version; the views keep one row per key (the
+newest version), so replaying the same events or restarting the worker adds no visible duplicates.
+``compact()`` rewrites each table as one segment (dropping superseded and expired rows); a reader
+that races a compaction may get "file not found" once — retry the query (README).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from graph.alerts import AlertUpdate
+from graph.engine import ClusterSnapshot, EngineOutput
+from graph.events import split_entity_key
+from graph.identity import LineageEvent
+from graph.window import LinkWindow
+
+TS = pa.timestamp("us", tz="UTC")
+SCHEMAS: dict[str, pa.Schema] = {
+    "alert_versions": pa.schema([
+        ("alert_id", pa.string()), ("version", pa.int64()), ("cluster_id", pa.string()),
+        ("action", pa.string()), ("notify", pa.bool_()), ("severity", pa.string()), ("score", pa.float64()),
+        ("member_count", pa.int64()), ("detected_at", TS), ("created_at", TS), ("reason", pa.string()),
+        ("features", pa.string()), ("evidence", pa.string()),
+    ]),
+    "alert_member_changes": pa.schema([
+        ("alert_id", pa.string()), ("version", pa.int64()), ("account_id", pa.string()), ("added", pa.bool_()),
+        ("changed_at", TS),
+    ]),
+    "cluster_snapshots": pa.schema([
+        ("cluster_id", pa.string()), ("snapshot_at", TS), ("size", pa.int64()), ("score", pa.float64()),
+        ("severity", pa.string()), ("verdict", pa.string()), ("born_at", TS), ("updated_at", TS),
+        ("features", pa.string()), ("status", pa.string()),
+    ]),
+    "cluster_member_snapshots": pa.schema([
+        ("cluster_id", pa.string()), ("snapshot_at", TS), ("account_id", pa.string()),
+    ]),
+    "cluster_evidence_snapshots": pa.schema([
+        ("cluster_id", pa.string()), ("snapshot_at", TS), ("entity_type", pa.string()), ("entity_value", pa.string()),
+        ("members_sharing", pa.int64()), ("first_seen", TS), ("last_seen", TS),
+    ]),
+    "cluster_lineage_rows": pa.schema([
+        ("cluster_id", pa.string()), ("kind", pa.string()), ("happened_at", TS), ("size", pa.int64()),
+        ("other_cluster_id", pa.string()),
+    ]),
+    "account_link_rows": pa.schema([
+        ("account_id", pa.string()), ("entity_type", pa.string()), ("entity_value", pa.string()),
+        ("last_seen", TS), ("cluster_id", pa.string()),
+    ]),
+    "verdict_rows": pa.schema([
+        ("verdict_id", pa.string()), ("cluster_id", pa.string()), ("verdict", pa.string()), ("analyst", pa.string()),
+        ("note", pa.string()), ("decided_at", TS),
+    ]),
+}
+
+# The investigator-facing names. Each is one row per natural key, newest version wins.
+VIEWS = {
+    "alerts": """
+        SELECT alert_id, cluster_id, severity, member_count, score, detected_at, created_at, version,
+               CASE WHEN action = 'closed' THEN 'closed' ELSE 'open' END AS status, action AS last_action,
+               reason, features, evidence
+        FROM (SELECT DISTINCT * FROM {alert_versions})
+        QUALIFY row_number() OVER (PARTITION BY alert_id ORDER BY version DESC) = 1""",
+    "alert_history": """
+        SELECT * FROM {alert_versions}
+        QUALIFY row_number() OVER (PARTITION BY alert_id, version ORDER BY created_at) = 1""",
+    "alert_members": """
+        SELECT alert_id, account_id, changed_at AS added_at FROM (
+            SELECT * FROM {alert_member_changes}
+            QUALIFY row_number() OVER (PARTITION BY alert_id, account_id ORDER BY version DESC) = 1)
+        WHERE added""",
+    "clusters": """
+        SELECT cluster_id, status, size, score, severity, verdict, born_at, updated_at, snapshot_at, features
+        FROM {cluster_snapshots}
+        QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY snapshot_at DESC,
+                                   CASE status WHEN 'live' THEN 1 ELSE 0 END) = 1""",
+    "cluster_members": """
+        SELECT DISTINCT m.cluster_id, m.account_id FROM {cluster_member_snapshots} m
+        JOIN clusters c ON c.cluster_id = m.cluster_id AND c.snapshot_at = m.snapshot_at AND c.status = 'live'""",
+    "cluster_evidence": """
+        SELECT DISTINCT e.cluster_id, e.entity_type, e.entity_value, e.members_sharing, e.first_seen, e.last_seen
+        FROM {cluster_evidence_snapshots} e
+        JOIN clusters c ON c.cluster_id = e.cluster_id AND c.snapshot_at = e.snapshot_at""",
+    "cluster_lineage": "SELECT DISTINCT * FROM {cluster_lineage_rows}",
+    "account_links": """
+        SELECT account_id, entity_type, entity_value, max(last_seen) AS last_seen,
+               list(DISTINCT cluster_id ORDER BY cluster_id) AS cluster_ids
+        FROM {account_link_rows} GROUP BY ALL""",
+    "verdicts": "SELECT DISTINCT * FROM {verdict_rows}",
+}
+
+
+def _ts(seconds: float | None) -> int | None:
+    """Epoch seconds to the microseconds pyarrow stores."""
+    if seconds is None or seconds in (float("inf"), float("-inf")):
+        return None
+    return int(round(seconds * 1_000_000))
+
+
+class AuditStore:
+    """Buffers rows from engine output and flushes them as Parquet segments (one per table)."""
+
+    def __init__(self, db_path: str | os.PathLike[str], retention_days: float = 90.0,
+                 clock=time.time) -> None:
+        self.db_path = Path(db_path).resolve()
+        self.parts = Path(str(self.db_path) + ".parts")
+        self.retention_days = retention_days
+        self.clock = clock
+        self._rows: dict[str, list[dict]] = {name: [] for name in SCHEMAS}
+        self._lock = threading.Lock()
+        self._seq = 0
+        self.rows_written = 0
+
+    # -- setup ------------------------------------------------------------------------------
+    def create(self, wait_seconds: float = 60.0) -> None:
+        """Make the segment folders and (re)write the views. Waits while a reader holds the file."""
+        for name, schema in SCHEMAS.items():
+            folder = self.parts / name
+            folder.mkdir(parents=True, exist_ok=True)
+            empty = folder / "000-schema.parquet"
+            if not empty.exists():
+                pq.write_table(schema.empty_table(), empty)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                con = duckdb.connect(str(self.db_path))
+                break
+            except duckdb.IOException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        try:
+            for name in SCHEMAS:
+                con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet("
+                            f"'{self.parts / name}/*.parquet', union_by_name = true)")
+            for name, body in VIEWS.items():
+                con.execute(f"CREATE OR REPLACE VIEW {name} AS {body.format(**{n: n for n in SCHEMAS})}")
+        finally:
+            con.close()
+
+    # -- rows from the engine ---------------------------------------------------------------
+    def add_output(self, out: EngineOutput, window: LinkWindow | None = None) -> None:
+        with self._lock:
+            for update in out.alerts:
+                self._add_alert(update)
+                if window is not None and update.members_added:
+                    self._add_links(update.cluster_id, update.members_added, window)
+            for event in out.lineage:
+                self._add_lineage(event)
+            for snapshot in out.clusters:
+                self._add_cluster(snapshot)
+            if out.gone:
+                now = _ts(out.watermark)
+                for cluster_id in out.gone:
+                    self._rows["cluster_snapshots"].append({
+                        "cluster_id": cluster_id, "snapshot_at": now, "size": 0, "score": 0.0, "severity": None,
+                        "verdict": None, "born_at": None, "updated_at": now, "features": "{}", "status": "gone"})
+
+    def _add_alert(self, u: AlertUpdate) -> None:
+        self._rows["alert_versions"].append({
+            "alert_id": u.alert_id, "version": u.version, "cluster_id": u.cluster_id, "action": u.action,
+            "notify": u.notify, "severity": u.severity, "score": u.score, "member_count": u.member_count,
+            "detected_at": _ts(u.detected_at), "created_at": _ts(u.created_at), "reason": u.reason,
+            "features": json.dumps(u.features, sort_keys=True),
+            "evidence": json.dumps([asdict(e) for e in u.evidence]),
+        })
+        changes = self._rows["alert_member_changes"]
+        at = _ts(u.created_at)
+        changes.extend({"alert_id": u.alert_id, "version": u.version, "account_id": a, "added": True,
+                        "changed_at": at} for a in u.members_added)
+        changes.extend({"alert_id": u.alert_id, "version": u.version, "account_id": a, "added": False,
+                        "changed_at": at} for a in u.members_removed)
+
+    def _add_lineage(self, e: LineageEvent) -> None:
+        self._rows["cluster_lineage_rows"].append({
+            "cluster_id": e.cluster_id, "kind": e.kind, "happened_at": _ts(e.at), "size": e.size, "other_cluster_id": e.other})
+
+    def _add_cluster(self, s: ClusterSnapshot) -> None:
+        at = _ts(s.scored_at)
+        self._rows["cluster_snapshots"].append({
+            "cluster_id": s.cluster_id, "snapshot_at": at, "size": len(s.members), "score": s.scored.score,
+            "severity": s.scored.severity, "verdict": s.verdict, "born_at": _ts(s.born_at),
+            "updated_at": _ts(s.updated_at), "features": json.dumps(s.scored.features, sort_keys=True),
+            "status": "live"})
+        self._rows["cluster_member_snapshots"].extend(
+            {"cluster_id": s.cluster_id, "snapshot_at": at, "account_id": a} for a in s.members)
+        self._rows["cluster_evidence_snapshots"].extend(
+            {"cluster_id": s.cluster_id, "snapshot_at": at, "entity_type": e.entity_type,
+             "entity_value": e.entity_value, "members_sharing": e.members_sharing,
+             "first_seen": _ts(e.first_seen), "last_seen": _ts(e.last_seen)} for e in s.scored.evidence)
+
+    def _add_links(self, cluster_id: str, accounts: Iterable[str], window: LinkWindow) -> None:
+        """The links behind an alert, captured as each account joins it."""
+        rows = self._rows["account_link_rows"]
+        for account in accounts:
+            for entity, seen in _links(window, account):
+                kind, value = split_entity_key(entity)
+                rows.append({"account_id": account, "entity_type": kind, "entity_value": value,
+                             "last_seen": _ts(seen), "cluster_id": cluster_id})
+
+    def add_verdict(self, verdict_id: str, cluster_id: str, verdict: str, analyst: str, note: str, at: float) -> None:
+        with self._lock:
+            self._rows["verdict_rows"].append({"verdict_id": verdict_id, "cluster_id": cluster_id, "verdict": verdict,
+                                               "analyst": analyst, "note": note, "decided_at": _ts(at)})
+
+    # -- writing ----------------------------------------------------------------------------
+    def pending(self) -> int:
+        return sum(len(rows) for rows in self._rows.values())
+
+    def flush(self) -> int:
+        """Write every buffered row as one new segment per table; returns rows written."""
+        with self._lock:
+            batches = {name: rows for name, rows in self._rows.items() if rows}
+            self._rows = {name: [] for name in SCHEMAS}
+        written = 0
+        stamp = f"{int(self.clock() * 1000):015d}-{os.getpid()}"
+        pending = list(batches.items())
+        try:
+            while pending:
+                name, rows = pending[0]
+                self._seq += 1
+                table = pa.Table.from_pylist(rows, schema=SCHEMAS[name])
+                folder = self.parts / name
+                final = folder / f"{stamp}-{self._seq:06d}.parquet"
+                tmp = folder / f".{final.name}.tmp"
+                pq.write_table(table, tmp)
+                os.replace(tmp, final)  # atomic: readers see the whole segment or none of it
+                written += len(rows)
+                pending.pop(0)
+        except Exception:
+            with self._lock:  # keep what was not written; the next flush retries it
+                for name, rows in pending:
+                    self._rows[name][:0] = rows
+            raise
+        self.rows_written += written
+        return written
+
+    def compact(self) -> None:
+        """Rewrite each table as one segment: superseded versions and rows past retention dropped."""
+        cutoff = _ts(self.clock() - self.retention_days * 86400)
+        con = duckdb.connect()
+        try:
+            for name in SCHEMAS:
+                folder = self.parts / name
+                old = sorted(p for p in folder.glob("*.parquet") if p.name != "000-schema.parquet")
+                if len(old) < 2:
+                    continue
+                files = ", ".join(f"'{p}'" for p in old)
+                time_col = _time_column(name)
+                keep = f"WHERE ({time_col} IS NULL OR {time_col} >= make_timestamptz({cutoff}))" if time_col else ""
+                if name in ("cluster_member_snapshots", "cluster_evidence_snapshots"):
+                    # Only the newest snapshot of each cluster is ever shown.
+                    keep += (" AND " if keep else "WHERE ") + (
+                        "(cluster_id, snapshot_at) IN (SELECT cluster_id, max(snapshot_at) FROM "
+                        f"read_parquet([{files}], union_by_name = true) GROUP BY cluster_id)")
+                tmp = folder / ".compacted.tmp"
+                con.execute(f"COPY (SELECT DISTINCT * FROM read_parquet([{files}], union_by_name = true) {keep}) "
+                            f"TO '{tmp}' (FORMAT parquet)")
+                os.replace(tmp, folder / f"{old[-1].stem}-c.parquet")
+                for path in old:
+                    path.unlink()
+        finally:
+            con.close()
+
+
+def _time_column(table: str) -> str | None:
+    return {"alert_versions": "created_at", "alert_member_changes": "changed_at", "cluster_snapshots": "snapshot_at",
+            "cluster_member_snapshots": "snapshot_at", "cluster_evidence_snapshots": "snapshot_at",
+            "cluster_lineage_rows": "happened_at", "account_link_rows": "last_seen", "verdict_rows": "decided_at"}.get(table)
+
+
+def _links(window: LinkWindow, account: str) -> Iterable[tuple[str, float]]:
+    members = window.members
+    for entity in window.links_of.get(account, ()):
+        yield entity, members[entity][account]
+
+
+def connect_read_only(db_path: str | os.PathLike[str], attempts: int = 20) -> duckdb.DuckDBPyConnection:
+    """What investigators' tools do: open read-only, retrying while the views are being rewritten."""
+    for attempt in range(attempts):
+        try:
+            return duckdb.connect(str(db_path), read_only=True)
+        except duckdb.IOException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
+    raise AssertionError("unreachable")

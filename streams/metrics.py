@@ -1,0 +1,49 @@
+"""Prometheus metrics of the worker (prefix ``fraudgraph_``, base units, ``_total`` counters).
+No account, device, IP or card ids in labels: those live in the audit store."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = registry or CollectorRegistry()
+        self.registry = r
+        self.events_in = Counter("fraudgraph_events_in_total", "Records entering a stage", ["stage"], registry=r)
+        self.events_out = Counter("fraudgraph_events_out_total", "Records leaving a stage", ["stage"], registry=r)
+        self.errors = Counter("fraudgraph_stage_errors_total", "Records a stage rejected", ["stage", "reason"], registry=r)
+        self.dead_letters = Counter("fraudgraph_dead_letters_total", "Records sent to the dead-letter topic", registry=r)
+        self.duplicates = Counter("fraudgraph_duplicate_events_total", "Events dropped as duplicate deliveries", registry=r)
+        self.late = Counter("fraudgraph_late_events_total", "Events behind the watermark (applied, counted)", registry=r)
+        self.last_processed = Gauge("fraudgraph_last_processed_timestamp_seconds",
+                                    "Wall time a stage last processed a record", ["stage"], registry=r)
+        self.watermark = Gauge("fraudgraph_event_time_watermark_seconds", "Event-time watermark", registry=r)
+        self.consumer_lag = Gauge("fraudgraph_consumer_lag_messages", "Input records not yet consumed", registry=r)
+        self.live_accounts = Gauge("fraudgraph_live_accounts", "Accounts with a live link", registry=r)
+        self.live_links = Gauge("fraudgraph_live_links", "Live account-entity links", registry=r)
+        self.live_entities = Gauge("fraudgraph_live_entities", "Devices, IPs and payment ids with a live link", registry=r)
+        self.live_clusters = Gauge("fraudgraph_live_clusters", "Tracked clusters", registry=r)
+        self.alerts = Counter("fraudgraph_alerts_total", "Alert publications", ["severity", "action"], registry=r)
+        self.open_alerts = Gauge("fraudgraph_open_alerts", "Open alerts", ["severity"], registry=r)
+        self.members_added = Counter("fraudgraph_alerted_members_added_total",
+                                     "Accounts added to clusters under an open alert", ["severity"], registry=r)
+        self.detection_latency = Histogram(
+            "fraudgraph_detection_latency_seconds",
+            "Wall time from receiving the batch that made a cluster alert-worthy to publishing its alert",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.detection_event_lag = Histogram(
+            "fraudgraph_detection_event_time_lag_seconds",
+            "Event time from the event that made a cluster alert-worthy to the tick that alerted",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_seconds = Histogram("fraudgraph_engine_batch_seconds", "Engine time per batch",
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.audit_rows = Counter("fraudgraph_audit_rows_written_total", "Rows written to the audit store", registry=r)
+        self.audit_errors = Counter("fraudgraph_audit_write_errors_total", "Failed audit flushes (rows kept, retried)",
+                                    registry=r)
+        for severity in ("low", "medium", "high"):
+            self.open_alerts.labels(severity)
+            for action in ("opened", "escalated", "updated", "closed"):
+                self.alerts.labels(severity, action)

@@ -1,0 +1,62 @@
+"""The investigators' common questions as SQL over the audit store's views (also in the README)."""
+
+from __future__ import annotations
+
+import duckdb
+
+WORST_CLUSTERS = """
+SELECT c.cluster_id, a.alert_id, a.severity, c.size, c.score, a.detected_at, c.updated_at, c.verdict
+FROM clusters c LEFT JOIN alerts a ON a.cluster_id = c.cluster_id AND a.status = 'open'
+WHERE c.status = 'live' AND c.severity IS NOT NULL
+ORDER BY CASE a.severity WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END DESC,
+         c.size DESC
+LIMIT ?"""
+
+CLUSTER_MEMBERS = "SELECT account_id FROM cluster_members WHERE cluster_id = ? ORDER BY account_id"
+
+CLUSTER_EVIDENCE = """
+SELECT entity_type, entity_value, members_sharing, first_seen, last_seen
+FROM cluster_evidence WHERE cluster_id = ? ORDER BY members_sharing DESC, entity_value"""
+
+CLUSTER_TIMELINE = """
+SELECT happened_at, cluster_id, kind, size, other_cluster_id FROM cluster_lineage
+WHERE cluster_id = ? OR other_cluster_id = ? ORDER BY happened_at, kind"""
+
+ENTITY_ACCOUNTS = """
+SELECT account_id, last_seen, cluster_ids FROM account_links
+WHERE entity_type = ? AND entity_value = ? ORDER BY last_seen DESC"""
+
+ACCOUNT_CLUSTERS = """
+SELECT m.cluster_id, c.size, c.severity, c.status FROM cluster_members m JOIN clusters c USING (cluster_id)
+WHERE m.account_id = ?
+UNION ALL
+SELECT a.cluster_id, a.member_count, a.severity, a.status FROM alert_members am JOIN alerts a USING (alert_id)
+WHERE am.account_id = ?"""
+
+ACCOUNT_LINKS = """
+SELECT entity_type, entity_value, last_seen FROM account_links WHERE account_id = ? ORDER BY last_seen DESC"""
+
+RECENT_CHANGES = """
+SELECT happened_at, cluster_id, kind, size, other_cluster_id FROM cluster_lineage
+WHERE happened_at >= (SELECT max(happened_at) FROM cluster_lineage) - to_hours(CAST(? AS BIGINT))
+ORDER BY happened_at DESC, cluster_id LIMIT 200"""
+
+
+def table(con: duckdb.DuckDBPyConnection, sql: str, params: list | tuple = ()) -> tuple[list[str], list[tuple]]:
+    cursor = con.execute(sql, list(params))
+    return [d[0] for d in cursor.description], cursor.fetchall()
+
+
+def render(columns: list[str], rows: list[tuple], limit: int = 50) -> str:
+    """A plain fixed-width table."""
+    shown = [tuple("" if v is None else str(v) for v in row) for row in rows[:limit]]
+    widths = [max(len(c), *(len(r[i]) for r in shown)) if shown else len(c) for i, c in enumerate(columns)]
+    widths = [min(w, 60) for w in widths]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v[:w].ljust(w) for v, w in zip(r, widths)) for r in shown]
+    if len(rows) > limit:
+        out.append(f"... {len(rows) - limit} more rows")
+    if not rows:
+        out.append("(no rows)")
+    return "\n".join(out)
