@@ -13,7 +13,7 @@ who never met. An entity binds only when *how* it is shared looks like one opera
   otherwise unlinked account into a cluster (camouflage logins from benign hubs stay outside).
 
 Weights (for Leiden splits and evidence): type weight divided by log2(1 + degree), so a card shared
-by 40 counts more than an office IP shared by 300. See docs/detection.md.
+by 40 counts more than an office IP shared by 300. See graph/DETECTION.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every detection threshold in one frozen object. ``docs/detection.md`` explains why each is set so."""
+"""Every detection threshold in one frozen object. ``graph/DETECTION.md`` explains why each is set so."""
 
 from __future__ import annotations
 

@@ -159,7 +159,8 @@ def score_cluster(members: frozenset[str], binding: BindingState, config: Detect
         "org_domain_share": round(org_domain_share, 4),
     }
     evidence = []
-    for entity in hubs[:EVIDENCE_LIMIT]:
+    # Devices and cards first: they are what binds; shared IPs only corroborate.
+    for entity in (strong + [e for e in hubs if kind_of(e) == IP])[:EVIDENCE_LIMIT]:
         kind, value = split_entity_key(entity)
         seen = [window.members[entity][a] for a in shared[entity]]
         evidence.append(Evidence(kind, value, len(shared[entity]), min(seen), max(seen)))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from streams.pipeline import Pipeline, Record
 from streams.settings import Settings
@@ -22,13 +22,20 @@ log = logging.getLogger("fraudgraph.recovery")
 
 
 def committed_offsets(settings: Settings) -> dict[TopicPartition, int]:
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="fraudgraph-recovery")
+    """The worker group's committed offsets on the input topic (a consumer that never joins the group)."""
+    probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=settings.app_id,
+                          enable_auto_commit=False, client_id="fraudgraph-recovery")
     try:
-        offsets = admin.list_consumer_group_offsets(settings.app_id)
+        partitions = probe.partitions_for_topic(settings.events_topic) or set()
+        out = {}
+        for partition in sorted(partitions):
+            tp = TopicPartition(settings.events_topic, partition)
+            offset = probe.committed(tp)
+            if offset is not None and offset > 0:
+                out[tp] = offset
+        return out
     finally:
-        admin.close()
-    return {tp: meta.offset for tp, meta in offsets.items()
-            if tp.topic == settings.events_topic and meta.offset is not None and meta.offset >= 0}
+        probe.close()
 
 
 def rebuild(pipeline: Pipeline, settings: Settings, batch: int = 5000) -> int:
