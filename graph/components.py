@@ -12,7 +12,7 @@ incremental result equals a full recompute over the whole graph.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import igraph
@@ -31,7 +31,7 @@ class Group:
     from_split: bool = False
 
 
-def components_from(seeds: Iterable[str], binding: BindingState, blocks: dict[str, frozenset[str]] | None = None,
+def components_from(seeds: Iterable[str], binding: BindingState, blocks: Mapping[str, frozenset[str]] | None = None,
                     block_of: dict[str, str] | None = None) -> list[Group]:
     """Connected components of the binding graph (accounts only) that contain a seed member.
 
@@ -81,7 +81,7 @@ def components_from(seeds: Iterable[str], binding: BindingState, blocks: dict[st
     return out
 
 
-def group_members(group: Group, blocks: dict[str, frozenset[str]]) -> frozenset[str]:
+def group_members(group: Group, blocks: Mapping[str, frozenset[str]]) -> frozenset[str]:
     if len(group.blocks) == 1 and not group.loose:
         return blocks[group.blocks[0]]
     out: set[str] = set(group.loose)
@@ -125,7 +125,7 @@ def split_large(component: list[str], binding: BindingState, config: DetectionCo
 
 
 def cluster_region(seeds: Iterable[str], binding: BindingState, config: DetectionConfig,
-                   blocks: dict[str, frozenset[str]] | None = None, block_of: dict[str, str] | None = None
+                   blocks: Mapping[str, frozenset[str]] | None = None, block_of: dict[str, str] | None = None
                    ) -> list[tuple[frozenset[str], Group]]:
     """The groups of at least ``track_min_size`` accounts reachable from the seeds, largest first."""
     blocks = blocks or {}

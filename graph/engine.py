@@ -60,6 +60,21 @@ class EngineOutput:
         self.watermark = max(self.watermark, other.watermark)
 
 
+class IntactClusters:
+    """Tracked clusters nothing was removed from this tick: the walk may take them over whole."""
+
+    def __init__(self, registry: ClusterRegistry, rewalk: set[str]) -> None:
+        self.clusters = registry.clusters
+        self.rewalk = rewalk
+
+    def __contains__(self, cluster_id: object) -> bool:
+        cluster = self.clusters.get(cluster_id)  # type: ignore[arg-type]
+        return cluster is not None and not cluster.from_split and cluster_id not in self.rewalk
+
+    def __getitem__(self, cluster_id: str) -> frozenset[str]:
+        return self.clusters[cluster_id].members
+
+
 class DetectionEngine:
     def __init__(self, config: DetectionConfig | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config = config or DetectionConfig()
@@ -87,6 +102,10 @@ class DetectionEngine:
             self.counters["events"] += 1
             for released in push(event):
                 self._apply(released, out)
+        # Every event before a boundary the watermark has passed is applied: detect now rather than
+        # when the next event is released (same result, earlier).
+        if self._next_tick is not None and self.reorder.watermark >= self._next_tick:
+            self._advance_ticks(self.reorder.watermark, out)
         self.counters["late"] = self.reorder.late_events
         out.watermark = self.reorder.watermark
         return out
@@ -160,14 +179,15 @@ class DetectionEngine:
         touched = registry.touched_by({a for a, _e in changed_links})
         old_ids = registry.touched_by(seeds)
         rewalk = registry.touched_by(shrunk)
-        blocks = {}
         for cluster_id in old_ids:
             cluster = registry.clusters[cluster_id]
             if cluster_id in rewalk or cluster.from_split:
                 seeds.update(cluster.members)
-            else:
-                blocks[cluster_id] = cluster.members
+        blocks = IntactClusters(registry, rewalk)
         groups = cluster_region(seeds, self.binding, config, blocks, registry.cluster_of)
+        for _members, group in groups:  # clusters the walk reached that no seed was in
+            old_ids.update(group.blocks)
+            old_ids.update(registry.touched_by(group.loose))
         lineage, changed, gone = self.registry.reconcile(old_ids, groups, at)
         out.lineage += lineage
         self._inherit_verdicts(lineage)

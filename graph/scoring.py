@@ -75,8 +75,10 @@ def _hub_group(strong: list[str], shared: dict[str, list[str]], config: Detectio
 
 
 def _largest_piece(groups: list[list[str]]) -> int:
-    """Size of the largest set of accounts connected through the given shared-entity groups."""
+    """Accounts in the largest piece connected through the given shared-entity groups, counting
+    only pieces held together by at least two entities: one card's star is not a mesh."""
     parent: dict[str, str] = {}
+    entities: dict[str, int] = {}  # root -> entities merged into it
 
     def find(x: str) -> str:
         root = x
@@ -88,15 +90,18 @@ def _largest_piece(groups: list[list[str]]) -> int:
 
     for accounts in groups:
         first = find(accounts[0])
+        count = entities.pop(first, 0) + 1
         for other in accounts[1:]:
             root = find(other)
             if root != first:
                 parent[root] = first
+                count += entities.pop(root, 0)
+        entities[first] = count
     sizes: dict[str, int] = {}
     for account in parent:
         root = find(account)
         sizes[root] = sizes.get(root, 0) + 1
-    return max(sizes.values(), default=0)
+    return max((n for root, n in sizes.items() if entities.get(root, 0) >= 2), default=0)
 
 
 def score_cluster(members: frozenset[str], binding: BindingState, config: DetectionConfig,

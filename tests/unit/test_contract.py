@@ -1,0 +1,73 @@
+"""The decoder enforces exactly the JSON Schema contract, with a clear reason for each rejection."""
+
+import json
+
+import jsonschema
+import pytest
+
+from streams.contract import MAX_EVENT_BYTES, SCHEMA_PATH, InvalidEvent, decode_event
+
+GOOD = {"event_id": "e1", "type": "login", "account_id": "a1", "ts": "2026-01-05T00:00:00Z",
+        "device_id": "d1", "ip": "10.0.0.1", "payment_id": None}
+
+VALID = [
+    GOOD,
+    {**GOOD, "ts": "2026-01-05T01:00:00.123+01:00", "ip": "2001:db8::1"},
+    {**GOOD, "extra_field": {"nested": [1, 2]}, "asn": 16509, "country": "DE"},
+    {"event_id": "e2", "type": "signup", "account_id": "a", "ts": "2026-01-05T00:00:00-05:30"},
+    {**GOOD, "type": "api_usage", "device_id": None, "ip": None},
+]
+
+INVALID = [
+    (b"not json at all", "not valid JSON"),
+    (b"[1, 2, 3]", "Expected `object`"),
+    (b'"a string"', "Expected `object`"),
+    (json.dumps({k: v for k, v in GOOD.items() if k != "account_id"}).encode(), "missing required field `account_id`"),
+    (json.dumps({**GOOD, "account_id": 7}).encode(), "Expected `str`, got `int`"),
+    (json.dumps({**GOOD, "account_id": ""}).encode(), "length >= 1"),
+    (json.dumps({**GOOD, "type": "purchase"}).encode(), "Invalid enum value 'purchase'"),
+    (json.dumps({**GOOD, "ts": "2026-01-05 00:00:00"}).encode(), "not an RFC 3339"),
+    (json.dumps({**GOOD, "ts": "2026-01-05T00:00:00"}).encode(), "not an RFC 3339"),
+    (json.dumps({**GOOD, "ts": "2026-02-30T00:00:00Z"}).encode(), "not a valid date-time"),
+    (json.dumps({**GOOD, "ip": "300.1.2.3"}).encode(), "not an IPv4 or IPv6"),
+    (json.dumps({**GOOD, "ip": "localhost"}).encode(), "not an IPv4 or IPv6"),
+    (json.dumps({**GOOD, "device_id": 12}).encode(), "Expected `str | null`"),
+    (b"\xff\xfe\x00garbage", "not valid JSON"),
+    (json.dumps({**GOOD, "user_agent": "x" * (MAX_EVENT_BYTES + 1)}).encode(), "over the 65536-byte limit"),
+]
+
+
+@pytest.mark.parametrize("event", VALID)
+def test_valid_events_decode(event):
+    decoded = decode_event(json.dumps(event).encode())
+    assert decoded.account_id == event["account_id"]
+    assert decoded.event_id == event["event_id"]
+
+
+@pytest.mark.parametrize("raw,reason", INVALID)
+def test_invalid_events_say_why(raw, reason):
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(raw)
+    assert reason in info.value.reason
+
+
+def test_decoder_agrees_with_the_schema_file():
+    schema = json.loads(SCHEMA_PATH.read_text())
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    for event in VALID:
+        assert not list(validator.iter_errors(event)), event
+    for raw, _reason in INVALID:
+        try:
+            value = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            continue  # not JSON: nothing for a schema to say
+        if len(raw) > MAX_EVENT_BYTES:
+            continue  # the size limit is stated in the schema's description, enforced before parsing
+        assert list(validator.iter_errors(value)), raw[:80]
+
+
+def test_time_offsets_and_ip_forms_are_normalised():
+    a = decode_event(json.dumps({**GOOD, "ts": "2026-01-05T01:00:00+01:00", "ip": "2001:0db8::0001"}).encode())
+    b = decode_event(json.dumps({**GOOD, "ts": "2026-01-05T00:00:00Z", "ip": "2001:db8::1"}).encode())
+    assert a.ts == b.ts
+    assert a.ip == b.ip == "2001:db8::1"
