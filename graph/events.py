@@ -46,14 +46,18 @@ class AccountEvent:
 
 
 def entity_key(kind: str, value: str) -> str:
-    """>>> entity_key("device", "abc")
+    """The compact key of an entity.
+
+    >>> entity_key("device", "abc")
     'd:abc'
     """
     return _PREFIX[kind] + value
 
 
 def split_entity_key(key: str) -> tuple[str, str]:
-    """>>> split_entity_key("p:card-9")
+    """Kind and value of a compact key.
+
+    >>> split_entity_key("p:card-9")
     ('payment', 'card-9')
     """
     return _KIND_OF_PREFIX[key[0]], key[2:]

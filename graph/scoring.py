@@ -174,7 +174,9 @@ def score_cluster(members: frozenset[str], binding: BindingState, config: Detect
 
 
 def severity_of(size: int, score: float, strong_entities: int, config: DetectionConfig) -> str | None:
-    """>>> severity_of(150, 0.9, 12, DetectionConfig())
+    """Severity from size, score and how many devices/cards bind the cluster.
+
+    >>> severity_of(150, 0.9, 12, DetectionConfig())
     'high'
     >>> severity_of(150, 0.1, 1, DetectionConfig()) is None
     True

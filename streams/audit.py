@@ -65,6 +65,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("account_id", pa.string()), ("entity_type", pa.string()), ("entity_value", pa.string()),
         ("last_seen", TS), ("cluster_id", pa.string()),
     ]),
+    "audit_flushes": pa.schema([
+        ("flushed_at", TS), ("rows", pa.int64()), ("pid", pa.int64()),
+    ]),
     "verdict_rows": pa.schema([
         ("verdict_id", pa.string()), ("cluster_id", pa.string()), ("verdict", pa.string()), ("analyst", pa.string()),
         ("note", pa.string()), ("decided_at", TS),
@@ -105,6 +108,9 @@ VIEWS = {
                list(DISTINCT cluster_id ORDER BY cluster_id) AS cluster_ids
         FROM {account_link_rows} GROUP BY ALL""",
     "verdicts": "SELECT DISTINCT * FROM {verdict_rows}",
+    "freshness": """
+        SELECT max(flushed_at) AS last_flush, now() - max(flushed_at) AS age, sum(rows) AS rows_written
+        FROM {audit_flushes}""",
 }
 
 
@@ -251,6 +257,14 @@ class AuditStore:
                 for name, rows in pending:
                     self._rows[name][:0] = rows
             raise
+        if written:  # one row per flush: investigators (and the freshness test) see how current the store is
+            folder = self.parts / "audit_flushes"
+            final = folder / f"{stamp}-{self._seq:06d}-f.parquet"
+            tmp = folder / f".{final.name}.tmp"
+            pq.write_table(pa.Table.from_pylist(
+                [{"flushed_at": _ts(self.clock()), "rows": written, "pid": os.getpid()}],
+                schema=SCHEMAS["audit_flushes"]), tmp)
+            os.replace(tmp, final)
         self.rows_written += written
         return written
 
@@ -285,7 +299,8 @@ class AuditStore:
 def _time_column(table: str) -> str | None:
     return {"alert_versions": "created_at", "alert_member_changes": "changed_at", "cluster_snapshots": "snapshot_at",
             "cluster_member_snapshots": "snapshot_at", "cluster_evidence_snapshots": "snapshot_at",
-            "cluster_lineage_rows": "happened_at", "account_link_rows": "last_seen", "verdict_rows": "decided_at"}.get(table)
+            "cluster_lineage_rows": "happened_at", "account_link_rows": "last_seen", "verdict_rows": "decided_at",
+            "audit_flushes": "flushed_at"}.get(table)
 
 
 def _links(window: LinkWindow, account: str) -> Iterable[tuple[str, float]]:

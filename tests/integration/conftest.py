@@ -1,0 +1,121 @@
+"""Integration fixtures: one real Apache Kafka broker per session; one isolated worker per test
+(its own topics, consumer group, metrics port and audit store)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streams.demo import metric_sum, scrape, start_worker, stop, wait_for
+from streams.devkafka import DevKafka, free_port
+from streams.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def broker():
+    with DevKafka() as kafka:
+        yield kafka
+
+
+class WorkerHandle:
+    def __init__(self, broker: DevKafka, tmp: Path, **overrides) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.broker = broker
+        self.tmp = tmp
+        self.settings = replace(Settings(
+            bootstrap=broker.bootstrap, app_id=f"fg-{tag}", events_topic=f"events-{tag}",
+            dlq_topic=f"dlq-{tag}", alerts_topic=f"alerts-{tag}", verdicts_topic=f"verdicts-{tag}",
+            audit_db=str(tmp / "audit.duckdb"), metrics_port=free_port(), idle_flush_seconds=3.0,
+        ), **overrides)
+        s = self.settings
+        broker.create_topics([s.events_topic, s.dlq_topic, s.alerts_topic, s.verdicts_topic])
+        self.proc = None
+        self.produced = 0
+
+    def flags(self) -> list[str]:
+        s = self.settings
+        return ["--app-id", s.app_id, "--events-topic", s.events_topic, "--dlq-topic", s.dlq_topic,
+                "--alerts-topic", s.alerts_topic, "--verdicts-topic", s.verdicts_topic,
+                "--lateness-seconds", str(s.lateness_seconds), "--tick-seconds", str(s.tick_seconds)]
+
+    def start(self) -> "WorkerHandle":
+        self.proc = start_worker(self.settings, self.tmp / f"worker-{uuid.uuid4().hex[:4]}.log", self.flags())
+        wait_for(lambda: scrape(self.settings.metrics_port), 120, "worker /metrics", self.proc)
+        # Faust is subscribed once its consumer group has joined: give it a moment before producing.
+        wait_for(lambda: self.metric("fraudgraph_live_accounts") is not None, 30, "first housekeeping", self.proc)
+        return self
+
+    def metric(self, name: str) -> float | None:
+        try:
+            values = scrape(self.settings.metrics_port)
+        except OSError:
+            return None
+        return metric_sum(values, name) if any(k.startswith(name) for k in values) else None
+
+    def produce(self, values: list[bytes | None], keys: list[bytes | None] | None = None) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.broker.bootstrap, acks="all", linger_ms=10)
+        for i, value in enumerate(values):
+            producer.send(self.settings.events_topic, key=keys[i] if keys else None, value=value)
+        producer.flush()
+        producer.close()
+        self.produced += len(values)
+
+    def produce_file(self, path: Path) -> int:
+        lines = [line for line in path.read_bytes().splitlines() if line]
+        self.produce(lines, [json.loads(line)["account_id"].encode() for line in lines])
+        return len(lines)
+
+    def wait_consumed(self, timeout: float = 300) -> None:
+        wait_for(lambda: (self.metric('fraudgraph_events_in_total{stage="decode"}') or 0) >= self.produced,
+                 timeout, f"the worker to consume {self.produced} records", self.proc, interval=1)
+
+    def settle(self) -> None:
+        """Wait out the idle flush of held events and the audit flush after it."""
+        import time
+
+        time.sleep(self.settings.idle_flush_seconds + 3 * self.settings.audit_flush_seconds + 1.5)
+
+    def read_topic(self, topic: str) -> list:
+        consumer = KafkaConsumer(bootstrap_servers=self.broker.bootstrap, auto_offset_reset="earliest",
+                                 enable_auto_commit=False, consumer_timeout_ms=4000)
+        consumer.assign([TopicPartition(topic, 0)])
+        consumer.seek_to_beginning()
+        records = list(consumer)
+        consumer.close()
+        return records
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+
+
+@pytest.fixture
+def worker(broker, tmp_path):
+    handles: list[WorkerHandle] = []
+
+    def make(**overrides) -> WorkerHandle:
+        handle = WorkerHandle(broker, tmp_path, **overrides)
+        handles.append(handle)
+        return handle
+
+    yield make
+    for handle in handles:
+        handle.stop()
+
+
+def contract_json(event) -> bytes:
+    """A graph.AccountEvent back to the wire contract."""
+    from streams.pipeline import iso
+
+    out = {"event_id": event.event_id, "type": event.type, "account_id": event.account_id, "ts": iso(event.ts),
+           "device_id": event.device_id, "ip": event.ip, "payment_id": event.payment_id}
+    if event.asn:
+        out["asn"] = event.asn
+    return orjson.dumps(out)
