@@ -9,8 +9,9 @@ def farm(prefix: str, n: int, devices: int, t: float = T0, step: float = 1.0, dc
     for i in range(n):
         account = f"{prefix}{i}"
         ts = t + i * step
-        events.append(ev(account, ts, device=f"{prefix}-dev{i % devices}", ip=f"77.{i}.0.1", kind="signup"))
-        events.append(ev(account, ts + 0.5, device=f"{prefix}-dev{(i + 1) % devices}", ip=f"77.{i}.0.2"))
+        proxy = f"77.{i % 250}.{ord(prefix[0]) % 250}"  # rotating proxies: an address per account
+        events.append(ev(account, ts, device=f"{prefix}-dev{i % devices}", ip=f"{proxy}.1", kind="signup"))
+        events.append(ev(account, ts + 0.5, device=f"{prefix}-dev{(i + 1) % devices}", ip=f"{proxy}.2"))
         if dc_ip:
             events.append(ev(account, ts + 0.7, ip=dc_ip, kind="api_usage", asn="AS16509"))
     return events
