@@ -80,6 +80,15 @@ def build_app(settings: Settings, pipeline: Pipeline, lag_probe=None) -> faust.A
         except OSError as exc:  # rows stay buffered; the next flush retries
             log.error("audit flush failed, will retry: %s", exc)
 
+    @app.timer(interval=300.0)
+    async def audit_compact() -> None:
+        # One segment a second per table adds up: fold them (and apply retention) every 5 minutes.
+        if pipeline.audit is not None:
+            try:
+                pipeline.audit.compact(min_segments=50)
+            except Exception as exc:  # noqa: BLE001 - compaction is an optimisation; never stop detection
+                log.error("audit compaction failed: %s", exc)
+
     return app
 
 

@@ -134,6 +134,7 @@ class AuditStore:
         self._lock = threading.Lock()
         self._seq = 0
         self.rows_written = 0
+        self.event_time_now = float("-inf")  # newest watermark seen: event-time retention ages against it
 
     # -- setup ------------------------------------------------------------------------------
     def create(self, wait_seconds: float = 60.0) -> None:
@@ -166,6 +167,7 @@ class AuditStore:
     # -- rows from the engine ---------------------------------------------------------------
     def add_output(self, out: EngineOutput, window: LinkWindow | None = None) -> None:
         with self._lock:
+            self.event_time_now = max(self.event_time_now, out.watermark)
             for update in out.alerts:
                 self._add_alert(update)
                 if window is not None and update.members_added:
@@ -268,19 +270,21 @@ class AuditStore:
         self.rows_written += written
         return written
 
-    def compact(self) -> None:
+    def compact(self, min_segments: int = 2) -> None:
         """Rewrite each table as one segment: superseded versions and rows past retention dropped."""
-        cutoff = _ts(self.clock() - self.retention_days * 86400)
+        horizon = self.retention_days * 86400
+        cutoffs = {"wall": _ts(self.clock() - horizon), "event": _ts(self.event_time_now - horizon)}
         con = duckdb.connect()
         try:
             for name in SCHEMAS:
                 folder = self.parts / name
                 old = sorted(p for p in folder.glob("*.parquet") if p.name != "000-schema.parquet")
-                if len(old) < 2:
+                if len(old) < max(2, min_segments):
                     continue
                 files = ", ".join(f"'{p}'" for p in old)
-                time_col = _time_column(name)
-                keep = f"WHERE ({time_col} IS NULL OR {time_col} >= make_timestamptz({cutoff}))" if time_col else ""
+                time_col, clock = _time_column(name)
+                cutoff = cutoffs[clock]
+                keep = f"WHERE ({time_col} IS NULL OR {time_col} >= make_timestamptz({cutoff}))" if cutoff else ""
                 if name in ("cluster_member_snapshots", "cluster_evidence_snapshots"):
                     # Only the newest snapshot of each cluster is ever shown.
                     keep += (" AND " if keep else "WHERE ") + (
@@ -296,11 +300,13 @@ class AuditStore:
             con.close()
 
 
-def _time_column(table: str) -> str | None:
-    return {"alert_versions": "created_at", "alert_member_changes": "changed_at", "cluster_snapshots": "snapshot_at",
-            "cluster_member_snapshots": "snapshot_at", "cluster_evidence_snapshots": "snapshot_at",
-            "cluster_lineage_rows": "happened_at", "account_link_rows": "last_seen", "verdict_rows": "decided_at",
-            "audit_flushes": "flushed_at"}.get(table)
+def _time_column(table: str) -> tuple[str, str]:
+    """The column retention ages a table by, and whether it holds wall time or event time."""
+    return {"alert_versions": ("created_at", "wall"), "alert_member_changes": ("changed_at", "wall"),
+            "cluster_snapshots": ("snapshot_at", "event"), "cluster_member_snapshots": ("snapshot_at", "event"),
+            "cluster_evidence_snapshots": ("snapshot_at", "event"), "cluster_lineage_rows": ("happened_at", "event"),
+            "account_link_rows": ("last_seen", "event"), "verdict_rows": ("decided_at", "wall"),
+            "audit_flushes": ("flushed_at", "wall")}[table]
 
 
 def _links(window: LinkWindow, account: str) -> Iterable[tuple[str, float]]:

@@ -73,6 +73,8 @@ def replay(paths: list[Path], pipeline: Pipeline, dlq_path: Path | None = None, 
             totals["records"] += len(buffer)
         account(pipeline.flush_held())
         pipeline.flush_audit()
+        if pipeline.audit is not None:
+            pipeline.audit.compact()
     finally:
         if dlq:
             dlq.close()

@@ -1,0 +1,42 @@
+"""The alert rules are valid for promtool and their unit tests pass; every alert is documented."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "deploy" / "prometheus" / "fraudgraph.rules.yml"
+RULE_TESTS = ROOT / "deploy" / "prometheus" / "tests" / "fraudgraph.rules.test.yml"
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    assert path, "promtool is missing: .ci/setup installs Debian's prometheus package"
+    return path
+
+
+def test_rules_pass_promtool_check(promtool):
+    result = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rule_unit_tests_pass(promtool):
+    result = subprocess.run([promtool, "test", "rules", RULE_TESTS.name], cwd=RULE_TESTS.parent,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_is_tested_labelled_and_documented():
+    rules = RULES.read_text()
+    alerts = re.findall(r"- alert: (\w+)", rules)
+    assert len(alerts) >= 6
+    tests = RULE_TESTS.read_text()
+    readme = (ROOT / "README.md").read_text()
+    for alert in alerts:
+        assert f"alertname: {alert}" in tests, f"{alert} has no promtool test"
+        assert alert in readme, f"{alert} is not documented in the README"
+    assert rules.count("severity:") == rules.count("summary:") == rules.count("description:") == len(alerts)
