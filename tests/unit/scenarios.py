@@ -1,5 +1,7 @@
 """Hand-built groups whose right answer is known."""
 
+import zlib
+
 from tests.conftest import T0, ev
 
 
@@ -9,9 +11,11 @@ def farm(prefix: str, n: int, devices: int, t: float = T0, step: float = 1.0, dc
     for i in range(n):
         account = f"{prefix}{i}"
         ts = t + i * step
-        proxy = f"77.{i % 250}.{ord(prefix[0]) % 250}"  # rotating proxies: an address per account
-        events.append(ev(account, ts, device=f"{prefix}-dev{i % devices}", ip=f"{proxy}.1", kind="signup"))
-        events.append(ev(account, ts + 0.5, device=f"{prefix}-dev{(i + 1) % devices}", ip=f"{proxy}.2"))
+        # rotating proxies: an address per account and event, never shared with another farm
+        net = zlib.crc32(prefix.encode())
+        proxy = f"{(net >> 8) % 250}.{(net >> 16) % 250}.{i % 250}"
+        events.append(ev(account, ts, device=f"{prefix}-dev{i % devices}", ip=f"77.{proxy}", kind="signup"))
+        events.append(ev(account, ts + 0.5, device=f"{prefix}-dev{(i + 1) % devices}", ip=f"78.{proxy}"))
         if dc_ip:
             events.append(ev(account, ts + 0.7, ip=dc_ip, kind="api_usage", asn="AS16509"))
     return events
