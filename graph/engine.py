@@ -86,6 +86,7 @@ class DetectionEngine:
         self.dedupe = Deduplicator(self.config.window_seconds + self.config.allowed_lateness_seconds)
         self.reorder = ReorderBuffer(self.config.allowed_lateness_seconds)
         self._next_tick: float | None = None
+        self.tick_timings: list[float] | None = None  # set to [] to record each working tick's seconds
         self.counters = {"events": 0, "duplicates": 0, "late": 0, "too_old": 0, "expired_links": 0}
         self._wall = 0.0
 
@@ -158,6 +159,7 @@ class DetectionEngine:
         changed_links, private_flips = self.window.drain_changes()
         if not changed_links and not private_flips:
             return
+        started = time.perf_counter() if self.tick_timings is not None else 0.0
         flipped = self.binding.update(changed_links, private_flips)
         # Re-cluster only where an account's binding links changed: a new link to an entity that
         # binds nothing moves no component.
@@ -206,6 +208,8 @@ class DetectionEngine:
                 continue  # too small to alert: tracked for lineage, not scored
             if self._needs_score(cluster, at):
                 self._score(cluster, at, out)
+        if self.tick_timings is not None:
+            self.tick_timings.append(time.perf_counter() - started)
 
     def _why_gone(self, cluster_id: str, lineage: list[LineageEvent]) -> str:
         for event in lineage:

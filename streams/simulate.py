@@ -103,6 +103,7 @@ class _Traffic:
         n = cfg.benign_accounts
         nat_ips = [self.ip(100) for _ in range(max(3, n // 250))]
         wifi_ips = [self.ip(101) for _ in range(max(5, n // 60))]
+        self.cafes = [self.ip(103) for _ in range(max(5, n // 12))]  # small spots: ~5-20 regulars each
         vpn_ips = [self.ip(102) for _ in range(max(5, n // 2000))]
         kiosks = [self.ids("kiosk") for _ in range(max(2, n // 1500))]
         made = 0
@@ -116,6 +117,7 @@ class _Traffic:
                 self.benign_user(home_ip, home_asn, family_card, tablet, nat_ips, wifi_ips, vpn_ips, kiosks)
                 made += 1
         self.companies(max(1, n // 2500))
+        self.small_offices(max(1, n // 150))
 
     def benign_user(self, home_ip: str, home_asn: str, family_card: str | None, tablet: str | None,
                     nat_ips: list[str], wifi_ips: list[str], vpn_ips: list[str], kiosks: list[str]) -> None:
@@ -128,7 +130,7 @@ class _Traffic:
         card = family_card if family_card and rng.random() < 0.7 else (self.ids("card") if rng.random() < 0.6 else None)
         domain = rng.choice(FREEMAIL)
         nat = rng.choice(nat_ips)
-        places = rng.sample(wifi_ips, rng.choice((0, 0, 1, 1, 2, 3)))
+        places = rng.sample(wifi_ips, rng.choice((0, 0, 1, 1, 2, 3))) + rng.sample(self.cafes, rng.choice((0, 1, 1, 2)))
         vpn = rng.sample(vpn_ips, rng.randint(2, 5)) if rng.random() < 0.08 else []
         kiosk = rng.choice(kiosks) if kiosk_only or rng.random() < 0.03 else None
         dev_server = self.ip(52) if rng.random() < 0.04 else None
@@ -181,6 +183,24 @@ class _Traffic:
                     u = self.when(lo=t)
                     self.emit(u, "login", account, device, rng.choice(offices), asn="AS3356")
                     self.emit(u + 10, "api_usage", account, None, rng.choice(cloud), asn="AS16509")
+
+    def small_offices(self, count: int) -> None:
+        """Shops and small firms: 4-18 staff on one office IP and one company card, each with their
+        own phone, who also drop into the small cafés nearby."""
+        rng = self.rng
+        for _ in range(count):
+            office, card = self.ip(65), self.ids("shopcard")
+            nearby = rng.sample(self.cafes, 3)
+            for _ in range(rng.randint(4, 18)):
+                account = self.ids("st")
+                self.labels[account] = ("", "benign_small_office")
+                phone = self.ids("ph")
+                self.emit(self.when(), "payment_method_added", account, phone, office, card, asn="AS3320")
+                for _ in range(rng.randint(2, 6)):
+                    t = self.when()
+                    self.emit(t, "login", account, phone, office if rng.random() < 0.6 else rng.choice(nearby),
+                              asn="AS3320")
+                    self.emit(t + 5, "api_usage", account, None, office, asn="AS3320")
 
     # -- rings ------------------------------------------------------------------------------
     def ring(self, spec: RingSpec, ring_id: str, t0: float, spread: float, cell_links: list[str] | None = None
