@@ -24,6 +24,7 @@ class AlertUpdate:
     score: float
     member_count: int
     detected_at: float  # event time of the event that made the cluster alert-worthy
+    alerted_at: float  # event time of the detection tick that published this version
     created_at: float  # wall time the alert was (re)published
     reason: str
     features: dict[str, float]
@@ -48,7 +49,7 @@ class AlertBook:
         self.open: dict[str, _OpenAlert] = {}  # cluster id -> its alert
         self._generation: dict[str, int] = {}  # a cluster re-alerting after a close gets "-2", "-3"
 
-    def on_scored(self, cluster: Cluster, scored: ClusterScore, wall: float, *,
+    def on_scored(self, cluster: Cluster, scored: ClusterScore, at: float, wall: float, *,
                   severity: str | None, reason: str) -> AlertUpdate | None:
         current = self.open.get(cluster.cluster_id)
         if current is None:
@@ -80,7 +81,21 @@ class AlertBook:
             current.published_size = len(cluster.members)
         current.members = cluster.members
         return AlertUpdate(current.alert_id, cluster.cluster_id, action, notify, current.version, current.severity,
-                           scored.score, len(cluster.members), current.detected_at, wall, reason,
+                           scored.score, len(cluster.members), current.detected_at, at, wall, reason,
+                           scored.features, scored.evidence, added, removed)
+
+    def on_members(self, cluster: Cluster, at: float, wall: float) -> AlertUpdate | None:
+        """A membership delta for an open alert between re-scores (audit store only, no page)."""
+        current = self.open.get(cluster.cluster_id)
+        if current is None or cluster.members == current.members or cluster.score is None:
+            return None
+        scored: ClusterScore = cluster.score  # type: ignore[assignment]
+        added = tuple(sorted(cluster.members - current.members))
+        removed = tuple(sorted(current.members - cluster.members))
+        current.version += 1
+        current.members = cluster.members
+        return AlertUpdate(current.alert_id, cluster.cluster_id, "members", False, current.version, current.severity,
+                           scored.score, len(cluster.members), current.detected_at, at, wall, "membership changed",
                            scored.features, scored.evidence, added, removed)
 
     def on_gone(self, cluster_id: str, at: float, wall: float, why: str) -> AlertUpdate | None:
@@ -89,4 +104,4 @@ class AlertBook:
             return None
         current.version += 1
         return AlertUpdate(current.alert_id, cluster_id, "closed", True, current.version, current.severity, 0.0, 0,
-                           current.detected_at, wall, why, {}, (), (), ())
+                           current.detected_at, at, wall, why, {}, (), (), ())

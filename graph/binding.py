@@ -50,10 +50,11 @@ class BindingState:
         degree = len(accounts)
         if degree < 2 or degree > self.max_degree[kind]:
             return False
-        exclusive = sum(1 for a in accounts if not self._has_private(a, kind))
+        exclusive = sum(1 for a in accounts if not self.has_private(a, kind))
         return exclusive >= self.config.exclusivity_min * degree
 
-    def _has_private(self, account: str, kind: str) -> bool:
+    def has_private(self, account: str, kind: str) -> bool:
+        """``LinkWindow.has_private``, memoised for the tick (the window does not change within it)."""
         key = (account, kind)
         known = self._private.get(key)
         if known is None:

@@ -47,12 +47,18 @@ def components_from(seeds: Iterable[str], binding: BindingState, blocks: Mapping
     members_now = binding.members_now  # settled by the binding update that ran first
     blocks = blocks or {}
     block_of = block_of or {}
+    seeds = sorted(seeds)
+    seeds_in_block: dict[str, list[str]] = {}  # seeds carry the new links: always walk them
+    for seed in seeds:
+        block = block_of.get(seed)
+        if block is not None and block in blocks:
+            seeds_in_block.setdefault(block, []).append(seed)
     seen: set[str] = set()
     taken_blocks: set[str] = set()
     visited_entities: set[str] = set()
     out: list[Group] = []
-    for seed in sorted(seeds):
-        if seed in seen or seed not in members_now:
+    for seed in seeds:
+        if seed in seen or seed not in members_now or block_of.get(seed) in taken_blocks:
             continue
         group = Group()
         stack = [seed]
@@ -61,11 +67,14 @@ def components_from(seeds: Iterable[str], binding: BindingState, blocks: Mapping
             account = stack.pop()
             block = block_of.get(account)
             if block is not None and block in blocks:
-                if block not in taken_blocks:
+                if block not in taken_blocks:  # its members count as seen via taken_blocks
                     taken_blocks.add(block)
                     group.blocks.append(block)
-                    seen.update(blocks[block])
                     group.size += len(blocks[block])
+                    for inner in seeds_in_block.get(block, ()):
+                        if inner not in seen and inner in members_now:
+                            seen.add(inner)
+                            stack.append(inner)
             else:
                 group.loose.append(account)
                 group.size += 1
@@ -76,7 +85,8 @@ def components_from(seeds: Iterable[str], binding: BindingState, blocks: Mapping
                 for other in members_of[entity]:
                     if other not in seen and other in members_now:
                         seen.add(other)
-                        stack.append(other)
+                        if block_of.get(other) not in taken_blocks:
+                            stack.append(other)
         out.append(group)
     return out
 

@@ -208,6 +208,10 @@ class DetectionEngine:
                 continue  # too small to alert: tracked for lineage, not scored
             if self._needs_score(cluster, at):
                 self._score(cluster, at, out)
+            elif cluster.cluster_id in changed_ids:
+                update = self.alerts.on_members(cluster, at, self._wall)
+                if update:
+                    out.alerts.append(update)
         if self.tick_timings is not None:
             self.tick_timings.append(time.perf_counter() - started)
 
@@ -238,8 +242,14 @@ class DetectionEngine:
         return abs(size - last) >= max(1.0, config.rescore_growth * last)
 
     def _rescore_interval(self, cluster: Cluster) -> float:
-        # Large clusters change little per new link; scoring one costs its size.
-        return self.config.rescore_seconds * max(1.0, len(cluster.members) / 200)
+        # Large clusters change little per new link, and scoring one costs its size. A cluster that
+        # scored near zero (a crowd on one hub) is re-scored only when its membership moves.
+        score = cluster.score.score if cluster.score is not None else 1.0  # type: ignore[attr-defined]
+        if score < 0.1 and cluster.cluster_id not in self.alerts.open:
+            return float("inf")
+        open_alert = self.alerts.open.get(cluster.cluster_id)
+        settled = 4.0 if open_alert is not None and open_alert.severity == "high" else 1.0  # nothing to escalate to
+        return self.config.rescore_seconds * settled * max(1.0, len(cluster.members) / 200)
 
     def _score(self, cluster: Cluster, at: float, out: EngineOutput) -> None:
         scored = score_cluster(cluster.members, self.binding, self.config, at)
@@ -258,7 +268,7 @@ class DetectionEngine:
             if closing:
                 out.alerts.append(closing)
             return
-        update = self.alerts.on_scored(cluster, scored, self._wall, severity=severity, reason=reason)
+        update = self.alerts.on_scored(cluster, scored, at, self._wall, severity=severity, reason=reason)
         if update:
             out.alerts.append(update)
 

@@ -124,9 +124,10 @@ def score_cluster(members: frozenset[str], binding: BindingState, config: Detect
     strong = [e for e in hubs if kind_of(e) != IP]
     with_device = {a for e in strong if kind_of(e) == DEVICE for a in shared[e]}
     with_payment = {a for e in strong if kind_of(e) != DEVICE for a in shared[e]}
-    mesh = _largest_piece([shared[e] for e in strong if e not in _hub_group(strong, shared, config)]) / size
+    hub = _hub_group(strong, shared, config)
+    mesh = _largest_piece([shared[e] for e in strong if e not in hub]) / size
     no_own_identity = sum(1 for a in with_device | with_payment
-                          if not window.has_private(a, DEVICE) and not window.has_private(a, PAYMENT)) / size
+                          if not binding.has_private(a, DEVICE) and not binding.has_private(a, PAYMENT)) / size
     strong_entities = len(strong)
 
     infos = [window.info.get(a) for a in members]

@@ -38,8 +38,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "alert_versions": pa.schema([
         ("alert_id", pa.string()), ("version", pa.int64()), ("cluster_id", pa.string()),
         ("action", pa.string()), ("notify", pa.bool_()), ("severity", pa.string()), ("score", pa.float64()),
-        ("member_count", pa.int64()), ("detected_at", TS), ("created_at", TS), ("reason", pa.string()),
-        ("features", pa.string()), ("evidence", pa.string()),
+        ("member_count", pa.int64()), ("detected_at", TS), ("alerted_at", TS), ("created_at", TS),
+        ("reason", pa.string()), ("features", pa.string()), ("evidence", pa.string()),
     ]),
     "alert_member_changes": pa.schema([
         ("alert_id", pa.string()), ("version", pa.int64()), ("account_id", pa.string()), ("added", pa.bool_()),
@@ -77,7 +77,7 @@ SCHEMAS: dict[str, pa.Schema] = {
 # The investigator-facing names. Each is one row per natural key, newest version wins.
 VIEWS = {
     "alerts": """
-        SELECT alert_id, cluster_id, severity, member_count, score, detected_at, created_at, version,
+        SELECT alert_id, cluster_id, severity, member_count, score, detected_at, alerted_at, created_at, version,
                CASE WHEN action = 'closed' THEN 'closed' ELSE 'open' END AS status, action AS last_action,
                reason, features, evidence
         FROM (SELECT DISTINCT * FROM {alert_versions})
@@ -187,7 +187,8 @@ class AuditStore:
         self._rows["alert_versions"].append({
             "alert_id": u.alert_id, "version": u.version, "cluster_id": u.cluster_id, "action": u.action,
             "notify": u.notify, "severity": u.severity, "score": u.score, "member_count": u.member_count,
-            "detected_at": _ts(u.detected_at), "created_at": _ts(u.created_at), "reason": u.reason,
+            "detected_at": _ts(u.detected_at), "alerted_at": _ts(u.alerted_at), "created_at": _ts(u.created_at),
+            "reason": u.reason,
             "features": json.dumps(u.features, sort_keys=True),
             "evidence": json.dumps([asdict(e) for e in u.evidence]),
         })

@@ -71,7 +71,8 @@ def alert_message(update: AlertUpdate) -> bytes:
         "alert_id": update.alert_id, "version": update.version, "action": update.action,
         "cluster_id": update.cluster_id, "severity": update.severity, "score": update.score,
         "member_count": update.member_count, "detected_at": iso(update.detected_at),
-        "created_at": iso(update.created_at), "reason": update.reason, "features": update.features,
+        "alerted_at": iso(update.alerted_at), "created_at": iso(update.created_at), "reason": update.reason,
+        "features": update.features,
         "evidence": [
             {"entity_type": e.entity_type, "entity_value": e.entity_value, "members_sharing": e.members_sharing,
              "first_seen": iso(e.first_seen), "last_seen": iso(e.last_seen)} for e in update.evidence[:20]
@@ -153,7 +154,7 @@ class Pipeline:
                 m.events_out.labels("engine").inc()
             if update.action in ("opened", "escalated"):
                 m.detection_latency.observe(max(0.0, now - received))
-                m.detection_event_lag.observe(max(0.0, out.watermark - update.detected_at))
+                m.detection_event_lag.observe(max(0.0, update.alerted_at - update.detected_at))
             if update.members_added and update.action != "opened":
                 m.members_added.labels(update.severity).inc(len(update.members_added))
 

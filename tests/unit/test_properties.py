@@ -34,7 +34,7 @@ def fingerprint(engine, outputs):
     return engine.partition(), alerts, lineage
 
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS

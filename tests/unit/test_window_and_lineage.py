@@ -63,3 +63,15 @@ def test_ids_are_stable_through_growth_and_merges_are_recorded():
     assert (first, "merged", second) in kinds and (second, "merged_into", first) in kinds
     assert engine.registry.resolve(second).cluster_id == first
     assert out.lineage[0].kind == "born"
+
+
+def test_a_new_link_from_inside_a_large_cluster_merges_it_with_another():
+    # Two tracked clusters; two members of the first gain links in the same tick, one of them to the
+    # second cluster's device. Whichever seed the walk meets first, the merge must be found.
+    engine = DetectionEngine(small_config(), clock=lambda: 0.0)
+    engine.process(mesh("a", 6, T0) + mesh("b", 4, T0) + [heartbeat(T0 + 100)])
+    assert len(engine.registry.clusters) == 2
+    engine.process([ev("a0", T0 + 200, device="a-dev2"), ev("a5", T0 + 200, device="b-dev1"),
+                    ev("a0", T0 + 201, payment="fresh-card"), heartbeat(T0 + 300)])
+    assert len(engine.registry.clusters) == 1
+    assert engine.partition() == engine.full_recompute_partition()
