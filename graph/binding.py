@@ -35,7 +35,6 @@ class BindingState:
         self.max_degree = {DEVICE: config.device_max_degree, PAYMENT: config.payment_max_degree,
                            IP: config.ip_max_degree}
         self.binding: set[str] = set()
-        self.suppressed: set[str] = set()  # entities a "benign" verdict muted
         # Per-tick memos: the window does not change while a tick evaluates it.
         self._member: dict[str, bool] = {}
         self.members_now: set[str] = set()  # accounts that are members, as of the last update
@@ -44,7 +43,7 @@ class BindingState:
     # -- the rules --------------------------------------------------------------------------
     def _strong_binds(self, entity: str) -> bool:
         accounts = self.window.members.get(entity)
-        if not accounts or entity in self.suppressed:
+        if not accounts:
             return False
         kind = kind_of(entity)
         degree = len(accounts)
@@ -63,7 +62,7 @@ class BindingState:
 
     def _ip_binds(self, entity: str) -> bool:
         accounts = self.window.members.get(entity)
-        if not accounts or entity in self.suppressed:
+        if not accounts:
             return False
         degree = len(accounts)
         if degree < 2 or degree > self.max_degree[IP]:
@@ -153,8 +152,3 @@ class BindingState:
     def binding_entities_of(self, account: str) -> Iterable[str]:
         binding = self.binding
         return (e for e in self.window.links_of.get(account, ()) if e in binding)
-
-    def forget_memos(self) -> None:
-        """Called when the window changes outside a tick (verdicts) so no stale answer survives."""
-        self._member.clear()
-        self._private.clear()

@@ -161,7 +161,24 @@ class DetectionEngine:
             return
         started = time.perf_counter() if self.tick_timings is not None else 0.0
         flipped = self.binding.update(changed_links, private_flips)
-        # Re-cluster only where an account's binding links changed: a new link to an entity that
+        old_ids, groups = self._recluster(changed_links, flipped)
+        lineage, changed, gone = self.registry.reconcile(old_ids, groups, at)
+        out.lineage += lineage
+        self._inherit_verdicts(lineage)
+        for cluster_id in gone:
+            closing = self.alerts.on_gone(cluster_id, at, self._wall, self._why_gone(cluster_id, lineage))
+            if closing:
+                out.alerts.append(closing)
+        out.gone += gone
+        touched = self.registry.touched_by({a for a, _e in changed_links})
+        self._rescore(changed, touched - set(gone), at, out)
+        if self.tick_timings is not None:
+            self.tick_timings.append(time.perf_counter() - started)
+
+    def _recluster(self, changed_links: list[tuple[str, str]], flipped: set[str]
+                   ) -> tuple[set[str], list]:
+        """Walk the dirty region; return the old cluster ids it covers and the new groups."""
+        # Only accounts whose binding links changed seed the walk: a new link to an entity that
         # binds nothing moves no component.
         bound = self.binding.binding
         members_of = self.window.members
@@ -178,33 +195,29 @@ class DetectionEngine:
             if entity not in bound:
                 shrunk.update(accounts)
         registry = self.registry
-        touched = registry.touched_by({a for a, _e in changed_links})
         old_ids = registry.touched_by(seeds)
         rewalk = registry.touched_by(shrunk)
         for cluster_id in old_ids:
             cluster = registry.clusters[cluster_id]
             if cluster_id in rewalk or cluster.from_split:
                 seeds.update(cluster.members)
-        blocks = IntactClusters(registry, rewalk)
-        groups = cluster_region(seeds, self.binding, config, blocks, registry.cluster_of)
+        groups = cluster_region(seeds, self.binding, self.config, IntactClusters(registry, rewalk),
+                                registry.cluster_of)
         for _members, group in groups:  # clusters the walk reached that no seed was in
             old_ids.update(group.blocks)
             old_ids.update(registry.touched_by(group.loose))
-        lineage, changed, gone = self.registry.reconcile(old_ids, groups, at)
-        out.lineage += lineage
-        self._inherit_verdicts(lineage)
-        for cluster_id in gone:
-            closing = self.alerts.on_gone(cluster_id, at, self._wall, self._why_gone(cluster_id, lineage))
-            if closing:
-                out.alerts.append(closing)
-        out.gone += gone
+        return old_ids, groups
+
+    def _rescore(self, changed: list[Cluster], touched: set[str], at: float, out: EngineOutput) -> None:
+        """Score what changed enough; pass membership deltas of alerted clusters to the audit store."""
         changed_ids = {c.cluster_id for c in changed}
-        for cluster_id in sorted(touched - set(gone) - changed_ids):
+        candidates = list(changed)
+        for cluster_id in sorted(touched - changed_ids):
             cluster = self.registry.clusters[cluster_id]
             if at - cluster.scored_at >= self._rescore_interval(cluster):
-                changed.append(cluster)  # same members, new evidence (new IPs, API traffic)
-        for cluster in changed:
-            if len(cluster.members) < config.low_min_size and cluster.cluster_id not in self.alerts.open:
+                candidates.append(cluster)  # same members, new evidence (new IPs, API traffic)
+        for cluster in candidates:
+            if len(cluster.members) < self.config.low_min_size and cluster.cluster_id not in self.alerts.open:
                 continue  # too small to alert: tracked for lineage, not scored
             if self._needs_score(cluster, at):
                 self._score(cluster, at, out)
@@ -212,8 +225,6 @@ class DetectionEngine:
                 update = self.alerts.on_members(cluster, at, self._wall)
                 if update:
                     out.alerts.append(update)
-        if self.tick_timings is not None:
-            self.tick_timings.append(time.perf_counter() - started)
 
     def _why_gone(self, cluster_id: str, lineage: list[LineageEvent]) -> str:
         for event in lineage:
@@ -313,7 +324,6 @@ class DetectionEngine:
     def full_recompute_partition(self) -> list[tuple[str, ...]]:
         """What a from-scratch evaluation of the current window gives (the fallback; tests compare)."""
         fresh = BindingState(self.window, self.config)
-        fresh.suppressed = set(self.binding.suppressed)
         fresh.recompute_all()
         groups = cluster_region(set(self.window.links_of), fresh, self.config)
         return sorted(tuple(sorted(members)) for members, _group in groups)
