@@ -70,7 +70,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from streams.simulate import SimConfig, default_rings, generate
 
-    sim = SimConfig(seed=args.seed, benign_accounts=args.benign, days=args.days, rings=default_rings(args.ring_scale),
+    sim = SimConfig(seed=args.seed, benign_accounts=args.benign, days=args.days,
+                    rings=default_rings(args.ring_scale, args.rings),
                     duplicate_rate=args.duplicates, late_rate=args.late)
     events, labels = generate(sim)
     count = 0
@@ -224,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="write account labels (CSV) here")
     p.add_argument("--benign", type=int, default=100_000, help="benign accounts (default 100000)")
     p.add_argument("--ring-scale", type=float, default=1.0, help="multiply planted ring sizes (default 1.0)")
+    p.add_argument("--rings", type=int, default=None,
+                   help="how many rings to plant, cycling through the kinds (default 16: every kind, several sizes)")
     p.add_argument("--days", type=float, default=7.0, help="event-time span (default 7)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     p.add_argument("--duplicates", type=float, default=0.0, help="share of events delivered twice")

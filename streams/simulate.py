@@ -35,8 +35,9 @@ class RingSpec:
     size: int
 
 
-def default_rings(scale: float = 1.0) -> list[RingSpec]:
-    """The planted rings; ``scale`` shrinks them for quick demos and tests."""
+def default_rings(scale: float = 1.0, count: int | None = None) -> list[RingSpec]:
+    """The planted rings; ``scale`` multiplies their sizes, ``count`` cycles through the kinds to plant
+    that many (default: the 16 below, one of each hard case at several sizes)."""
     def s(n: int) -> int:
         return max(30, int(n * scale))
     rings = [RingSpec("device_farm", s(n)) for n in (120, 300, 800)]
@@ -46,6 +47,8 @@ def default_rings(scale: float = 1.0) -> list[RingSpec]:
     rings += [RingSpec("camouflage", s(n)) for n in (200, 700)]
     rings += [RingSpec("device_farm", s(40)), RingSpec("card_pool", s(60))]  # small ones
     rings.append(RingSpec("cells", s(24000)))
+    if count is not None:
+        rings = [rings[i % len(rings)] for i in range(count)]
     return rings
 
 
