@@ -29,6 +29,9 @@ def build_app(settings: Settings, pipeline: Pipeline, lag_probe=None) -> faust.A
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # A crashed worker's partitions are reassigned after 10 s, not Faust's default 60 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         datadir=str(settings.audit_db) + ".faust",
     )
     events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes,

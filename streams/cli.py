@@ -30,7 +30,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.audit import AuditStore
     from streams.metrics import Metrics
     from streams.pipeline import Pipeline
-    from streams.recovery import rebuild
+    from streams.recovery import reapply_verdicts, rebuild
 
     settings = cfg.from_args(args)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -42,6 +42,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     audit.create()
     pipeline = Pipeline(_engine(settings), audit, metrics)
     rebuilt = rebuild(pipeline, settings)
+    if rebuilt:
+        reapply_verdicts(pipeline, settings.audit_db)
     pipeline.flush_audit()
     print(f"fraudgraph worker: {settings.bootstrap} {settings.events_topic} -> {settings.alerts_topic}; "
           f"audit {settings.audit_db}; metrics :{settings.metrics_port}/metrics; rebuilt {rebuilt} records",

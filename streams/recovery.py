@@ -70,3 +70,18 @@ def rebuild(pipeline: Pipeline, settings: Settings, batch: int = 5000) -> int:
         return read
     finally:
         consumer.close()
+
+
+def reapply_verdicts(pipeline: Pipeline, db_path: str) -> int:
+    """Verdicts consumed before a restart are not delivered again: re-apply those the audit store
+    recorded, oldest first, to the rebuilt window (publishing stays off, as during the rebuild)."""
+    from streams.audit import connect_read_only
+
+    con = connect_read_only(db_path)
+    try:
+        rows = con.execute("SELECT cluster_id, verdict FROM verdicts ORDER BY decided_at, verdict_id").fetchall()
+    finally:
+        con.close()
+    for cluster_id, verdict in rows:
+        pipeline.apply_verdict(cluster_id, verdict)
+    return len(rows)

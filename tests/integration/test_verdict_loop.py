@@ -4,6 +4,9 @@ cluster, confirmed turns any newcomer into a high alert."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
 from streams.audit import connect_read_only
 from streams.cli import main as cli
@@ -53,6 +56,19 @@ def test_benign_and_confirmed_verdicts_reach_the_running_worker(worker):
     g_updates = [a for a in after if a["cluster_id"] == g_cluster]
     assert g_updates and g_updates[-1]["severity"] == "high" and "g-new" in g_updates[-1]["members_added"]
     assert not [a for a in after if a["cluster_id"] == f_cluster], "one newcomer is nothing materially new"
+
+    # The verdicts survive a crash: the restarted worker rebuilds its window and re-applies them.
+    time.sleep(4)  # let Faust commit the offsets
+    os.killpg(w.proc.pid, signal.SIGKILL)
+    w.proc.wait()
+    w.start()
+    before = len(alerts())
+    w.produce([contract_json(e) for e in newcomer("g", "g-new2", later + 500) + newcomer("f", "f-new2", later + 505)])
+    w.wait_consumed()
+    w.settle()
+    after = alerts()[before:]
+    assert [a["severity"] for a in after if a["cluster_id"] == g_cluster][-1:] == ["high"]
+    assert not [a for a in after if a["cluster_id"] == f_cluster and a["action"] != "members"]
 
     con = connect_read_only(w.settings.audit_db)
     try:
