@@ -1,9 +1,9 @@
 """The Faust app: agents that feed the engine from Kafka and publish what it finds.
 
 One worker owns the graph: it consumes every partition of the input topic (the co-occurrence graph
-is global, so it cannot be split by key across workers). Offsets are committed by Faust after each
-batch is processed; on restart ``streams.recovery`` rebuilds the window from the topic before the
-agents start, so a crash loses nothing, and duplicate deliveries are dropped by event id.
+is global, so it cannot be split by key across workers). Faust commits the offsets of processed
+events every few seconds; on restart ``streams.recovery`` rebuilds the window from the topic before
+the agents start, so a crash loses nothing, and duplicate deliveries are dropped by event id.
 """
 
 from __future__ import annotations
