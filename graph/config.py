@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 # Hosting / cloud ASNs: API traffic from these is "datacenter". Real deployments load their own list
 # (an ASN database); these defaults are the large public clouds.
@@ -79,10 +79,3 @@ class DetectionConfig:
             raise ValueError("allowed_lateness_seconds must be >= 0")
         if not (self.low_min_size <= self.medium_min_size <= self.high_min_size):
             raise ValueError("severity sizes must satisfy low <= medium <= high")
-
-    def as_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = sorted(value) if isinstance(value, frozenset) else value
-        return out

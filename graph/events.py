@@ -11,8 +11,6 @@ EVENT_TYPES = ("signup", "login", "api_key_created", "payment_method_added", "ap
 DEVICE = "device"
 PAYMENT = "payment"
 IP = "ip"
-STRONG_KINDS = (DEVICE, PAYMENT)
-KINDS = (DEVICE, PAYMENT, IP)
 _PREFIX = {DEVICE: "d:", PAYMENT: "p:", IP: "i:"}
 _KIND_OF_PREFIX = {"d": DEVICE, "p": PAYMENT, "i": IP}
 

@@ -140,9 +140,6 @@ class LinkWindow:
         accounts = self.members.get(entity)
         return len(accounts) if accounts else 0
 
-    def entities_of(self, account: str) -> set[str]:
-        return self.links_of.get(account, set())
-
     def has_private(self, account: str, kind: str) -> bool:
         """Does the account use an entity of ``kind`` that no other live account uses?"""
         members = self.members

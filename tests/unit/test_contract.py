@@ -71,3 +71,14 @@ def test_time_offsets_and_ip_forms_are_normalised():
     b = decode_event(json.dumps({**GOOD, "ts": "2026-01-05T00:00:00Z", "ip": "2001:db8::1"}).encode())
     assert a.ts == b.ts
     assert a.ip == b.ip == "2001:db8::1"
+
+
+def test_event_types_agree_across_schema_decoder_and_core():
+    import typing
+
+    from graph.events import EVENT_TYPES
+    from streams.contract import WireEvent
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    decoder = typing.get_args(typing.get_type_hints(WireEvent)["type"])
+    assert tuple(schema["properties"]["type"]["enum"]) == decoder == EVENT_TYPES
