@@ -126,7 +126,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 evidence = con.execute("""
                     SELECT a.alert_id, a.cluster_id, a.severity, a.member_count,
                            list(e.entity_type || ':' || e.entity_value || ' x' || e.members_sharing
-                                ORDER BY e.members_sharing DESC)[:3]
+                                ORDER BY e.entity_type = 'ip', e.members_sharing DESC)[:3]
                     FROM alerts a JOIN cluster_evidence e USING (cluster_id)
                     WHERE a.status = 'open' AND a.severity IN ('medium', 'high')
                     GROUP BY ALL ORDER BY a.member_count DESC""").fetchall()

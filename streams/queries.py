@@ -16,7 +16,8 @@ CLUSTER_MEMBERS = "SELECT account_id FROM cluster_members WHERE cluster_id = ? O
 
 CLUSTER_EVIDENCE = """
 SELECT entity_type, entity_value, members_sharing, first_seen, last_seen
-FROM cluster_evidence WHERE cluster_id = ? ORDER BY members_sharing DESC, entity_value"""
+FROM cluster_evidence WHERE cluster_id = ?
+ORDER BY entity_type = 'ip', members_sharing DESC, entity_value  -- devices and cards bind; IPs corroborate"""
 
 CLUSTER_TIMELINE = """
 SELECT happened_at, cluster_id, kind, size, other_cluster_id FROM cluster_lineage
