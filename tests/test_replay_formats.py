@@ -38,3 +38,22 @@ def test_all_input_formats_give_the_same_alerts(tmp_path):
 
     dead = [json.loads(line) for line in (tmp_path / "events.jsonl.gz.duckdb.dlq.jsonl").read_text().splitlines()]
     assert len(dead) == 1 and dead[0]["line"] == 101 and "not valid JSON" in dead[0]["reason"]
+
+
+def test_investigate_answers_the_common_questions(tmp_path, capsys):
+    events = tmp_path / "events.jsonl"
+    cli(["simulate", "--benign", "800", "--ring-scale", "0.05", "--days", "3", "--seed", "3", "--out", str(events)])
+    db = str(tmp_path / "audit.duckdb")
+    cli(["replay", str(events), "--audit-db", db, "--quiet"])
+    con = duckdb.connect(db, read_only=True)
+    cluster, account, kind, value = con.execute("""
+        SELECT c.cluster_id, m.account_id, e.entity_type, e.entity_value
+        FROM alerts a JOIN clusters c USING (cluster_id) JOIN cluster_members m USING (cluster_id)
+        JOIN cluster_evidence e USING (cluster_id) WHERE e.entity_type <> 'ip' LIMIT 1""").fetchone()
+    con.close()
+    capsys.readouterr()
+    for what in (["worst"], ["cluster", cluster], ["account", account], ["entity", kind, value], ["changes", "24"]):
+        cli(["investigate", *what, "--audit-db", db])
+    out = capsys.readouterr().out
+    assert cluster in out and account in out and value in out
+    assert "binding entities" in out and "timeline" in out and "(no rows)" not in out.split("timeline")[0]
