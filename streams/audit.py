@@ -137,8 +137,9 @@ class AuditStore:
         self.event_time_now = float("-inf")  # newest watermark seen: event-time retention ages against it
 
     # -- setup ------------------------------------------------------------------------------
-    def create(self, wait_seconds: float = 60.0) -> None:
-        """Make the segment folders and (re)write the views. Waits while a reader holds the file."""
+    def create(self, wait_seconds: float = 30.0) -> None:
+        """Make the segment folders and (re)write the views. If readers keep the file open past
+        ``wait_seconds`` and the views already exist, keep them: they only name segment folders."""
         for name, schema in SCHEMAS.items():
             folder = self.parts / name
             folder.mkdir(parents=True, exist_ok=True)
@@ -151,8 +152,10 @@ class AuditStore:
             try:
                 con = duckdb.connect(str(self.db_path))
                 break
-            except duckdb.IOException:
+            except duckdb.Error:  # another process holds the file (IOException: could not set lock)
                 if time.monotonic() > deadline:
+                    if self._views_exist():
+                        return
                     raise
                 time.sleep(0.5)
         try:
@@ -161,6 +164,17 @@ class AuditStore:
                             f"'{self.parts / name}/*.parquet', union_by_name = true)")
             for name, body in VIEWS.items():
                 con.execute(f"CREATE OR REPLACE VIEW {name} AS {body.format(**{n: n for n in SCHEMAS})}")
+        finally:
+            con.close()
+
+    def _views_exist(self) -> bool:
+        try:
+            con = duckdb.connect(str(self.db_path), read_only=True)
+        except duckdb.Error:
+            return False
+        try:
+            names = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+            return set(VIEWS) | set(SCHEMAS) <= names
         finally:
             con.close()
 

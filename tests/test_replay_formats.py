@@ -57,3 +57,28 @@ def test_investigate_answers_the_common_questions(tmp_path, capsys):
     out = capsys.readouterr().out
     assert cluster in out and account in out and value in out
     assert "binding entities" in out and "timeline" in out and "(no rows)" not in out.split("timeline")[0]
+
+
+def test_the_store_opens_for_writing_while_an_investigator_holds_it(tmp_path):
+    import subprocess
+    import sys
+
+    from streams.audit import AuditStore
+
+    path = tmp_path / "audit.duckdb"
+    AuditStore(path).create()
+    holder = subprocess.Popen(  # an investigator's session, open for as long as it likes
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+         "print('open', flush=True); time.sleep(60)", str(path)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"open"
+        again = AuditStore(path)
+        again.create(wait_seconds=1.0)  # keeps the existing views instead of failing
+        again.add_verdict("v1", "C0000001", "benign", "alice", "note", 1_767_571_200.0)
+        assert again.flush() == 1
+        reader = duckdb.connect(str(path), read_only=True)
+        assert reader.execute("SELECT count(*) FROM verdicts").fetchone()[0] == 1
+        reader.close()
+    finally:
+        holder.kill()
+        holder.wait()
