@@ -79,11 +79,7 @@ class LinkWindow:
             entities.add(entity)
 
     def _register(self, entity: str, ts: float) -> None:
-        bucket = self._buckets.get(self._bucket(ts))
-        if bucket is None:
-            self._buckets[self._bucket(ts)] = {entity}
-        else:
-            bucket.add(entity)
+        self._buckets.setdefault(self._bucket(ts), set()).add(entity)
 
     def note_account(self, account: str, ts: float, *, signup: bool, email_domain: str | None,
                      datacenter: bool) -> None:
