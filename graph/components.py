@@ -39,6 +39,10 @@ def components_from(seeds: Iterable[str], binding: BindingState, blocks: Mapping
     reaching one member adds the whole block without walking its inside, so a growing 24k-account
     ring costs what its new links cost, not what its size costs. New links out of a block are seeds,
     so they are walked.
+
+    Because a block's inside is not walked, a walk can meet a block (or an account) that an earlier
+    walk of the same call already claimed: the two are one component, so their groups are merged.
+    The answer is therefore the same whatever order seeds, entities and members are visited in.
     """
     window = binding.window
     members_of = window.members
@@ -48,34 +52,80 @@ def components_from(seeds: Iterable[str], binding: BindingState, blocks: Mapping
     blocks = blocks or {}
     block_of = block_of or {}
     seeds = sorted(seeds)
+    seed_set = set(seeds)
     seeds_in_block: dict[str, list[str]] = {}  # seeds carry the new links: always walk them
     for seed in seeds:
         block = block_of.get(seed)
         if block is not None and block in blocks:
             seeds_in_block.setdefault(block, []).append(seed)
-    seen: set[str] = set()
-    taken_blocks: set[str] = set()
+
+    groups: list[Group] = []
+    parent: list[int] = []  # union-find over group indices: merged groups point at the survivor
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> int:
+        """Merge two groups into the one created first; return the survivor."""
+        i, j = find(i), find(j)
+        if i == j:
+            return i
+        keep, gone = (i, j) if i < j else (j, i)
+        survivor, other = groups[keep], groups[gone]
+        survivor.blocks += other.blocks
+        survivor.loose += other.loose
+        survivor.size += other.size
+        other.blocks, other.loose, other.size = [], [], 0
+        parent[gone] = keep
+        return keep
+
+    seen: dict[str, int] = {}  # walked account -> the group that reached it
+    owner: dict[str, int] = {}  # claimed block -> the group that took it
     visited_entities: set[str] = set()
-    out: list[Group] = []
+
+    def reach(account: str, gi: int, stack: list[str]) -> int:
+        g = seen.get(account)
+        if g is None:
+            seen[account] = gi
+            stack.append(account)
+            return gi
+        return union(gi, g)
+
+    def claim(block: str, gi: int, stack: list[str]) -> int:
+        held = owner.get(block)
+        if held is not None:
+            return union(gi, held)
+        owner[block] = gi
+        group = groups[gi]
+        group.blocks.append(block)
+        group.size += len(blocks[block])
+        for inner in seeds_in_block.get(block, ()):
+            if inner in members_now:
+                gi = reach(inner, gi, stack)
+        return gi
+
     for seed in seeds:
-        if seed in seen or seed not in members_now or block_of.get(seed) in taken_blocks:
+        if seed in seen or seed not in members_now:
             continue
-        group = Group()
+        block = block_of.get(seed)
+        if block is not None and block in owner:
+            continue  # claimed already: its seeds were reached through the block
+        gi = len(groups)
+        groups.append(Group())
+        parent.append(gi)
+        seen[seed] = gi
         stack = [seed]
-        seen.add(seed)
         while stack:
             account = stack.pop()
+            gi = find(gi)
             block = block_of.get(account)
             if block is not None and block in blocks:
-                if block not in taken_blocks:  # its members count as seen via taken_blocks
-                    taken_blocks.add(block)
-                    group.blocks.append(block)
-                    group.size += len(blocks[block])
-                    for inner in seeds_in_block.get(block, ()):
-                        if inner not in seen and inner in members_now:
-                            seen.add(inner)
-                            stack.append(inner)
+                gi = claim(block, gi, stack)
             else:
+                group = groups[gi]
                 group.loose.append(account)
                 group.size += 1
             for entity in links_of.get(account, ()):
@@ -83,12 +133,14 @@ def components_from(seeds: Iterable[str], binding: BindingState, blocks: Mapping
                     continue
                 visited_entities.add(entity)
                 for other in members_of[entity]:
-                    if other not in seen and other in members_now:
-                        seen.add(other)
-                        if block_of.get(other) not in taken_blocks:
-                            stack.append(other)
-        out.append(group)
-    return out
+                    if other not in members_now:
+                        continue
+                    other_block = block_of.get(other)
+                    if other_block is not None and other_block in blocks and other not in seed_set:
+                        gi = claim(other_block, gi, stack)  # an intact block: taken whole, not walked
+                    else:
+                        gi = reach(other, gi, stack)
+    return [group for i, group in enumerate(groups) if parent[i] == i]
 
 
 def group_members(group: Group, blocks: Mapping[str, frozenset[str]]) -> frozenset[str]:

@@ -1,0 +1,76 @@
+"""Hypothesis strategies that build the cases the detector exists for — device farms, card pools,
+crowds on one hub, households, IP-linked groups — from shared pools of ids, so groups grow, merge
+through shared entities, and split when links expire."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+from graph.events import AccountEvent
+
+ACCOUNT_POOL = 400  # accounts are drawn from a pool: cases overlap and merge
+DEVICE_POOL = 60
+CARD_POOL = 40
+IP_POOL = 30
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str  # farm | card_pool | crowd | household | ip_group
+    first: int  # first account index (cases take consecutive accounts from the pool)
+    size: int
+    hubs: int  # devices / cards / IPs the case shares
+    hub_base: int  # where its shared entities start in their pool
+    hub_kind: str  # device | card | ip (crowds)
+
+
+cases = st.builds(
+    Case,
+    kind=st.sampled_from(["farm", "farm", "card_pool", "crowd", "household", "ip_group"]),
+    first=st.integers(0, ACCOUNT_POOL - 1),
+    size=st.integers(3, 60),
+    hubs=st.integers(1, 6),
+    hub_base=st.integers(0, 40),
+    hub_kind=st.sampled_from(["device", "card", "ip"]),
+)
+
+
+class EventFactory:
+    """Deterministic event ids and account/entity names."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def event(self, account: int, ts: float, *, device: str | None = None, payment: str | None = None,
+              ip: str | None = None, kind: str = "login") -> AccountEvent:
+        self.n += 1
+        return AccountEvent(event_id=f"e{self.n:06d}", type=kind, account_id=f"a{account % ACCOUNT_POOL:03d}", ts=ts,
+                            device_id=device, payment_id=payment, ip=ip)
+
+    def case(self, case: Case, t: float, step: float) -> list[AccountEvent]:
+        """The events of one case starting at ``t``, one account every ``step`` seconds."""
+        out = []
+        for i in range(case.size):
+            a, ts = case.first + i, t + i * step
+            hub = (case.hub_base + i % case.hubs)
+            nxt = (case.hub_base + (i + 1) % case.hubs)
+            if case.kind == "farm":  # accounts hop between neighbouring farm phones; no phone of their own
+                out.append(self.event(a, ts, device=f"fd{hub % DEVICE_POOL}", kind="signup"))
+                out.append(self.event(a, ts + 0.5, device=f"fd{nxt % DEVICE_POOL}", ip=f"10.9.{hub % IP_POOL}.1"))
+            elif case.kind == "card_pool":  # fresh device each, rotating pool cards
+                out.append(self.event(a, ts, device=f"own{a}", payment=f"pp{hub % CARD_POOL}"))
+                out.append(self.event(a, ts + 0.5, device=f"own{a}", payment=f"pp{nxt % CARD_POOL}"))
+            elif case.kind == "crowd":  # own phone each, one shared hub
+                hub_kw = {"device": {"device": f"kiosk{case.hub_base}"}, "card": {"payment": f"corp{case.hub_base}"},
+                          "ip": {"ip": f"100.64.0.{case.hub_base}"}}[case.hub_kind]
+                out.append(self.event(a, ts, device=f"own{a}", ip=f"98.{a}.0.1"))
+                out.append(self.event(a, ts + 0.5, **hub_kw))
+            elif case.kind == "household":  # a tablet and a card for 2-5 people
+                out.append(self.event(a, ts, device=f"tab{case.hub_base}", payment=f"fam{case.hub_base}",
+                                      ip=f"98.200.{case.hub_base}.1"))
+            else:  # ip_group: farm accounts that also share API IPs
+                out.append(self.event(a, ts, device=f"fd{hub % DEVICE_POOL}", ip=f"45.0.{hub % IP_POOL}.1"))
+                out.append(self.event(a, ts + 0.5, ip=f"45.0.{nxt % IP_POOL}.1", kind="api_usage"))
+        return out
