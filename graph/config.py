@@ -31,6 +31,12 @@ class DetectionConfig:
     """Detection runs each time the watermark crosses a multiple of this (event time)."""
     expiry_bucket_seconds: float = 3600.0
     """Granularity of the expiry index; expiry itself is exact to the second."""
+    max_clock_skew_seconds: float = 3600.0
+    """An event dated more than this ahead of the stream (the watermark and the median of recent
+    arrivals) or of the wall clock never moves the watermark: it waits for the stream to catch up
+    (a gap) or is rejected (a skewed or forged clock). See graph/ordering.py:ClockGuard."""
+    skew_sample: int = 31
+    """Arrivals whose median is the stream's event time for the skew bound."""
 
     # -- which entities bind accounts (graph/binding.py) ---------------------------------------
     device_max_degree: int = 200
@@ -77,5 +83,7 @@ class DetectionConfig:
             raise ValueError("window_seconds, tick_seconds and expiry_bucket_seconds must be > 0")
         if self.allowed_lateness_seconds < 0:
             raise ValueError("allowed_lateness_seconds must be >= 0")
+        if self.max_clock_skew_seconds <= 0 or self.skew_sample < 1:
+            raise ValueError("max_clock_skew_seconds must be > 0 and skew_sample >= 1")
         if not (self.low_min_size <= self.medium_min_size <= self.high_min_size):
             raise ValueError("severity sizes must satisfy low <= medium <= high")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from graph.alerts import AlertBook, AlertUpdate
 from graph.binding import BindingState
@@ -21,7 +22,7 @@ from graph.components import cluster_region
 from graph.config import DetectionConfig
 from graph.events import IP, AccountEvent, kind_of
 from graph.identity import Cluster, ClusterRegistry, LineageEvent
-from graph.ordering import Deduplicator, ReorderBuffer
+from graph.ordering import Admission, ClockGuard, Deduplicator, ReorderBuffer
 from graph.scoring import ClusterScore, score_cluster
 from graph.window import LinkWindow
 
@@ -39,9 +40,24 @@ class ClusterSnapshot:
     scored: ClusterScore
 
 
+class Rejection(StrEnum):
+    """Why the engine refused a decoded event (the adapter dead-letters it with the reason)."""
+
+    CLOCK_SKEW = "clock_skew"
+    ID_CONFLICT = "id_conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    event: AccountEvent
+    kind: Rejection
+    reason: str
+
+
 @dataclass(slots=True)
 class EngineOutput:
     alerts: list[AlertUpdate] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
     lineage: list[LineageEvent] = field(default_factory=list)
     clusters: list[ClusterSnapshot] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
@@ -53,6 +69,7 @@ class EngineOutput:
 
     def extend(self, other: "EngineOutput") -> None:
         self.alerts += other.alerts
+        self.rejected += other.rejected
         self.lineage += other.lineage
         self.clusters += other.clusters
         self.gone += other.gone
@@ -85,41 +102,68 @@ class DetectionEngine:
         self.alerts = AlertBook(self.config)
         self.dedupe = Deduplicator(self.config.window_seconds + self.config.allowed_lateness_seconds)
         self.reorder = ReorderBuffer(self.config.allowed_lateness_seconds)
+        self.guard = ClockGuard(self.config.max_clock_skew_seconds, self.config.skew_sample)
         self._next_tick: float | None = None
         self.tick_timings: list[float] | None = None  # set to [] to record each working tick's seconds
-        self.counters = {"events": 0, "duplicates": 0, "late": 0, "too_old": 0, "expired_links": 0}
+        self.counters = {"events": 0, "duplicates": 0, "late": 0, "too_old": 0, "expired_links": 0,
+                         "clock_skew": 0, "id_conflict": 0}
         self._wall = 0.0
 
     # -- input ------------------------------------------------------------------------------
-    def process(self, events: Iterable[AccountEvent]) -> EngineOutput:
+    def process(self, events: Iterable[AccountEvent], wall: float | None = None) -> EngineOutput:
+        """Apply a batch. ``wall`` (the worker's wall clock, epoch seconds) also bounds event time;
+        ``replay`` passes none. Rejected events come back in ``EngineOutput.rejected``."""
         out = EngineOutput()
         self._wall = self.clock()
         admit = self.dedupe.admit
-        push = self.reorder.push
+        check = self.guard.check
+        reorder = self.reorder
+        counters = self.counters
         for event in events:
-            if not admit(event.event_id, self.reorder.watermark):
-                self.counters["duplicates"] += 1
+            admission = admit(event, reorder.watermark)
+            if admission is not Admission.NEW:
+                if admission is Admission.DUPLICATE:
+                    counters["duplicates"] += 1
+                else:
+                    self._reject(out, event, Rejection.ID_CONFLICT,
+                                 f"event_id {event.event_id[:80]!r} was seen before with different content")
                 continue
-            self.counters["events"] += 1
-            for released in push(event):
-                self._apply(released, out)
+            ready, rejected = check(event, reorder.watermark, wall)
+            for skewed, reason in rejected:
+                self._reject(out, skewed, Rejection.CLOCK_SKEW, reason)
+            for accepted in ready:
+                counters["events"] += 1
+                for released in reorder.push(accepted):
+                    self._apply(released, out)
         # Every event before a boundary the watermark has passed is applied: detect now rather than
         # when the next event is released (same result, earlier).
-        if self._next_tick is not None and self.reorder.watermark >= self._next_tick:
-            self._advance_ticks(self.reorder.watermark, out)
-        self.counters["late"] = self.reorder.late_events
-        out.watermark = self.reorder.watermark
+        if self._next_tick is not None and reorder.watermark >= self._next_tick:
+            self._advance_ticks(reorder.watermark, out)
+        counters["late"] = reorder.late_events
+        out.watermark = reorder.watermark
         return out
 
-    def flush(self) -> EngineOutput:
-        """Release every held event and run the tick that covers them."""
+    def _reject(self, out: EngineOutput, event: AccountEvent, kind: Rejection, reason: str) -> None:
+        self.counters[kind.value] += 1
+        out.rejected.append(Rejected(event, kind, reason))
+
+    def flush(self, wall: float | None = None) -> EngineOutput:
+        """Release every held event and run the tick that covers them (end of input, idle input)."""
         out = EngineOutput()
         self._wall = self.clock()
+        ready, rejected = self.guard.drain(self.reorder.watermark, wall)
+        for skewed, reason in rejected:
+            self._reject(out, skewed, Rejection.CLOCK_SKEW, reason)
+        for accepted in ready:
+            self.counters["events"] += 1
+            for released in self.reorder.push(accepted):
+                self._apply(released, out)
         for released in self.reorder.flush():
             self._apply(released, out)
         if self._next_tick is not None:
             self._tick(self._next_tick, out)
             self._next_tick += self.config.tick_seconds
+        self.counters["late"] = self.reorder.late_events
         out.watermark = self.reorder.watermark
         return out
 
@@ -332,7 +376,7 @@ class DetectionEngine:
         stats = self.window.stats()
         stats["clusters"] = len(self.registry.clusters)
         stats["binding_entities"] = len(self.binding.binding)
-        stats["held_events"] = len(self.reorder)
+        stats["held_events"] = len(self.reorder) + len(self.guard)
         stats["remembered_event_ids"] = len(self.dedupe)
         for severity in ("low", "medium", "high"):
             stats[f"open_alerts_{severity}"] = sum(1 for a in self.alerts.open.values() if a.severity == severity)

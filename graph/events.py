@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
 
 EVENT_TYPES = ("signup", "login", "api_key_created", "payment_method_added", "api_usage")
 
@@ -30,6 +32,16 @@ class AccountEvent:
     user_agent: str | None = None
     asn: str | None = None
     country: str | None = None
+    source: Any = field(default=None, compare=False, repr=False)
+    """Where the adapter got the event (e.g. its Kafka record), so a rejected event can be
+    dead-lettered with its original bytes; the core never reads it."""
+
+    def digest(self) -> bytes:
+        """A stable 8-byte fingerprint of the content (same in every process; ``source`` excluded)."""
+        text = "\x1f".join("" if v is None else str(v) for v in (
+            self.event_id, self.type, self.account_id, repr(self.ts), self.device_id, self.ip, self.payment_id,
+            self.email_domain, self.user_agent, self.asn, self.country))
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
 
     def entity_keys(self) -> list[str]:
         """The entities this event links its account to, as compact keys (``d:…``, ``p:…``, ``i:…``)."""

@@ -1,15 +1,22 @@
 """The Faust app: agents that feed the engine from Kafka and publish what it finds.
 
 One worker owns the graph: it consumes every partition of the input topic (the co-occurrence graph
-is global, so it cannot be split by key across workers). Faust commits the offsets of processed
-events every few seconds; on restart ``streams.recovery`` rebuilds the window from the topic before
-the agents start, so a crash loses nothing, and duplicate deliveries are dropped by event id.
+is global, so it cannot be split by key across workers). A second worker in the same group would
+silently split the graph, so a worker that finds it no longer owns every input partition stops
+loudly (``fraudgraph_ownership_conflict``, a CRITICAL log line, exit status 3) instead of producing
+partial clusters. Faust commits the offsets of processed events every few seconds; on restart
+``streams.recovery`` rebuilds the window from the topic before the agents start.
+
+Sending never drops: a dead letter that would not fit a request is truncated (with a header saying
+so), and a failed send is retried with back-off while the batch's offsets stay uncommitted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import faust
 import orjson
@@ -18,9 +25,10 @@ from streams.pipeline import Emitted, Pipeline, Record, alert_message
 from streams.settings import Settings
 
 log = logging.getLogger("fraudgraph")
+EXIT_OWNERSHIP = 3  # exit status of a worker that found another member in its group
 
 
-def build_app(settings: Settings, pipeline: Pipeline, lag_probe=None) -> faust.App:
+def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str], None]) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
@@ -39,14 +47,33 @@ def build_app(settings: Settings, pipeline: Pipeline, lag_probe=None) -> faust.A
     dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
     alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw")
     verdicts_topic = app.topic(settings.verdicts_topic, key_serializer="raw", value_serializer="raw")
+    metrics = pipeline.metrics
+
+    async def send(topic: faust.TopicT, kind: str, key: bytes | None, value: bytes | None,
+                   headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Send and wait for the broker's ack; retry with back-off until it succeeds."""
+        delay = 0.5
+        while True:
+            try:
+                fut = await topic.send(key=key, value=value, headers=headers)
+                await fut
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every send failure is retried, never dropped
+                if metrics is not None:
+                    metrics.publish_errors.labels(kind).inc()
+                log.error("send to %s failed, retrying in %.1fs: %s", topic.get_topic_name(), delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def publish(emitted: Emitted) -> None:
         for dead in emitted.dead:
-            await dlq_topic.send(key=dead.record.key, value=dead.record.value, headers=dead.headers())
-            if pipeline.metrics:
-                pipeline.metrics.dead_letters.inc()
+            await send(dlq_topic, "dlq", dead.record.key, dead.value(), dead.headers())
+            if metrics is not None:
+                metrics.dead_letters.inc()
         for update in emitted.alerts:
-            await alerts_topic.send(key=update.alert_id.encode(), value=alert_message(update))
+            await send(alerts_topic, "alerts", update.alert_id.encode(), alert_message(update))
 
     @app.agent(events_topic)
     async def detect(stream):  # noqa: ANN001 - Faust passes a StreamT
@@ -58,23 +85,26 @@ def build_app(settings: Settings, pipeline: Pipeline, lag_probe=None) -> faust.A
     @app.agent(verdicts_topic)
     async def verdicts(stream):  # noqa: ANN001
         async for value in stream:
-            try:
-                verdict = orjson.loads(value)
-                emitted = pipeline.apply_verdict(str(verdict["cluster_id"]), str(verdict["verdict"]))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                log.warning("ignoring malformed verdict %r: %s", value[:200], exc)
-                continue
-            await publish(emitted)
+            outcome, emitted = apply_verdict(pipeline, value)
+            if metrics is not None:
+                metrics.verdicts.labels(outcome).inc()
+            if emitted is not None:
+                await publish(emitted)
 
     @app.timer(interval=1.0)
     async def housekeeping() -> None:
-        if pipeline.engine.reorder and time.time() - pipeline.last_input_wall >= settings.idle_flush_seconds:
-            await publish(pipeline.flush_held())
+        conflict = ownership_problem(app, settings.events_topic)
+        if conflict:
+            on_conflict(conflict)
+            return
+        if pipeline.engine.reorder or pipeline.engine.guard:
+            if time.time() - pipeline.last_input_wall >= settings.idle_flush_seconds:
+                await publish(pipeline.flush_held())
         pipeline.refresh_gauges()
-        if lag_probe is not None and pipeline.metrics is not None:
-            lag = lag_probe(app)
+        if metrics is not None:
+            lag = consumer_lag(app, pipeline, settings.events_topic)
             if lag is not None:
-                pipeline.metrics.consumer_lag.set(lag)
+                metrics.consumer_lag.set(lag)
 
     @app.timer(interval=settings.audit_flush_seconds)
     async def audit_flush() -> None:
@@ -95,17 +125,50 @@ def build_app(settings: Settings, pipeline: Pipeline, lag_probe=None) -> faust.A
     return app
 
 
-def consumer_lag(app: faust.App) -> int | None:
-    """Sum over assigned partitions of (high watermark - position), from Faust's consumer."""
+def apply_verdict(pipeline: Pipeline, value: bytes | None) -> tuple[str, Emitted | None]:
+    """One ``fraud-verdicts`` record: (outcome label, what to publish)."""
+    try:
+        if value is None:
+            raise ValueError("empty value (tombstone)")
+        verdict = orjson.loads(value)
+        cluster_id, decision = str(verdict["cluster_id"]), str(verdict["verdict"])
+        if pipeline.engine.registry.resolve(cluster_id) is None:
+            log.warning("verdict for unknown cluster %s ignored", cluster_id[:80])
+            return "unknown_cluster", None
+        return "applied", pipeline.apply_verdict(cluster_id, decision)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        log.warning("ignoring malformed verdict %r: %s", (value or b"")[:200], exc)
+        return "malformed", None
+
+
+def ownership_problem(app: faust.App, topic: str) -> str | None:
+    """Why this worker does not own the whole input topic, or None (also while not yet assigned)."""
+    try:
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+        total = app.consumer.topic_partitions(topic)
+    except Exception:  # noqa: BLE001 - no consumer or metadata yet
+        return None
+    if not assigned or not total or len(assigned) >= total:
+        return None
+    return (f"this worker owns {len(assigned)} of {total} partitions of {topic}: another member joined group "
+            f"{app.conf.id}; one worker must own the whole graph")
+
+
+def consumer_lag(app: faust.App, pipeline: Pipeline, topic: str) -> int | None:
+    """Sum over assigned input partitions of (high watermark - next offset this worker will handle).
+
+    Uses only Faust's public consumer API (assignment, highwater) and the offsets the pipeline has
+    itself handled (or recovery rebuilt up to)."""
     try:
         consumer = app.consumer
         total = 0
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
-            position = consumer._read_offset.get(tp)  # noqa: SLF001 - Faust keeps no public accessor
-            if highwater is None:
+            if highwater is None or tp.topic != topic:
                 continue
-            total += max(0, highwater - ((position or -1) + 1))
+            total += max(0, highwater - pipeline.next_offsets.get((tp.topic, tp.partition), 0))
         return total
     except Exception:  # noqa: BLE001 - lag is best effort before assignment
         return None
+
+

@@ -59,7 +59,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     "cluster_lineage_rows": pa.schema([
         ("cluster_id", pa.string()), ("kind", pa.string()), ("happened_at", TS), ("size", pa.int64()),
-        ("other_cluster_id", pa.string()),
+        ("other_cluster_id", pa.string()), ("written_at", TS),
     ]),
     "account_link_rows": pa.schema([
         ("account_id", pa.string()), ("entity_type", pa.string()), ("entity_value", pa.string()),
@@ -102,16 +102,26 @@ VIEWS = {
         SELECT DISTINCT e.cluster_id, e.entity_type, e.entity_value, e.members_sharing, e.first_seen, e.last_seen
         FROM {cluster_evidence_snapshots} e
         JOIN clusters c ON c.cluster_id = e.cluster_id AND c.snapshot_at = e.snapshot_at""",
-    "cluster_lineage": "SELECT DISTINCT * FROM {cluster_lineage_rows}",
+    "cluster_lineage": """
+        SELECT cluster_id, kind, happened_at, size, other_cluster_id FROM {cluster_lineage_rows}
+        QUALIFY row_number() OVER (PARTITION BY cluster_id, kind, happened_at, other_cluster_id
+                                   ORDER BY written_at DESC NULLS LAST, size DESC) = 1""",
     "account_links": """
         SELECT account_id, entity_type, entity_value, max(last_seen) AS last_seen,
                list(DISTINCT cluster_id ORDER BY cluster_id) AS cluster_ids
         FROM {account_link_rows} GROUP BY ALL""",
     "verdicts": "SELECT DISTINCT * FROM {verdict_rows}",
     "freshness": """
-        SELECT max(flushed_at) AS last_flush, now() - max(flushed_at) AS age, sum(rows) AS rows_written
+        SELECT max(flushed_at) AS last_flush, epoch(now()) - epoch(max(flushed_at)) AS age_seconds,
+               sum(rows) AS rows_written
         FROM {audit_flushes}""",
 }
+
+
+# The column `fraudgraph export --since/--until` filters each view on.
+EXPORT_TIME_COLUMNS = {"alerts": "detected_at", "alert_history": "created_at", "clusters": "updated_at",
+                       "cluster_lineage": "happened_at", "account_links": "last_seen", "verdicts": "decided_at",
+                       "cluster_evidence": "last_seen", "alert_members": "added_at", "freshness": "last_flush"}
 
 
 def _ts(seconds: float | None) -> int | None:
@@ -143,6 +153,8 @@ class AuditStore:
         for name, schema in SCHEMAS.items():
             folder = self.parts / name
             folder.mkdir(parents=True, exist_ok=True)
+            for leftover in folder.glob(".*.tmp"):  # a flush or compaction interrupted by a crash
+                leftover.unlink(missing_ok=True)
             empty = folder / "000-schema.parquet"
             if not empty.exists():
                 pq.write_table(schema.empty_table(), empty)
@@ -215,7 +227,8 @@ class AuditStore:
 
     def _add_lineage(self, e: LineageEvent) -> None:
         self._rows["cluster_lineage_rows"].append({
-            "cluster_id": e.cluster_id, "kind": e.kind, "happened_at": _ts(e.at), "size": e.size, "other_cluster_id": e.other})
+            "cluster_id": e.cluster_id, "kind": e.kind, "happened_at": _ts(e.at), "size": e.size,
+            "other_cluster_id": e.other, "written_at": _ts(self.clock())})
 
     def _add_cluster(self, s: ClusterSnapshot) -> None:
         at = _ts(s.scored_at)
@@ -288,7 +301,10 @@ class AuditStore:
     def compact(self, min_segments: int = 2) -> None:
         """Rewrite each table as one segment: superseded versions and rows past retention dropped."""
         horizon = self.retention_days * 86400
-        cutoffs = {"wall": _ts(self.clock() - horizon), "event": _ts(self.event_time_now - horizon)}
+        wall = self.clock()
+        # Event time ages event-time rows, but never past the wall clock: a forged future timestamp
+        # that slipped through must not delete the investigators' history.
+        cutoffs = {"wall": _ts(wall - horizon), "event": _ts(min(self.event_time_now, wall) - horizon)}
         con = duckdb.connect()
         try:
             for name in SCHEMAS:

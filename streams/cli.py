@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
-import logging
+import os
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 
 from streams import settings as cfg
+
+ENTITY_TYPES = ("device", "payment", "ip")
+
+
+class CliError(Exception):
+    """A mistake on the command line or a missing input: one line on stderr, exit status 2."""
 
 
 def _engine(settings: cfg.Settings):
@@ -23,34 +28,9 @@ def _engine(settings: cfg.Settings):
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from faust.worker import Worker
-    from prometheus_client import start_http_server
+    from streams.worker import run
 
-    from streams.app import build_app, consumer_lag
-    from streams.audit import AuditStore
-    from streams.metrics import Metrics
-    from streams.pipeline import Pipeline
-    from streams.recovery import reapply_verdicts, rebuild
-
-    settings = cfg.from_args(args)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    metrics = Metrics()
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1" if args.local_metrics else "0.0.0.0",
-                          registry=metrics.registry)
-    audit = AuditStore(settings.audit_db, settings.retention_days)
-    audit.create()
-    pipeline = Pipeline(_engine(settings), audit, metrics)
-    rebuilt = rebuild(pipeline, settings)
-    if rebuilt:
-        reapply_verdicts(pipeline, settings.audit_db)
-    pipeline.flush_audit()
-    print(f"fraudgraph worker: {settings.bootstrap} {settings.events_topic} -> {settings.alerts_topic}; "
-          f"audit {settings.audit_db}; metrics :{settings.metrics_port}/metrics; rebuilt {rebuilt} records",
-          flush=True)
-    app = build_app(settings, pipeline, lag_probe=consumer_lag)
-    Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
-    return 0
+    return run(cfg.from_args(args), local_metrics=args.local_metrics)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -59,6 +39,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from streams.replay import replay
 
     settings = cfg.from_args(args)
+    for name in args.files:
+        if not Path(name).is_file():
+            raise CliError(f"no such input file: {name}")
     audit = AuditStore(settings.audit_db, settings.retention_days)
     audit.create()
     pipeline = Pipeline(_engine(settings), audit)
@@ -70,31 +53,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from streams.simulate import SimConfig, default_rings, generate
+    from streams.simulate import SimConfig, default_rings, generate, produce_events, write_events, write_labels
 
     sim = SimConfig(seed=args.seed, benign_accounts=args.benign, days=args.days,
                     rings=default_rings(args.ring_scale, args.rings),
                     duplicate_rate=args.duplicates, late_rate=args.late)
     events, labels = generate(sim)
-    count = 0
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        opener = gzip.open if out.name.endswith(".gz") else open
-        with opener(out, "wb") as handle:
-            for event in events:
-                handle.write(orjson.dumps(event) + b"\n")
-                count += 1
+        count = write_events(Path(args.out), events)
     else:
-        from kafka import KafkaProducer
-
         settings = cfg.from_args(args)
-        producer = KafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=20, batch_size=256 * 1024,
-                                 acks="all")
-        for event in events:
-            producer.send(settings.events_topic, key=event["account_id"].encode(), value=orjson.dumps(event))
-            count += 1
-        producer.flush()
+        count = produce_events(events, settings.bootstrap, settings.events_topic)
     if args.labels:
         write_labels(Path(args.labels), labels)
     rings = len({r for r, _k in labels.values() if r})
@@ -103,98 +72,167 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_labels(path: Path, labels: dict[str, tuple[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["account_id", "ring_id", "kind"])
-        for account, (ring, kind) in sorted(labels.items()):
-            writer.writerow([account, ring, kind])
+def analyst_name(explicit: str | None) -> str:
+    """Who gives a verdict: the flag or FRAUDGRAPH_ANALYST, else the OS user, else ``uid-<uid>``
+    (a container user with no passwd entry has no name)."""
+    if explicit:
+        return explicit
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
 def cmd_verdict(args: argparse.Namespace) -> int:
     from streams.audit import AuditStore
 
     settings = cfg.from_args(args)
+    with open_store(settings.audit_db) as con:
+        known = con.execute("SELECT count(*) FROM (SELECT cluster_id FROM clusters UNION ALL "
+                            "SELECT cluster_id FROM cluster_lineage) WHERE cluster_id = ?",
+                            [args.cluster_id]).fetchone()[0]
+    if not known:
+        raise CliError(f"cluster {args.cluster_id} not found in {settings.audit_db}")
+    analyst = analyst_name(settings.analyst)
     at = time.time()
     verdict_id = str(uuid.uuid4())
+    if not args.no_publish:
+        publish_verdict(settings, {"verdict_id": verdict_id, "cluster_id": args.cluster_id, "verdict": args.verdict,
+                                   "analyst": analyst, "note": args.note or "", "at": at})
+    # Recorded only once published: a retry after a failed publish leaves one row, not two.
     audit = AuditStore(settings.audit_db, settings.retention_days)
     audit.create()
-    audit.add_verdict(verdict_id, args.cluster_id, args.verdict, args.analyst, args.note or "", at)
+    audit.add_verdict(verdict_id, args.cluster_id, args.verdict, analyst, args.note or "", at)
     audit.flush()
-    if not args.no_publish:
-        from kafka import KafkaProducer
-
-        producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all")
-        producer.send(settings.verdicts_topic, key=args.cluster_id.encode(), value=orjson.dumps({
-            "verdict_id": verdict_id, "cluster_id": args.cluster_id, "verdict": args.verdict,
-            "analyst": args.analyst, "note": args.note or "", "at": at}))
-        producer.flush()
-    print(f"verdict {args.verdict} on {args.cluster_id} recorded ({verdict_id})"
+    print(f"verdict {args.verdict} on {args.cluster_id} by {analyst} recorded ({verdict_id})"
           + ("" if args.no_publish else f" and published to {settings.verdicts_topic}"))
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    import pyarrow.parquet as pq
+def publish_verdict(settings: cfg.Settings, verdict: dict, timeout_s: float = 10.0) -> None:
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
 
-    from streams.audit import VIEWS, connect_read_only
-
-    settings = cfg.from_args(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tables = args.tables.split(",") if args.tables else list(VIEWS)
-    time_columns = {"alerts": "detected_at", "alert_history": "created_at", "clusters": "updated_at",
-                    "cluster_lineage": "happened_at", "account_links": "last_seen", "verdicts": "decided_at",
-                    "cluster_evidence": "last_seen", "alert_members": "added_at"}
-    con = connect_read_only(settings.audit_db)
+    ms = int(timeout_s * 1000)
     try:
-        for name in tables:
-            if name not in VIEWS:
-                raise SystemExit(f"unknown table {name!r}; choose from {', '.join(VIEWS)}")
-            where, params = [], []
-            column = time_columns.get(name)
-            if column and args.since:
-                where.append(f"{column} >= CAST(? AS TIMESTAMPTZ)")
-                params.append(args.since)
-            if column and args.until:
-                where.append(f"{column} < CAST(? AS TIMESTAMPTZ)")
-                params.append(args.until)
-            sql = f"SELECT * FROM {name}" + (" WHERE " + " AND ".join(where) if where else "")
-            table = con.execute(sql, params).to_arrow_table()
-            pq.write_table(table, out / f"{name}.parquet")
-            print(f"export: {name}: {table.num_rows} rows -> {out / (name + '.parquet')}")
+        producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", max_block_ms=ms,
+                                 request_timeout_ms=ms, bootstrap_timeout_ms=ms)
+    except KafkaError as exc:
+        raise CliError(f"could not reach Kafka at {settings.bootstrap} within {timeout_s:.0f}s ({exc}); "
+                       "the verdict was not recorded, run the command again") from None
+    try:
+        producer.send(settings.verdicts_topic, key=verdict["cluster_id"].encode(),
+                      value=orjson.dumps(verdict)).get(timeout=timeout_s)
+    except KafkaError as exc:
+        raise CliError(f"could not publish to {settings.verdicts_topic} at {settings.bootstrap} ({exc}); "
+                       "the verdict was not recorded, run the command again") from None
+    finally:
+        producer.close(timeout=2)
+
+
+@contextmanager
+def open_store(db_path: str):
+    """The audit store, read-only, or one clear error."""
+    import duckdb
+
+    from streams.audit import connect_read_only
+
+    if not Path(db_path).exists():
+        raise CliError(f"no audit store at {db_path}: run `fraudgraph worker` or `fraudgraph replay` first, "
+                       "or pass --audit-db")
+    try:
+        con = connect_read_only(db_path)
+    except duckdb.Error as exc:
+        raise CliError(f"cannot open the audit store {db_path}: {str(exc).splitlines()[0]}") from None
+    try:
+        yield con
     finally:
         con.close()
+
+
+def parse_time(text: str | None, flag: str) -> float | None:
+    """An RFC 3339 time from a flag, as epoch seconds."""
+    from streams.contract import InvalidEvent, parse_ts
+
+    if text is None:
+        return None
+    try:
+        return parse_ts(text)
+    except InvalidEvent:
+        raise CliError(f"{flag} {text!r} is not an RFC 3339 time (e.g. 2026-01-05T00:00:00Z)") from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from streams.audit import EXPORT_TIME_COLUMNS, VIEWS
+
+    settings = cfg.from_args(args)
+    tables = [t.strip() for t in args.tables.split(",")] if args.tables else list(VIEWS)
+    for name in tables:
+        if name not in VIEWS:
+            raise CliError(f"unknown table {name!r}; choose from {', '.join(VIEWS)}")
+    since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open_store(settings.audit_db) as con:
+        for name in tables:
+            where = []
+            column = EXPORT_TIME_COLUMNS.get(name)
+            if column and since is not None:
+                where.append(f"{column} >= make_timestamptz({int(since * 1_000_000)})")
+            if column and until is not None:
+                where.append(f"{column} < make_timestamptz({int(until * 1_000_000)})")
+            sql = f"SELECT * FROM {name}" + (" WHERE " + " AND ".join(where) if where else "")
+            target = out / f"{name}.parquet"
+            con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)")
+            rows = con.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchone()[0]
+            print(f"export: {name}: {rows} rows -> {target}")
     return 0
 
 
 def cmd_investigate(args: argparse.Namespace) -> int:
     from streams import queries as q
-    from streams.audit import connect_read_only
 
     settings = cfg.from_args(args)
-    con = connect_read_only(settings.audit_db)
-    try:
+    need = {"worst": (0, 0), "cluster": (1, 1), "account": (1, 1), "entity": (2, 2), "changes": (0, 1)}[args.what]
+    usage = {"worst": "investigate worst", "cluster": "investigate cluster CLUSTER_ID",
+             "account": "investigate account ACCOUNT_ID", "entity": f"investigate entity {{{','.join(ENTITY_TYPES)}}} VALUE",
+             "changes": "investigate changes [HOURS]"}[args.what]
+    if not need[0] <= len(args.args) <= need[1]:
+        raise CliError(f"usage: fraudgraph {usage}")
+    with open_store(settings.audit_db) as con:
         if args.what == "worst":
             print(q.render(*q.table(con, q.WORST_CLUSTERS, [args.limit])))
         elif args.what == "cluster":
             cid = args.args[0]
+            if not q.table(con, q.CLUSTER_EXISTS, [cid, cid])[1]:
+                raise CliError(f"cluster {cid} not found in {settings.audit_db}")
             print(f"cluster {cid}: binding entities"), print(q.render(*q.table(con, q.CLUSTER_EVIDENCE, [cid])))
             print("\ntimeline"), print(q.render(*q.table(con, q.CLUSTER_TIMELINE, [cid, cid])))
             print("\nmembers"), print(q.render(*q.table(con, q.CLUSTER_MEMBERS, [cid]), limit=args.limit))
         elif args.what == "account":
             acct = args.args[0]
-            print(q.render(*q.table(con, q.ACCOUNT_CLUSTERS, [acct, acct])))
-            print(), print(q.render(*q.table(con, q.ACCOUNT_LINKS, [acct])))
+            clusters, links = q.table(con, q.ACCOUNT_CLUSTERS, [acct, acct]), q.table(con, q.ACCOUNT_LINKS, [acct])
+            if not clusters[1] and not links[1]:
+                raise CliError(f"account {acct} not found in any cluster or alert of {settings.audit_db}")
+            print(q.render(*clusters)), print(), print(q.render(*links))
         elif args.what == "entity":
-            kind, value = args.args[0], args.args[1]
-            print(q.render(*q.table(con, q.ENTITY_ACCOUNTS, [kind, value]), limit=args.limit))
-        elif args.what == "changes":
-            hours = int(args.args[0]) if args.args else 1
+            kind, value = args.args
+            if kind not in ENTITY_TYPES:
+                raise CliError(f"unknown entity type {kind!r}; choose from {', '.join(ENTITY_TYPES)}")
+            columns, rows = q.table(con, q.ENTITY_ACCOUNTS, [kind, value])
+            if not rows:
+                raise CliError(f"{kind} {value} not found among the links of alerted accounts")
+            print(q.render(columns, rows, limit=args.limit))
+        else:
+            try:
+                hours = int(args.args[0]) if args.args else 1
+            except ValueError:
+                hours = 0
+            if hours <= 0:
+                raise CliError(f"HOURS must be a positive whole number, not {args.args[0]!r}")
             print(q.render(*q.table(con, q.RECENT_CHANGES, [hours]), limit=args.limit))
-    finally:
-        con.close()
     return 0
 
 
@@ -212,13 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_arguments(p, ["bootstrap", "app_id", "events_topic", "dlq_topic", "alerts_topic", "verdicts_topic",
                           "partitions", "audit_db", "audit_flush_seconds", "retention_days", "metrics_port",
                           "window_days", "lateness_seconds", "tick_seconds", "idle_flush_seconds", "batch_size",
-                          "batch_seconds", "log_level"])
+                          "batch_seconds", "log_level", "max_skew_seconds", "stop_grace_seconds"])
     p.add_argument("--local-metrics", action="store_true", help="serve /metrics on 127.0.0.1 only")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("replay", help="run the same engine over event files (.jsonl, .jsonl.gz, .parquet)")
     p.add_argument("files", nargs="+")
-    cfg.add_arguments(p, ["audit_db", "retention_days", "window_days", "lateness_seconds", "tick_seconds"])
+    cfg.add_arguments(p, ["audit_db", "retention_days", "window_days", "lateness_seconds", "tick_seconds",
+                          "max_skew_seconds"])
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_replay)
 
@@ -240,9 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cluster_id")
     p.add_argument("verdict", choices=["confirmed", "benign"])
     p.add_argument("--note", default="", help="why")
-    p.add_argument("--analyst", default=__import__("getpass").getuser(), help="who (default: this user)")
     p.add_argument("--no-publish", action="store_true", help="record in the audit store only")
-    cfg.add_arguments(p, ["bootstrap", "verdicts_topic", "audit_db"])
+    cfg.add_arguments(p, ["analyst", "bootstrap", "verdicts_topic", "audit_db"])
     p.set_defaults(func=cmd_verdict)
 
     p = sub.add_parser("export", help="write audit tables (optionally a time range) as Parquet")
@@ -255,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("investigate", help="answer the common questions as tables")
     p.add_argument("what", choices=["worst", "cluster", "account", "entity", "changes"],
-                   help="worst | cluster ID | account ID | entity TYPE VALUE | changes [HOURS]")
+                   help="worst | cluster ID | account ID | entity TYPE VALUE (TYPE: device, payment, ip) | "
+                        "changes [HOURS]")
     p.add_argument("args", nargs="*")
     p.add_argument("--limit", type=int, default=20)
     cfg.add_arguments(p, ["audit_db"])
@@ -274,9 +313,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except CliError as exc:
+        print(f"fraudgraph {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `fraudgraph investigate ... | head`
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if os.environ.get("FRAUDGRAPH_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"fraudgraph {args.command}: error: {type(exc).__name__}: {first} (FRAUDGRAPH_DEBUG=1 shows the "
+              "traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -64,6 +64,19 @@ def fetch_jars() -> Path:
     return target
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (22 url-safe base64 characters). Kafka's storage tool reads an id
+    that starts with "-" as an option, so those are drawn again (1 draw in 64 would hit it).
+
+    >>> all(not new_cluster_id().startswith("-") for _ in range(2000))
+    True
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -129,7 +142,7 @@ class DevKafka:
         jars = fetch_jars()
         self.workdir = Path(tempfile.mkdtemp(prefix="fraudgraph-kafka-"))
         props = self._write_config(self.workdir)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         fmt = subprocess.run(
             self._java(jars, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
             capture_output=True, text=True,

@@ -18,6 +18,18 @@ class Metrics:
         self.dead_letters = Counter("fraudgraph_dead_letters_total", "Records sent to the dead-letter topic", registry=r)
         self.duplicates = Counter("fraudgraph_duplicate_events_total", "Events dropped as duplicate deliveries", registry=r)
         self.late = Counter("fraudgraph_late_events_total", "Events behind the watermark (applied, counted)", registry=r)
+        self.too_old = Counter("fraudgraph_too_old_events_total",
+                               "Events older than the window when applied (nothing left to link them to)", registry=r)
+        self.held_events = Gauge("fraudgraph_held_events",
+                                 "Events held for lateness or waiting for the stream to reach their timestamp", registry=r)
+        self.recovering = Gauge("fraudgraph_recovering", "1 while the worker rebuilds its state (nothing is published)",
+                                registry=r)
+        self.ownership_conflict = Gauge(
+            "fraudgraph_ownership_conflict",
+            "1 when this worker does not own every input partition (another member in its group)", registry=r)
+        self.verdicts = Counter("fraudgraph_verdicts_total", "Verdicts consumed, by outcome", ["outcome"], registry=r)
+        self.publish_errors = Counter("fraudgraph_publish_errors_total", "Failed sends to Kafka (retried)", ["topic_kind"],
+                                      registry=r)
         self.last_processed = Gauge("fraudgraph_last_processed_timestamp_seconds",
                                     "Wall time a stage last processed a record", ["stage"], registry=r)
         self.watermark = Gauge("fraudgraph_event_time_watermark_seconds", "Event-time watermark", registry=r)
@@ -43,6 +55,8 @@ class Metrics:
         self.audit_rows = Counter("fraudgraph_audit_rows_written_total", "Rows written to the audit store", registry=r)
         self.audit_errors = Counter("fraudgraph_audit_write_errors_total", "Failed audit flushes (rows kept, retried)",
                                     registry=r)
+        for outcome in ("applied", "unknown_cluster", "malformed"):
+            self.verdicts.labels(outcome)
         for severity in ("low", "medium", "high"):
             self.open_alerts.labels(severity)
             for action in ("opened", "escalated", "updated", "closed"):

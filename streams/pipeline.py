@@ -17,10 +17,11 @@ import orjson
 from graph.alerts import AlertUpdate
 from graph.engine import DetectionEngine, EngineOutput
 from streams.audit import AuditStore
-from streams.contract import InvalidEvent, decode_event
+from streams.contract import ErrorKind, InvalidEvent, decode_event
 from streams.metrics import Metrics
 
 MEMBER_SAMPLE = 100  # accounts listed in a Kafka alert; the audit store has them all
+_ENGINE_COUNTERS = ("duplicates", "late", "too_old")  # engine counters mirrored by metrics of the same name
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,18 +33,31 @@ class Record:
     topic: str = ""
 
 
+DLQ_VALUE_LIMIT = 256 * 1024  # larger originals are truncated so the dead letter itself fits a request
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     record: Record
     reason: str
+    kind: str  # a bounded label: streams.contract.ErrorKind or graph.engine.Rejection
+    stage: str = "decode"
+
+    def value(self) -> bytes | None:
+        value = self.record.value
+        return value[:DLQ_VALUE_LIMIT] if value is not None and len(value) > DLQ_VALUE_LIMIT else value
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
-            ("fraudgraph.error.reason", self.reason.encode()),
+        headers = [
+            ("fraudgraph.error.reason", self.reason.encode("utf-8", "replace")),
+            ("fraudgraph.error.kind", self.kind.encode()),
             ("fraudgraph.source.topic", self.record.topic.encode()),
             ("fraudgraph.source.partition", str(self.record.partition).encode()),
             ("fraudgraph.source.offset", str(self.record.offset).encode()),
         ]
+        if self.record.value is not None and len(self.record.value) > DLQ_VALUE_LIMIT:
+            headers.append(("fraudgraph.value.truncated", f"{len(self.record.value)}".encode()))
+        return headers
 
 
 @dataclass(slots=True)
@@ -51,14 +65,6 @@ class Emitted:
     dead: list[DeadLetter] = field(default_factory=list)
     alerts: list[AlertUpdate] = field(default_factory=list)  # to publish (notify=True only)
     output: EngineOutput = field(default_factory=EngineOutput)
-
-
-def reason_kind(reason: str) -> str:
-    """A bounded label for metrics: the reason's first words, never ids."""
-    for kind in ("over the", "not valid JSON", "contract violation", "ts ", "ip ", "empty value"):
-        if reason.startswith(kind) or kind in reason[:20]:
-            return kind.strip().replace(" ", "_")
-    return "other"
 
 
 def iso(seconds: float) -> str:
@@ -83,30 +89,38 @@ def alert_message(update: AlertUpdate) -> bytes:
 
 
 class Pipeline:
+    """``live=True`` (the worker) bounds event time by the wall clock too; replay and tests leave it off."""
+
     def __init__(self, engine: DetectionEngine, audit: AuditStore | None = None, metrics: Metrics | None = None,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, live: bool = False) -> None:
         self.engine = engine
         self.audit = audit
         self.metrics = metrics
         self.wall = wall
+        self.live = live
         self.last_input_wall = wall()
-        self._seen_duplicates = 0
-        self._seen_late = 0
+        self.recovering = False  # while True nothing reaches the metrics (recovery pages nobody)
+        self.next_offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to handle
+        self._counted = {name: 0 for name in _ENGINE_COUNTERS}
 
     def handle(self, records: Sequence[Record]) -> Emitted:
         emitted = Emitted()
         events = []
+        offsets = self.next_offsets
         for record in records:
+            key = (record.topic, record.partition)
+            if record.offset >= offsets.get(key, 0):
+                offsets[key] = record.offset + 1
             if record.value is None:
-                emitted.dead.append(DeadLetter(record, "empty value (tombstone)"))
+                emitted.dead.append(DeadLetter(record, "empty value (tombstone)", ErrorKind.TOMBSTONE))
                 continue
             try:
-                events.append(decode_event(record.value))
+                events.append(decode_event(record.value, record))
             except InvalidEvent as exc:
-                emitted.dead.append(DeadLetter(record, exc.reason))
+                emitted.dead.append(DeadLetter(record, exc.reason, exc.kind))
         received = self.wall()
         self.last_input_wall = received
-        out = self.engine.process(events)
+        out = self.engine.process(events, wall=received if self.live else None)
         self._after(out, emitted, received, len(records), len(events))
         return emitted
 
@@ -114,7 +128,7 @@ class Pipeline:
         """Release events held for lateness (the input went idle, or it ended)."""
         emitted = Emitted()
         received = self.wall()
-        out = self.engine.flush()
+        out = self.engine.flush(wall=received if self.live else None)
         self._after(out, emitted, received, 0, 0)
         return emitted
 
@@ -124,13 +138,22 @@ class Pipeline:
         self._after(out, emitted, self.wall(), 0, 0)
         return emitted
 
+    def end_recovery(self) -> None:
+        """Recovery re-applied history: count from here on, as if the rebuilt state had always been."""
+        self.recovering = False
+        self._counted = {name: self.engine.counters[name] for name in _ENGINE_COUNTERS}
+
     def _after(self, out: EngineOutput, emitted: Emitted, received: float, n_in: int, n_ok: int) -> None:
         emitted.output = out
         emitted.alerts = [a for a in out.alerts if a.notify]
+        for rejected in out.rejected:
+            record = rejected.event.source if isinstance(rejected.event.source, Record) else \
+                Record(orjson.dumps(rejected.event.event_id), None, -1, -1, "")
+            emitted.dead.append(DeadLetter(record, rejected.reason, rejected.kind.value, "engine"))
         if self.audit is not None and out:
             self.audit.add_output(out, self.engine.window)
         m = self.metrics
-        if m is None:
+        if m is None or self.recovering:
             return
         now = self.wall()
         if n_in:
@@ -141,11 +164,11 @@ class Pipeline:
             m.last_processed.labels("engine").set(now)
             m.batch_seconds.observe(now - received)
         for dead in emitted.dead:
-            m.errors.labels("decode", reason_kind(dead.reason)).inc()
+            m.errors.labels(dead.stage, dead.kind).inc()
         counters = self.engine.counters
-        m.duplicates.inc(counters["duplicates"] - self._seen_duplicates)
-        m.late.inc(counters["late"] - self._seen_late)
-        self._seen_duplicates, self._seen_late = counters["duplicates"], counters["late"]
+        for name, metric in ((n, getattr(m, n)) for n in _ENGINE_COUNTERS):
+            metric.inc(counters[name] - self._counted[name])
+            self._counted[name] = counters[name]
         if out.watermark > float("-inf"):
             m.watermark.set(out.watermark)
         for update in out.alerts:
@@ -167,6 +190,7 @@ class Pipeline:
         m.live_links.set(stats["links"])
         m.live_entities.set(stats["entities"])
         m.live_clusters.set(stats["clusters"])
+        m.held_events.set(stats["held_events"])
         for severity in ("low", "medium", "high"):
             m.open_alerts.labels(severity).set(stats[f"open_alerts_{severity}"])
 

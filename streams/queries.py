@@ -12,6 +12,9 @@ ORDER BY CASE a.severity WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN
          c.size DESC
 LIMIT ?"""
 
+CLUSTER_EXISTS = """
+SELECT 1 FROM clusters WHERE cluster_id = ? UNION ALL SELECT 1 FROM cluster_lineage WHERE cluster_id = ? LIMIT 1"""
+
 CLUSTER_MEMBERS = "SELECT account_id FROM cluster_members WHERE cluster_id = ? ORDER BY account_id"
 
 CLUSTER_EVIDENCE = """

@@ -32,6 +32,11 @@ class Settings:
     batch_size: int = setting(2000, "FRAUDGRAPH_BATCH_SIZE", "events taken from Kafka per engine call")
     batch_seconds: float = setting(0.25, "FRAUDGRAPH_BATCH_SECONDS", "longest wait to fill a batch")
     log_level: str = setting("warn", "FRAUDGRAPH_LOG_LEVEL", "worker log level (crit, error, warn, info, debug)")
+    max_skew_seconds: float = setting(3600.0, "FRAUDGRAPH_MAX_SKEW_SECONDS",
+                                      "events dated further ahead of the stream or the wall clock are held, then dead-lettered")
+    stop_grace_seconds: float = setting(5.0, "FRAUDGRAPH_STOP_GRACE_SECONDS",
+                                        "longest graceful stop on SIGTERM before the worker exits anyway")
+    analyst: str = setting("", "FRAUDGRAPH_ANALYST", "who gives a verdict (default: the OS user)")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "Settings":
@@ -47,7 +52,7 @@ class Settings:
         from graph.config import DetectionConfig
 
         return DetectionConfig(window_seconds=self.window_days * 86400, allowed_lateness_seconds=self.lateness_seconds,
-                               tick_seconds=self.tick_seconds)
+                               tick_seconds=self.tick_seconds, max_clock_skew_seconds=self.max_skew_seconds)
 
 
 def add_arguments(parser, names: list[str]) -> None:

@@ -16,10 +16,15 @@ label per account (``ring_id`` empty for benign).
 
 from __future__ import annotations
 
+import csv
+import gzip
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
 
 FREEMAIL = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "proton.me", "icloud.com")
 RESIDENTIAL_ASNS = ("AS7922", "AS701", "AS3320", "AS2856", "AS12322", "AS3215", "AS6830")
@@ -317,3 +322,37 @@ def to_event(row: tuple) -> dict:
     if asn:
         event["asn"] = asn
     return event
+
+
+def write_events(path: Path, events: Iterable[dict]) -> int:
+    """JSON Lines (``.gz`` compresses); returns the count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with (gzip.open if path.name.endswith(".gz") else open)(path, "wb") as handle:
+        for event in events:
+            handle.write(orjson.dumps(event) + b"\n")
+            count += 1
+    return count
+
+
+def produce_events(events: Iterable[dict], bootstrap: str, topic: str) -> int:
+    """To Kafka, keyed by account; returns the count."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, acks="all")
+    count = 0
+    for event in events:
+        producer.send(topic, key=event["account_id"].encode(), value=orjson.dumps(event))
+        count += 1
+    producer.flush()
+    producer.close()
+    return count
+
+
+def write_labels(path: Path, labels: dict[str, tuple[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["account_id", "ring_id", "kind"])
+        for account, (ring, kind) in sorted(labels.items()):
+            writer.writerow([account, ring, kind])

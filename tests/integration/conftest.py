@@ -12,7 +12,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.demo import metric_sum, scrape, start_worker, stop, wait_for
+from streams.localrun import metric_sum, scrape, start_worker, stop, wait_for
 from streams.devkafka import DevKafka, free_port
 from streams.settings import Settings
 

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import urllib.request
 
-from streams.demo import wait_for
+from streams.localrun import wait_for
 from streams.devkafka import free_port
 from tests.integration.conftest import contract_json
 from tests.test_prometheus_rules import RULES

@@ -10,7 +10,7 @@ import time
 
 from streams.audit import connect_read_only
 from streams.cli import main as cli
-from streams.demo import wait_for
+from streams.localrun import wait_for
 from tests.conftest import T0, ev
 from tests.integration.conftest import contract_json
 from tests.unit.scenarios import farm

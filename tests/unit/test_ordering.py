@@ -1,6 +1,6 @@
 """Watermark policy: held events come out in (ts, id) order whatever the arrival order."""
 
-from graph.ordering import Deduplicator, ReorderBuffer
+from graph.ordering import Admission, Deduplicator, ReorderBuffer
 
 from tests.conftest import T0, ev
 
@@ -25,7 +25,16 @@ def test_event_behind_the_watermark_is_applied_and_counted_late():
 
 def test_duplicates_are_forgotten_only_after_retention():
     dedupe = Deduplicator(retention_seconds=100)
-    assert dedupe.admit("x", now=T0)
-    assert not dedupe.admit("x", now=T0 + 50)
+    event = ev("a", T0, event_id="x")
+    assert dedupe.admit(event, now=T0) is Admission.NEW
+    assert dedupe.admit(event, now=T0 + 50) is Admission.DUPLICATE
     dedupe.forget_before(T0 + 1)
-    assert dedupe.admit("x", now=T0 + 200)
+    assert dedupe.admit(event, now=T0 + 200) is Admission.NEW
+
+
+def test_the_same_id_with_other_content_is_a_conflict_not_a_duplicate():
+    dedupe = Deduplicator(retention_seconds=100)
+    assert dedupe.admit(ev("a", T0, device="d1", event_id="x"), now=T0) is Admission.NEW
+    assert dedupe.admit(ev("a", T0, device="d2", event_id="x"), now=T0) is Admission.CONFLICT
+    assert dedupe.admit(ev("b", T0, device="d1", event_id="x"), now=T0) is Admission.CONFLICT
+    assert dedupe.admit(ev("a", T0, device="d1", event_id="x"), now=T0) is Admission.DUPLICATE

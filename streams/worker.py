@@ -1,0 +1,178 @@
+"""``fraudgraph worker``: metrics endpoint, ownership check, recovery, then the Faust app.
+
+Operational guarantees kept here:
+
+* **one owner** — a worker refuses to start while another member is in its consumer group, and
+  stops (exit status 3) if it later finds it no longer owns every input partition;
+* **recovery pages nobody** — while the window is rebuilt, ``fraudgraph_recovering`` is 1 and no
+  metric moves (``Pipeline.recovering``); nothing is published;
+* **a bounded stop** — SIGTERM/SIGINT start Faust's graceful stop; if it has not finished after
+  ``--stop-grace-seconds`` (a broker that is down can hold it for a minute), buffered audit rows are
+  flushed and the process exits anyway: offsets not committed are re-read on the next start;
+* **a quiet log** — a line repeated faster than once per ``RepeatFilter.interval`` (a broker that is
+  down makes aiokafka log ~100 errors a second) is logged once per interval with a count.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from faust.worker import Worker
+
+from streams.settings import Settings
+
+log = logging.getLogger("fraudgraph")
+
+
+class RepeatFilter(logging.Filter):
+    """Lets a repeated line (same logger, level and message template) through once per ``interval``."""
+
+    def __init__(self, interval: float = 10.0, clock=time.monotonic) -> None:
+        super().__init__()
+        self.interval = interval
+        self.clock = clock
+        self._last: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self.interval:
+            self._last[key] = (last[0], last[1] + 1)
+            return False
+        if last is not None and last[1]:
+            record.msg = f"{record.msg} [{last[1]} similar lines suppressed in the last {self.interval:.0f}s]"
+        if len(self._last) > 10_000:
+            self._last.clear()
+        self._last[key] = (now, 0)
+        return True
+
+
+class FraudgraphWorker(Worker):
+    """Faust's worker with a bounded stop and a rate-limited log."""
+
+    def __init__(self, app: Any, *, stop_grace: float, on_forced_exit: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.stop_grace = stop_grace
+        self.on_forced_exit = on_forced_exit
+        self.exit_code = 0
+        self._watchdog: threading.Timer | None = None
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        repeat = RepeatFilter()
+        for handler in logger.handlers:
+            handler.addFilter(repeat)
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:  # noqa: A002 - Faust's name
+        if self._watchdog is None:
+            self._watchdog = threading.Timer(self.stop_grace, self._force_exit)
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        super()._schedule_shutdown(signal)
+
+    def request_stop(self, exit_code: int) -> None:
+        self.exit_code = exit_code
+        self._schedule_shutdown(signal.SIGTERM)
+
+    def _force_exit(self) -> None:
+        log.warning("graceful stop took longer than %.0fs (is the broker reachable?); exiting now", self.stop_grace)
+        try:
+            self.on_forced_exit()
+        finally:
+            logging.shutdown()
+            os._exit(self.exit_code)
+
+
+def group_members(settings: Settings) -> int | None:
+    """How many members the worker's consumer group has right now (None: could not tell)."""
+    from kafka import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=10_000,
+                                 client_id="fraudgraph-ownership-check")
+    except Exception as exc:  # noqa: BLE001 - no broker yet: Faust will keep trying; the runtime check still holds
+        log.warning("could not check consumer group %s for other members: %s", settings.app_id, exc)
+        return None
+    try:
+        described = admin.describe_groups([settings.app_id])
+        group = described.get(settings.app_id, {}) if isinstance(described, dict) else {}
+        members = group.get("members") or []
+        state = str(group.get("group_state", group.get("state", "")))
+        return len(members) if state.lower() not in ("dead", "empty") else 0
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not check consumer group %s for other members: %s", settings.app_id, exc)
+        return None
+    finally:
+        admin.close()
+
+
+def run(settings: Settings, local_metrics: bool = False) -> int:
+    from prometheus_client import start_http_server
+
+    from graph.engine import DetectionEngine
+    from streams.app import EXIT_OWNERSHIP, build_app
+    from streams.audit import AuditStore
+    from streams.metrics import Metrics
+    from streams.pipeline import Pipeline
+    from streams.recovery import reapply_verdicts, rebuild
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    metrics = Metrics()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="127.0.0.1" if local_metrics else "0.0.0.0",
+                          registry=metrics.registry)
+    members = group_members(settings)
+    if members:
+        metrics.ownership_conflict.set(1)
+        print(f"fraudgraph worker: error: consumer group {settings.app_id!r} already has {members} member(s); "
+              "one worker owns the whole graph, so this one will not join (stop the other worker, or use "
+              "another --app-id)", file=sys.stderr, flush=True)
+        return EXIT_OWNERSHIP
+    audit = AuditStore(settings.audit_db, settings.retention_days)
+    audit.create()
+    pipeline = Pipeline(DetectionEngine(settings.detection_config(), clock=time.time), audit, metrics, live=True)
+    metrics.recovering.set(1)
+    pipeline.recovering = True
+    rebuilt = rebuild(pipeline, settings)
+    if rebuilt:
+        reapply_verdicts(pipeline, settings.audit_db)
+    pipeline.end_recovery()
+    pipeline.flush_audit()
+    metrics.recovering.set(0)
+    print(f"fraudgraph worker: {settings.bootstrap} {settings.events_topic} -> {settings.alerts_topic}; "
+          f"audit {settings.audit_db}; metrics :{settings.metrics_port}/metrics; rebuilt {rebuilt} records",
+          flush=True)
+
+    holder: dict[str, FraudgraphWorker] = {}
+
+    def on_conflict(why: str) -> None:
+        if metrics.ownership_conflict._value.get():  # noqa: SLF001 - already stopping
+            return
+        metrics.ownership_conflict.set(1)
+        log.critical("stopping: %s", why)
+        pipeline.flush_audit()
+        holder["worker"].request_stop(EXIT_OWNERSHIP)
+
+    def flush_before_exit() -> None:
+        try:
+            pipeline.flush_audit()
+        except Exception as exc:  # noqa: BLE001 - exiting anyway
+            log.error("audit flush at exit failed: %s", exc)
+
+    app = build_app(settings, pipeline, on_conflict)
+    worker = holder["worker"] = FraudgraphWorker(app, loglevel=settings.log_level, quiet=True,
+                                                 stop_grace=settings.stop_grace_seconds,
+                                                 on_forced_exit=flush_before_exit)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        return worker.exit_code or code
+    return worker.exit_code
