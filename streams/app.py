@@ -26,6 +26,7 @@ from streams.settings import Settings
 
 log = logging.getLogger("fraudgraph")
 EXIT_OWNERSHIP = 3  # exit status of a worker that found another member in its group
+SESSION_TIMEOUT_SECONDS = 10.0  # a crashed worker's partitions are free again after this
 
 
 def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str], None]) -> faust.App:
@@ -38,7 +39,7 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         # A crashed worker's partitions are reassigned after 10 s, not Faust's default 60 s.
-        broker_session_timeout=10.0,
+        broker_session_timeout=SESSION_TIMEOUT_SECONDS,
         broker_heartbeat_interval=3.0,
         datadir=str(settings.audit_db) + ".faust",
     )
@@ -161,10 +162,13 @@ def consumer_lag(app: faust.App, pipeline: Pipeline, topic: str) -> int | None:
     itself handled (or recovery rebuilt up to)."""
     try:
         consumer = app.consumer
+        assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
+        if not assigned:
+            return None
         total = 0
-        for tp in consumer.assignment():
+        for tp in assigned:
             highwater = consumer.highwater(tp)
-            if highwater is None or tp.topic != topic:
+            if highwater is None:
                 continue
             total += max(0, highwater - pipeline.next_offsets.get((tp.topic, tp.partition), 0))
         return total

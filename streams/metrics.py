@@ -24,6 +24,8 @@ class Metrics:
                                  "Events held for lateness or waiting for the stream to reach their timestamp", registry=r)
         self.recovering = Gauge("fraudgraph_recovering", "1 while the worker rebuilds its state (nothing is published)",
                                 registry=r)
+        self.recovered_records = Gauge("fraudgraph_recovered_records",
+                                       "Input records re-read to rebuild the window at the last start", registry=r)
         self.ownership_conflict = Gauge(
             "fraudgraph_ownership_conflict",
             "1 when this worker does not own every input partition (another member in its group)", registry=r)

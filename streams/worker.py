@@ -94,6 +94,7 @@ def group_members(settings: Settings) -> int | None:
     """How many members the worker's consumer group has right now (None: could not tell)."""
     from kafka import KafkaAdminClient
 
+    logging.getLogger("kafka.admin").setLevel(logging.ERROR)  # it warns that it cannot decode Faust's metadata
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=10_000,
                                  client_id="fraudgraph-ownership-check")
@@ -117,7 +118,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     from prometheus_client import start_http_server
 
     from graph.engine import DetectionEngine
-    from streams.app import EXIT_OWNERSHIP, build_app
+    from streams.app import EXIT_OWNERSHIP, SESSION_TIMEOUT_SECONDS, build_app
     from streams.audit import AuditStore
     from streams.metrics import Metrics
     from streams.pipeline import Pipeline
@@ -129,6 +130,11 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
         start_http_server(settings.metrics_port, addr="127.0.0.1" if local_metrics else "0.0.0.0",
                           registry=metrics.registry)
     members = group_members(settings)
+    deadline = time.monotonic() + SESSION_TIMEOUT_SECONDS + 5
+    while members and time.monotonic() < deadline:
+        # A member of a worker that was just killed stays listed until its session times out.
+        time.sleep(1.0)
+        members = group_members(settings)
     if members:
         metrics.ownership_conflict.set(1)
         print(f"fraudgraph worker: error: consumer group {settings.app_id!r} already has {members} member(s); "
@@ -145,6 +151,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
         reapply_verdicts(pipeline, settings.audit_db)
     pipeline.end_recovery()
     pipeline.flush_audit()
+    metrics.recovered_records.set(rebuilt)
     metrics.recovering.set(0)
     print(f"fraudgraph worker: {settings.bootstrap} {settings.events_topic} -> {settings.alerts_topic}; "
           f"audit {settings.audit_db}; metrics :{settings.metrics_port}/metrics; rebuilt {rebuilt} records",

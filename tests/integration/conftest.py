@@ -71,8 +71,13 @@ class WorkerHandle:
         self.produce(lines, [json.loads(line)["account_id"].encode() for line in lines])
         return len(lines)
 
+    def consumed(self) -> float:
+        """Records this worker process handled, counting those its recovery re-read (which move no counter)."""
+        return (self.metric('fraudgraph_events_in_total{stage="decode"}') or 0) + \
+            (self.metric("fraudgraph_recovered_records") or 0)
+
     def wait_consumed(self, timeout: float = 300) -> None:
-        wait_for(lambda: (self.metric('fraudgraph_events_in_total{stage="decode"}') or 0) >= self.produced,
+        wait_for(lambda: self.consumed() >= self.produced,
                  timeout, f"the worker to consume {self.produced} records", self.proc, interval=1)
 
     def settle(self) -> None:
