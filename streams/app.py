@@ -103,6 +103,8 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
                 await publish(pipeline.flush_held())
         pipeline.refresh_gauges()
         if metrics is not None:
+            metrics.assigned_partitions.set(
+                sum(1 for tp in app.consumer.assignment() if tp.topic == settings.events_topic))
             lag = consumer_lag(app, pipeline, settings.events_topic)
             if lag is not None:
                 metrics.consumer_lag.set(lag)

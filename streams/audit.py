@@ -190,6 +190,16 @@ class AuditStore:
         finally:
             con.close()
 
+    def published_versions(self) -> dict[str, int]:
+        """alert id -> the newest version this store recorded as published (read once at start)."""
+        con = duckdb.connect()
+        try:
+            rows = con.execute(f"SELECT alert_id, max(version) FROM read_parquet('{self.parts / 'alert_versions'}/*.parquet', "
+                               "union_by_name = true) WHERE notify GROUP BY alert_id").fetchall()
+        finally:
+            con.close()
+        return {alert_id: int(version) for alert_id, version in rows}
+
     # -- rows from the engine ---------------------------------------------------------------
     def add_output(self, out: EngineOutput, window: LinkWindow | None = None) -> None:
         with self._lock:

@@ -24,6 +24,9 @@ class Metrics:
                                  "Events held for lateness or waiting for the stream to reach their timestamp", registry=r)
         self.recovering = Gauge("fraudgraph_recovering", "1 while the worker rebuilds its state (nothing is published)",
                                 registry=r)
+        self.assigned_partitions = Gauge("fraudgraph_assigned_partitions",
+                                         "Input partitions assigned to this worker (it must own all of them)",
+                                         registry=r)
         self.recovered_records = Gauge("fraudgraph_recovered_records",
                                        "Input records re-read to rebuild the window at the last start", registry=r)
         self.ownership_conflict = Gauge(

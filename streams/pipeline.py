@@ -101,6 +101,8 @@ class Pipeline:
         self.last_input_wall = wall()
         self.recovering = False  # while True nothing reaches the metrics (recovery pages nobody)
         self.next_offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to handle
+        # alert id -> newest version already published (before a restart too): never published or counted twice
+        self.published: dict[str, int] = {}
         self._counted = {name: 0 for name in _ENGINE_COUNTERS}
 
     def handle(self, records: Sequence[Record]) -> Emitted:
@@ -145,7 +147,11 @@ class Pipeline:
 
     def _after(self, out: EngineOutput, emitted: Emitted, received: float, n_in: int, n_ok: int) -> None:
         emitted.output = out
-        emitted.alerts = [a for a in out.alerts if a.notify]
+        published = self.published
+        fresh = [a for a in out.alerts if a.notify and a.version > published.get(a.alert_id, 0)]
+        for update in fresh:
+            published[update.alert_id] = update.version
+        emitted.alerts = [] if self.recovering else fresh
         for rejected in out.rejected:
             record = rejected.event.source if isinstance(rejected.event.source, Record) else \
                 Record(orjson.dumps(rejected.event.event_id), None, -1, -1, "")
@@ -171,10 +177,10 @@ class Pipeline:
             self._counted[name] = counters[name]
         if out.watermark > float("-inf"):
             m.watermark.set(out.watermark)
+        for update in fresh:
+            m.alerts.labels(update.severity, update.action).inc()
+            m.events_out.labels("engine").inc()
         for update in out.alerts:
-            if update.notify:
-                m.alerts.labels(update.severity, update.action).inc()
-                m.events_out.labels("engine").inc()
             if update.action in ("opened", "escalated"):
                 m.detection_latency.observe(max(0.0, now - received))
                 m.detection_event_lag.observe(max(0.0, update.alerted_at - update.detected_at))

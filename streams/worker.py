@@ -129,6 +129,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="127.0.0.1" if local_metrics else "0.0.0.0",
                           registry=metrics.registry)
+    metrics.recovering.set(1)  # starting: nothing is live until the window is rebuilt
     members = group_members(settings)
     deadline = time.monotonic() + SESSION_TIMEOUT_SECONDS + 5
     while members and time.monotonic() < deadline:
@@ -144,8 +145,8 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     audit = AuditStore(settings.audit_db, settings.retention_days)
     audit.create()
     pipeline = Pipeline(DetectionEngine(settings.detection_config(), clock=time.time), audit, metrics, live=True)
-    metrics.recovering.set(1)
     pipeline.recovering = True
+    pipeline.published = audit.published_versions()
     rebuilt = rebuild(pipeline, settings)
     if rebuilt:
         reapply_verdicts(pipeline, settings.audit_db)

@@ -24,7 +24,7 @@ def broker():
 
 
 class WorkerHandle:
-    def __init__(self, broker: DevKafka, tmp: Path, **overrides) -> None:
+    def __init__(self, broker: DevKafka, tmp: Path, partitions: int = 1, **overrides) -> None:
         tag = uuid.uuid4().hex[:8]
         self.broker = broker
         self.tmp = tmp
@@ -34,8 +34,10 @@ class WorkerHandle:
             audit_db=str(tmp / "audit.duckdb"), metrics_port=free_port(), idle_flush_seconds=3.0,
         ), **overrides)
         s = self.settings
-        broker.create_topics([s.events_topic, s.dlq_topic, s.alerts_topic, s.verdicts_topic])
+        broker.create_topics([s.events_topic], partitions=partitions)
+        broker.create_topics([s.dlq_topic, s.alerts_topic, s.verdicts_topic])
         self.proc = None
+        self.log_path: Path | None = None
         self.produced = 0
 
     def flags(self) -> list[str]:
@@ -44,11 +46,21 @@ class WorkerHandle:
                 "--alerts-topic", s.alerts_topic, "--verdicts-topic", s.verdicts_topic,
                 "--lateness-seconds", str(s.lateness_seconds), "--tick-seconds", str(s.tick_seconds)]
 
+    def launch(self) -> "WorkerHandle":
+        """Start the process without waiting for it."""
+        self.log_path = self.tmp / f"worker-{uuid.uuid4().hex[:4]}.log"
+        self.proc = start_worker(self.settings, self.log_path, self.flags())
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
     def start(self) -> "WorkerHandle":
-        self.proc = start_worker(self.settings, self.tmp / f"worker-{uuid.uuid4().hex[:4]}.log", self.flags())
+        self.launch()
         wait_for(lambda: scrape(self.settings.metrics_port), 120, "worker /metrics", self.proc)
-        # Faust is subscribed once its consumer group has joined: give it a moment before producing.
-        wait_for(lambda: self.metric("fraudgraph_live_accounts") is not None, 30, "first housekeeping", self.proc)
+        # Live once recovery is over and the consumer group has assigned the input partitions.
+        wait_for(lambda: self.metric("fraudgraph_recovering") == 0 and
+                 (self.metric("fraudgraph_assigned_partitions") or 0) > 0, 120, "recovery and assignment", self.proc)
         return self
 
     def metric(self, name: str) -> float | None:
@@ -59,7 +71,8 @@ class WorkerHandle:
         return metric_sum(values, name) if any(k.startswith(name) for k in values) else None
 
     def produce(self, values: list[bytes | None], keys: list[bytes | None] | None = None) -> None:
-        producer = KafkaProducer(bootstrap_servers=self.broker.bootstrap, acks="all", linger_ms=10)
+        producer = KafkaProducer(bootstrap_servers=self.broker.bootstrap, acks="all", linger_ms=10,
+                                 max_request_size=4 * 1024 * 1024)
         for i, value in enumerate(values):
             producer.send(self.settings.events_topic, key=keys[i] if keys else None, value=value)
         producer.flush()
@@ -86,9 +99,17 @@ class WorkerHandle:
 
         time.sleep(self.settings.idle_flush_seconds + 3 * self.settings.audit_flush_seconds + 1.5)
 
+    def produce_to(self, topic: str, values: list[bytes | None]) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.broker.bootstrap, acks="all", max_request_size=4 * 1024 * 1024)
+        for value in values:
+            producer.send(topic, key=b"test", value=value)
+        producer.flush()
+        producer.close()
+
     def read_topic(self, topic: str) -> list:
         consumer = KafkaConsumer(bootstrap_servers=self.broker.bootstrap, auto_offset_reset="earliest",
-                                 enable_auto_commit=False, consumer_timeout_ms=4000)
+                                 enable_auto_commit=False, consumer_timeout_ms=4000, fetch_max_bytes=8 * 1024 * 1024,
+                                 max_partition_fetch_bytes=8 * 1024 * 1024)
         consumer.assign([TopicPartition(topic, 0)])
         consumer.seek_to_beginning()
         records = list(consumer)
@@ -105,8 +126,8 @@ class WorkerHandle:
 def worker(broker, tmp_path):
     handles: list[WorkerHandle] = []
 
-    def make(**overrides) -> WorkerHandle:
-        handle = WorkerHandle(broker, tmp_path, **overrides)
+    def make(partitions: int = 1, **overrides) -> WorkerHandle:
+        handle = WorkerHandle(broker, tmp_path, partitions, **overrides)
         handles.append(handle)
         return handle
 

@@ -1,0 +1,138 @@
+"""Faults and hostile input against the real broker: poison records become dead letters and touch
+nothing else; a forged clock cannot blind the detector; reused event ids are dead-lettered; a
+verdict tombstone or an unknown cluster changes nothing; a second worker in the group is refused;
+SIGTERM with the broker down stops the worker within its grace and the log stays quiet."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import replace
+
+import orjson
+
+from streams.devkafka import DevKafka
+from streams.localrun import wait_for
+from tests.conftest import T0, ev
+from tests.integration.conftest import WorkerHandle, contract_json
+from tests.unit.scenarios import farm
+
+YEAR = 365 * 86400.0
+
+
+def headers_of(record) -> dict[str, str]:
+    return {k: v.decode(errors="replace") for k, v in record.headers}
+
+
+def test_poison_records_skew_and_id_reuse_are_dead_lettered_and_detection_goes_on(worker):
+    w = worker().start()
+    good_events = farm("f", 120, devices=8)
+    good = [contract_json(e) for e in good_events]
+    forged = ev("attacker", T0 + 5 * YEAR, device="x", event_id="forged-clock")
+    reused = ev("intruder", good_events[3].ts, device="other", event_id=good_events[3].event_id)
+    poison = {
+        "undecodable": b'{"x":' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+        "not_json": b'{"event_id":"a\xff","type":"login","account_id":"x","ts":"2026-01-05T00:00:00Z"}',
+        "oversize": b'{"event_id":"big","pad":"' + b"x" * 1_000_000 + b'"}',
+        "clock_skew": contract_json(forged),
+        "id_conflict": contract_json(reused),
+    }
+    values = good[:100] + [poison["undecodable"], poison["not_json"], poison["oversize"]] + good[100:200] + \
+        [poison["clock_skew"]] + good[200:] + [poison["id_conflict"]]
+    w.produce(values)
+    w.wait_consumed()
+    w.settle()
+
+    dead = w.read_topic(w.settings.dlq_topic)
+    kinds = {headers_of(r)["fraudgraph.error.kind"]: r for r in dead}
+    assert set(kinds) == set(poison), sorted(kinds)
+    assert len(dead) == len(poison)
+    big = kinds["oversize"]
+    assert int(headers_of(big)["fraudgraph.value.truncated"]) == len(poison["oversize"])
+    assert big.value == poison["oversize"][:len(big.value)] and len(big.value) < len(poison["oversize"])
+    assert kinds["clock_skew"].value == poison["clock_skew"] and "wall clock" in \
+        headers_of(kinds["clock_skew"])["fraudgraph.error.reason"]
+    assert w.proc.poll() is None, "the worker is still running"
+    assert w.metric("fraudgraph_dead_letters_total") == len(poison)
+    assert w.metric("fraudgraph_stage_errors_total") == len(poison)
+    assert w.metric('fraudgraph_events_out_total{stage="decode"}') == len(good) + 2  # forged + reused decode fine
+    assert w.metric("fraudgraph_event_time_watermark_seconds") < T0 + 86400, "the forged clock moved nothing"
+    assert w.metric("fraudgraph_open_alerts") >= 1, "the farm is still detected"
+    open_alerts = w.metric("fraudgraph_open_alerts")
+
+    # An event older than the window is counted, not applied.
+    w.produce([contract_json(ev("ancient", T0 - 30 * 86400, device="old", event_id="ancient"))])
+    w.wait_consumed()
+    wait_for(lambda: w.metric("fraudgraph_too_old_events_total") == 1, 30, "the too-old counter")
+
+    # A verdict tombstone and a verdict for a cluster that does not exist change nothing and are counted.
+    w.produce_to(w.settings.verdicts_topic, [None, orjson.dumps({"cluster_id": "C9999999", "verdict": "benign"})])
+    wait_for(lambda: w.metric('fraudgraph_verdicts_total{outcome="malformed"}') == 1
+             and w.metric('fraudgraph_verdicts_total{outcome="unknown_cluster"}') == 1, 30, "the verdicts counted")
+    assert w.proc.poll() is None
+    assert w.metric("fraudgraph_open_alerts") == open_alerts
+
+
+def test_recovery_publishes_nothing_and_moves_no_counter(worker):
+    w = worker().start()
+    w.produce([contract_json(e) for e in farm("f", 120, devices=8)])
+    w.wait_consumed()
+    w.settle()
+    assert w.metric("fraudgraph_alerts_total") >= 1
+    alerts_before = len(w.read_topic(w.settings.alerts_topic))
+    time.sleep(4)  # Faust commits offsets every few seconds
+    os.killpg(w.proc.pid, signal.SIGKILL)
+    w.proc.wait()
+    leftover = next((w.tmp / "audit.duckdb.parts" / "alert_versions").glob("*.parquet"))
+    (leftover.parent / ".interrupted-flush.parquet.tmp").write_bytes(b"partial")
+
+    w.start()
+    assert w.metric("fraudgraph_recovering") == 0 and w.metric("fraudgraph_recovered_records") > 0
+    time.sleep(3)
+    assert w.metric("fraudgraph_alerts_total") == 0, "alerts re-derived by recovery are not counted again"
+    assert (w.metric('fraudgraph_events_in_total{stage="decode"}') or 0) == 0
+    assert len(w.read_topic(w.settings.alerts_topic)) == alerts_before, "recovery published nothing"
+    assert not list((w.tmp / "audit.duckdb.parts").glob("*/.*.tmp")), "temp segments are cleaned at start"
+
+
+def test_a_second_worker_in_the_group_is_refused_and_the_first_keeps_the_graph(worker):
+    first = worker(partitions=2).start()
+    first.produce([contract_json(e) for e in farm("f", 120, devices=8)])
+    first.wait_consumed()
+    second = WorkerHandle(first.broker, first.tmp / "second", 2)
+    (first.tmp / "second").mkdir()
+    second.settings = replace(first.settings, audit_db=str(first.tmp / "second" / "audit.duckdb"),
+                              metrics_port=second.settings.metrics_port)
+    second.launch()
+    try:
+        assert second.proc.wait(timeout=120) == 3
+    finally:
+        second.stop()
+    assert "already has 1 member" in second.log()
+    assert first.proc.poll() is None and first.metric("fraudgraph_ownership_conflict") == 0
+    first.settle()
+    assert first.metric("fraudgraph_open_alerts") >= 1
+
+
+def test_sigterm_with_the_broker_down_stops_within_the_grace_and_the_log_stays_quiet(tmp_path):
+    with DevKafka() as own_broker:
+        w = WorkerHandle(own_broker, tmp_path)
+        w.start()
+        w.produce([contract_json(e) for e in farm("f", 20, devices=4)])
+        w.wait_consumed()
+        own_broker.stop()
+        time.sleep(15)  # the worker keeps trying to reach the broker
+        before = w.log().count(" ERROR ")
+        started = time.monotonic()
+        os.killpg(w.proc.pid, signal.SIGTERM)
+        try:
+            w.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the worker did not stop within 30 s of SIGTERM") from None
+        stopped_after = time.monotonic() - started
+        print(f"stopped {stopped_after:.1f}s after SIGTERM with the broker down; {before} ERROR lines in 15 s")
+        assert stopped_after < w.settings.stop_grace_seconds + 10
+        assert before < 60, f"{before} ERROR lines in 15 s of broker downtime"
+        w.proc = None
