@@ -12,13 +12,22 @@ incremental result equals a full recompute over the whole graph.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import igraph
 
 from graph.binding import BindingState
 from graph.config import DetectionConfig
+
+
+class Blocks(Protocol):
+    """Tracked clusters the walk may take over whole: ``id in blocks`` and ``blocks[id]`` (members)."""
+
+    def __contains__(self, cluster_id: object, /) -> bool: ...
+
+    def __getitem__(self, cluster_id: str, /) -> frozenset[str]: ...
 
 
 @dataclass(slots=True)
@@ -31,7 +40,7 @@ class Group:
     from_split: bool = False
 
 
-def components_from(seeds: Iterable[str], binding: BindingState, blocks: Mapping[str, frozenset[str]] | None = None,
+def components_from(seeds: Iterable[str], binding: BindingState, blocks: Blocks | None = None,
                     block_of: dict[str, str] | None = None) -> list[Group]:
     """Connected components of the binding graph (accounts only) that contain a seed member.
 
@@ -143,7 +152,7 @@ def components_from(seeds: Iterable[str], binding: BindingState, blocks: Mapping
     return [group for i, group in enumerate(groups) if parent[i] == i]
 
 
-def group_members(group: Group, blocks: Mapping[str, frozenset[str]]) -> frozenset[str]:
+def group_members(group: Group, blocks: Blocks) -> frozenset[str]:
     if len(group.blocks) == 1 and not group.loose:
         return blocks[group.blocks[0]]
     out: set[str] = set(group.loose)
@@ -187,7 +196,7 @@ def split_large(component: list[str], binding: BindingState, config: DetectionCo
 
 
 def cluster_region(seeds: Iterable[str], binding: BindingState, config: DetectionConfig,
-                   blocks: Mapping[str, frozenset[str]] | None = None, block_of: dict[str, str] | None = None
+                   blocks: Blocks | None = None, block_of: dict[str, str] | None = None
                    ) -> list[tuple[frozenset[str], Group]]:
     """The groups of at least ``track_min_size`` accounts reachable from the seeds, largest first."""
     blocks = blocks or {}

@@ -67,7 +67,7 @@ class EngineOutput:
     def __bool__(self) -> bool:
         return bool(self.alerts or self.lineage or self.clusters or self.gone)
 
-    def extend(self, other: "EngineOutput") -> None:
+    def extend(self, other: EngineOutput) -> None:
         self.alerts += other.alerts
         self.rejected += other.rejected
         self.lineage += other.lineage
@@ -85,7 +85,7 @@ class IntactClusters:
         self.rewalk = rewalk
 
     def __contains__(self, cluster_id: object) -> bool:
-        cluster = self.clusters.get(cluster_id)  # type: ignore[arg-type]
+        cluster = self.clusters.get(cluster_id) if isinstance(cluster_id, str) else None
         return cluster is not None and not cluster.from_split and cluster_id not in self.rewalk
 
     def __getitem__(self, cluster_id: str) -> frozenset[str]:

@@ -15,6 +15,7 @@ is. What happened is recorded as lineage events with their event time:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from graph.components import Group
@@ -67,7 +68,7 @@ class ClusterRegistry:
         self._next += 1
         return cluster_id
 
-    def touched_by(self, accounts: set[str]) -> set[str]:
+    def touched_by(self, accounts: Iterable[str]) -> set[str]:
         cluster_of = self.cluster_of
         return {cluster_of[a] for a in accounts if a in cluster_of}
 

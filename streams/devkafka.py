@@ -138,7 +138,7 @@ class DevKafka:
             "-cp", f"{jars}/*", *args,
         ]
 
-    def start(self, timeout: float = 90.0) -> "DevKafka":
+    def start(self, timeout: float = 90.0) -> DevKafka:
         jars = fetch_jars()
         self.workdir = Path(tempfile.mkdtemp(prefix="fraudgraph-kafka-"))
         props = self._write_config(self.workdir)
@@ -207,7 +207,7 @@ class DevKafka:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
 
-    def __enter__(self) -> "DevKafka":
+    def __enter__(self) -> DevKafka:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -41,7 +41,7 @@ def replay(paths: list[Path], pipeline: Pipeline, dlq_path: Path | None = None, 
            progress: bool = True) -> dict[str, float]:
     started = time.monotonic()
     last_report = started
-    totals = {"records": 0, "dead": 0, "alerts": 0}
+    totals: dict[str, float] = {"records": 0, "dead": 0, "alerts": 0}
     dlq = open(dlq_path, "ab") if dlq_path else None
 
     def account(emitted: Emitted) -> None:
@@ -51,7 +51,7 @@ def replay(paths: list[Path], pipeline: Pipeline, dlq_path: Path | None = None, 
             for dead in emitted.dead:
                 dlq.write(orjson.dumps({"reason": dead.reason, "source": dead.record.topic,
                                         "line": dead.record.offset,
-                                        "value": dead.record.value.decode("utf-8", "replace")}) + b"\n")
+                                        "value": (dead.record.value or b"").decode("utf-8", "replace")}) + b"\n")
 
     try:
         buffer: list[Record] = []

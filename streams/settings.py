@@ -39,12 +39,13 @@ class Settings:
     analyst: str = setting("", "FRAUDGRAPH_ANALYST", "who gives a verdict (default: the OS user)")
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> "Settings":
+    def from_env(cls, **overrides: Any) -> Settings:
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = os.environ.get(f.metadata["env"])
             if raw is not None:
-                values[f.name] = type(f.default)(raw)
+                kind: Any = type(f.default)
+                values[f.name] = kind(raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
 

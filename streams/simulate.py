@@ -21,7 +21,7 @@ import gzip
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import orjson
@@ -30,7 +30,7 @@ FREEMAIL = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "proton.me",
 RESIDENTIAL_ASNS = ("AS7922", "AS701", "AS3320", "AS2856", "AS12322", "AS3215", "AS6830")
 MOBILE_ASNS = ("AS21928", "AS22394", "AS20057")
 CLOUD_ASNS = ("AS16509", "AS14061", "AS24940", "AS16276", "AS15169")
-START = datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp()
+START = datetime(2026, 1, 5, tzinfo=UTC).timestamp()
 DAY = 86400.0
 
 
@@ -224,7 +224,7 @@ class _Traffic:
         api_ips = [self.ip(45) for _ in range(rng.randint(2, 8))]
         domain_pool = FREEMAIL + (f"mailbox{rng.randint(1, 999)}.xyz",)
         accounts = []
-        for i in range(n):
+        for _ in range(n):
             account = self.ids("r")
             accounts.append(account)
             self.labels[account] = (ring_id, spec.kind)
@@ -312,7 +312,7 @@ def to_event(row: tuple) -> dict:
         "event_id": f"ev{seq:09d}",
         "type": kind,
         "account_id": account,
-        "ts": datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "ts": datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "device_id": device,
         "ip": ip,
         "payment_id": payment,

@@ -46,7 +46,7 @@ class WorkerHandle:
                 "--alerts-topic", s.alerts_topic, "--verdicts-topic", s.verdicts_topic,
                 "--lateness-seconds", str(s.lateness_seconds), "--tick-seconds", str(s.tick_seconds)]
 
-    def launch(self) -> "WorkerHandle":
+    def launch(self) -> WorkerHandle:
         """Start the process without waiting for it."""
         self.log_path = self.tmp / f"worker-{uuid.uuid4().hex[:4]}.log"
         self.proc = start_worker(self.settings, self.log_path, self.flags())
@@ -55,7 +55,7 @@ class WorkerHandle:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
-    def start(self) -> "WorkerHandle":
+    def start(self) -> WorkerHandle:
         self.launch()
         wait_for(lambda: scrape(self.settings.metrics_port), 120, "worker /metrics", self.proc)
         # Live once recovery is over and the consumer group has assigned the input partitions.

@@ -3,7 +3,6 @@ worker keeps running and the counts match."""
 
 from __future__ import annotations
 
-import json
 
 from tests.conftest import T0, ev
 from tests.integration.conftest import contract_json
