@@ -112,3 +112,17 @@ def test_the_analyst_defaults_to_a_uid_when_the_user_has_no_name(monkeypatch):
     monkeypatch.setattr(getpass, "getuser", no_passwd_entry)
     assert analyst_name(None).startswith("uid-")
     assert analyst_name("alice") == "alice"
+
+
+def test_replay_dead_letters_poison_lines_and_goes_on(tmp_path):
+    events = tmp_path / "events.jsonl"
+    cli(["simulate", "--benign", "300", "--ring-scale", "0.05", "--days", "2", "--seed", "4", "--out", str(events)])
+    lines = events.read_bytes().splitlines()
+    poison = [b'{"x":' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+              b'{"event_id":"a\xff","type":"login","account_id":"x","ts":"2026-01-05T00:00:00Z"}']
+    events.write_bytes(b"\n".join(lines[:50] + poison + lines[50:]) + b"\n")
+    db = tmp_path / "audit.duckdb"
+    result = fraudgraph("replay", str(events), "--audit-db", str(db), "--quiet")
+    assert result.returncode == 0, result.stderr
+    dead = (tmp_path / "audit.duckdb.dlq.jsonl").read_text().splitlines()
+    assert len(dead) == 2 and "nested too deeply" in dead[0] and "UTF-8" in dead[1]

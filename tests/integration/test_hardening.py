@@ -57,6 +57,10 @@ def test_poison_records_skew_and_id_reuse_are_dead_lettered_and_detection_goes_o
     assert w.proc.poll() is None, "the worker is still running"
     assert w.metric("fraudgraph_dead_letters_total") == len(poison)
     assert w.metric("fraudgraph_stage_errors_total") == len(poison)
+    for kind in ("undecodable", "not_json", "oversize"):  # the label is the error's kind, not parsed text
+        assert w.metric(f'fraudgraph_stage_errors_total{{reason="{kind}",stage="decode"}}') == 1, kind
+    for kind in ("clock_skew", "id_conflict"):
+        assert w.metric(f'fraudgraph_stage_errors_total{{reason="{kind}",stage="engine"}}') == 1, kind
     assert w.metric('fraudgraph_events_out_total{stage="decode"}') == len(good) + 2  # forged + reused decode fine
     assert w.metric("fraudgraph_event_time_watermark_seconds") < T0 + 86400, "the forged clock moved nothing"
     assert w.metric("fraudgraph_open_alerts") >= 1, "the farm is still detected"

@@ -65,7 +65,10 @@ def test_a_card_pool_where_accounts_rotate_cards_alerts():
     assert "high" in severities(alerts).values()
 
 
-def test_default_thresholds_are_ordered():
-    config = DetectionConfig()
-    assert config.low_min_size <= config.medium_min_size <= config.high_min_size
-    assert small_config().high_min_size == 10
+def test_thresholds_out_of_order_are_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="severity sizes"):
+        DetectionConfig(low_min_size=60, medium_min_size=50)
+    with pytest.raises(ValueError, match="skew"):
+        DetectionConfig(max_clock_skew_seconds=0)
