@@ -31,6 +31,8 @@ class AlertUpdate:
     evidence: tuple[Evidence, ...]
     members_added: tuple[str, ...]
     members_removed: tuple[str, ...]
+    requests: int = 0  # API exchanges of the members within the window, as of the score
+    tokens_out: int = 0
 
 
 @dataclass(slots=True)
@@ -82,7 +84,7 @@ class AlertBook:
         current.members = cluster.members
         return AlertUpdate(current.alert_id, cluster.cluster_id, action, notify, current.version, current.severity,
                            scored.score, len(cluster.members), current.detected_at, at, wall, reason,
-                           scored.features, scored.evidence, added, removed)
+                           scored.features, scored.evidence, added, removed, scored.requests, scored.tokens_out)
 
     def on_members(self, cluster: Cluster, at: float, wall: float) -> AlertUpdate | None:
         """A membership delta for an open alert between re-scores (audit store only, no page)."""
@@ -96,7 +98,7 @@ class AlertBook:
         current.members = cluster.members
         return AlertUpdate(current.alert_id, cluster.cluster_id, "members", False, current.version, current.severity,
                            scored.score, len(cluster.members), current.detected_at, at, wall, "membership changed",
-                           scored.features, scored.evidence, added, removed)
+                           scored.features, scored.evidence, added, removed, scored.requests, scored.tokens_out)
 
     def on_gone(self, cluster_id: str, at: float, wall: float, why: str) -> AlertUpdate | None:
         current = self.open.pop(cluster_id, None)

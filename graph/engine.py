@@ -181,8 +181,11 @@ class DetectionEngine:
         account = event.account_id
         for entity in event.entity_keys():
             window.touch(account, entity, ts)
+        api = event.type == "api_usage"
         window.note_account(account, ts, signup=event.type == "signup", email_domain=event.email_domain,
-                            datacenter=event.asn is not None and event.asn in config.datacenter_asns)
+                            datacenter=event.asn is not None and event.asn in config.datacenter_asns,
+                            requests=(event.requests or 1) if api else 0,
+                            tokens_out=(event.tokens_out or 0) if api else 0)
 
     def _advance_ticks(self, ts: float, out: EngineOutput) -> None:
         tick = self.config.tick_seconds

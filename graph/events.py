@@ -32,6 +32,12 @@ class AccountEvent:
     user_agent: str | None = None
     asn: str | None = None
     country: str | None = None
+    requests: int | None = None
+    """API exchanges this event stands for (None: one)."""
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    model: str | None = None
+    prompt_fingerprint: str | None = None
     source: Any = field(default=None, compare=False, repr=False)
     """Where the adapter got the event (e.g. its Kafka record), so a rejected event can be
     dead-lettered with its original bytes; the core never reads it."""
@@ -40,7 +46,8 @@ class AccountEvent:
         """A stable 8-byte fingerprint of the content (same in every process; ``source`` excluded)."""
         text = "\x1f".join("" if v is None else str(v) for v in (
             self.event_id, self.type, self.account_id, repr(self.ts), self.device_id, self.ip, self.payment_id,
-            self.email_domain, self.user_agent, self.asn, self.country))
+            self.email_domain, self.user_agent, self.asn, self.country, self.requests, self.tokens_in,
+            self.tokens_out, self.model, self.prompt_fingerprint))
         return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
 
     def entity_keys(self) -> list[str]:

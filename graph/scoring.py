@@ -44,6 +44,8 @@ class ClusterScore:
     features: dict[str, float]
     evidence: tuple[Evidence, ...]
     detected_at: float  # event time of the newest event among the members' links
+    requests: int = 0  # API exchanges of the members within the window (the damage)
+    tokens_out: int = 0  # output tokens of those exchanges
 
 
 def _burst_share(signups: list[float], span: float = 3600.0) -> float:
@@ -138,9 +140,16 @@ def score_cluster(members: frozenset[str], binding: BindingState, config: Detect
     for info in infos:
         if info is not None and info.email_domain and info.email_domain not in config.freemail_domains:
             domains[info.email_domain] = domains.get(info.email_domain, 0) + 1
+    requests = tokens_out = 0
     for info in infos:
-        if info is not None and info.last_ts > newest:
+        if info is None:
+            continue
+        if info.last_ts > newest:
             newest = info.last_ts
+        if info.usage:
+            r, t = info.usage_since(horizon)
+            requests += r
+            tokens_out += t
 
     burst = _burst_share(signups)
     datacenter_share = datacenter / size
@@ -171,7 +180,7 @@ def score_cluster(members: frozenset[str], binding: BindingState, config: Detect
         seen = [window.members[entity][a] for a in shared[entity]]
         evidence.append(Evidence(kind, value, len(shared[entity]), min(seen), max(seen)))
     return ClusterScore(score, severity_of(size, score, strong_entities, config), features,
-                        tuple(evidence), newest)
+                        tuple(evidence), newest, requests, tokens_out)
 
 
 def severity_of(size: int, score: float, strong_entities: int, config: DetectionConfig) -> str | None:

@@ -10,18 +10,46 @@ re-registered when that bucket comes due. Faust's windowed-table expiry is not u
 
 from __future__ import annotations
 
+USAGE_BUCKET_SECONDS = 3600.0  # damage figures are exact to the hour at the window's edge
 
 
 class AccountInfo:
     """What scoring needs about an account beyond its links; expires with its last link."""
 
-    __slots__ = ("signup_ts", "email_domain", "datacenter_ts", "last_ts")
+    __slots__ = ("signup_ts", "email_domain", "datacenter_ts", "last_ts", "usage")
 
     def __init__(self) -> None:
         self.signup_ts: float | None = None
         self.email_domain: str | None = None
         self.datacenter_ts: float | None = None  # last API use from a datacenter ASN
         self.last_ts = float("-inf")
+        self.usage: list[list[int]] | None = None  # [hour, requests, output tokens], oldest first
+
+    def add_usage(self, ts: float, requests: int, tokens_out: int) -> None:
+        hour = int(ts // USAGE_BUCKET_SECONDS)
+        usage = self.usage
+        if usage is None:
+            self.usage = [[hour, requests, tokens_out]]
+            return
+        for bucket in reversed(usage):  # late events land a few buckets back at most
+            if bucket[0] == hour:
+                bucket[1] += requests
+                bucket[2] += tokens_out
+                return
+            if bucket[0] < hour:
+                break
+        usage.append([hour, requests, tokens_out])
+        usage.sort(key=lambda b: b[0])
+
+    def usage_since(self, horizon: float) -> tuple[int, int]:
+        """(API exchanges, output tokens) in hourly buckets after ``horizon``; older buckets are dropped."""
+        usage = self.usage
+        if not usage:
+            return 0, 0
+        first = int(horizon // USAGE_BUCKET_SECONDS) + 1  # whole hours inside the window
+        while usage and usage[0][0] < first:
+            usage.pop(0)
+        return sum(b[1] for b in usage), sum(b[2] for b in usage)
 
 
 class LinkWindow:
@@ -82,7 +110,7 @@ class LinkWindow:
         self._buckets.setdefault(self._bucket(ts), set()).add(entity)
 
     def note_account(self, account: str, ts: float, *, signup: bool, email_domain: str | None,
-                     datacenter: bool) -> None:
+                     datacenter: bool, requests: int = 0, tokens_out: int = 0) -> None:
         """Keep scoring facts for accounts that have links (others are in no cluster)."""
         info = self.info.get(account)
         if info is None:
@@ -97,6 +125,8 @@ class LinkWindow:
             info.email_domain = email_domain
         if datacenter and (info.datacenter_ts is None or ts > info.datacenter_ts):
             info.datacenter_ts = ts
+        if requests or tokens_out:
+            info.add_usage(ts, requests, tokens_out)
 
     def expire(self, cutoff: float) -> int:
         """Remove every link with last_seen <= cutoff; return how many were removed."""

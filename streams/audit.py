@@ -40,6 +40,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("action", pa.string()), ("notify", pa.bool_()), ("severity", pa.string()), ("score", pa.float64()),
         ("member_count", pa.int64()), ("detected_at", TS), ("alerted_at", TS), ("created_at", TS),
         ("reason", pa.string()), ("features", pa.string()), ("evidence", pa.string()),
+        ("requests", pa.int64()), ("tokens_out", pa.int64()),
     ]),
     "alert_member_changes": pa.schema([
         ("alert_id", pa.string()), ("version", pa.int64()), ("account_id", pa.string()), ("added", pa.bool_()),
@@ -48,7 +49,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "cluster_snapshots": pa.schema([
         ("cluster_id", pa.string()), ("snapshot_at", TS), ("size", pa.int64()), ("score", pa.float64()),
         ("severity", pa.string()), ("verdict", pa.string()), ("born_at", TS), ("updated_at", TS),
-        ("features", pa.string()), ("status", pa.string()),
+        ("features", pa.string()), ("status", pa.string()), ("requests", pa.int64()), ("tokens_out", pa.int64()),
     ]),
     "cluster_member_snapshots": pa.schema([
         ("cluster_id", pa.string()), ("snapshot_at", TS), ("account_id", pa.string()),
@@ -77,7 +78,8 @@ SCHEMAS: dict[str, pa.Schema] = {
 # The investigator-facing names. Each is one row per natural key, newest version wins.
 VIEWS = {
     "alerts": """
-        SELECT alert_id, cluster_id, severity, member_count, score, detected_at, alerted_at, created_at, version,
+        SELECT alert_id, cluster_id, severity, member_count, requests, tokens_out, score, detected_at, alerted_at,
+               created_at, version,
                CASE WHEN action = 'closed' THEN 'closed' ELSE 'open' END AS status, action AS last_action,
                reason, features, evidence
         FROM (SELECT DISTINCT * FROM {alert_versions})
@@ -91,7 +93,8 @@ VIEWS = {
             QUALIFY row_number() OVER (PARTITION BY alert_id, account_id ORDER BY version DESC) = 1)
         WHERE added""",
     "clusters": """
-        SELECT cluster_id, status, size, score, severity, verdict, born_at, updated_at, snapshot_at, features
+        SELECT cluster_id, status, size, requests, tokens_out, score, severity, verdict, born_at, updated_at,
+               snapshot_at, features
         FROM {cluster_snapshots}
         QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY snapshot_at DESC,
                                    CASE status WHEN 'live' THEN 1 ELSE 0 END) = 1""",
@@ -156,8 +159,12 @@ class AuditStore:
             for leftover in folder.glob(".*.tmp"):  # a flush or compaction interrupted by a crash
                 leftover.unlink(missing_ok=True)
             empty = folder / "000-schema.parquet"
-            if not empty.exists():
-                pq.write_table(schema.empty_table(), empty)
+            # The empty segment carries the current columns, so views over segments written by an
+            # older version (without a column added since) still bind: union_by_name fills NULLs.
+            if not empty.exists() or not pq.read_schema(empty).equals(schema):
+                tmp = folder / ".000-schema.parquet.tmp"
+                pq.write_table(schema.empty_table(), tmp)
+                os.replace(tmp, empty)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + wait_seconds
         while True:
@@ -217,7 +224,8 @@ class AuditStore:
                 for cluster_id in out.gone:
                     self._rows["cluster_snapshots"].append({
                         "cluster_id": cluster_id, "snapshot_at": now, "size": 0, "score": 0.0, "severity": None,
-                        "verdict": None, "born_at": None, "updated_at": now, "features": "{}", "status": "gone"})
+                        "verdict": None, "born_at": None, "updated_at": now, "features": "{}", "status": "gone",
+                        "requests": 0, "tokens_out": 0})
 
     def _add_alert(self, u: AlertUpdate) -> None:
         self._rows["alert_versions"].append({
@@ -227,6 +235,7 @@ class AuditStore:
             "reason": u.reason,
             "features": json.dumps(u.features, sort_keys=True),
             "evidence": json.dumps([asdict(e) for e in u.evidence]),
+            "requests": u.requests, "tokens_out": u.tokens_out,
         })
         changes = self._rows["alert_member_changes"]
         at = _ts(u.created_at)
@@ -246,7 +255,7 @@ class AuditStore:
             "cluster_id": s.cluster_id, "snapshot_at": at, "size": len(s.members), "score": s.scored.score,
             "severity": s.scored.severity, "verdict": s.verdict, "born_at": _ts(s.born_at),
             "updated_at": _ts(s.updated_at), "features": json.dumps(s.scored.features, sort_keys=True),
-            "status": "live"})
+            "status": "live", "requests": s.scored.requests, "tokens_out": s.scored.tokens_out})
         self._rows["cluster_member_snapshots"].extend(
             {"cluster_id": s.cluster_id, "snapshot_at": at, "account_id": a} for a in s.members)
         self._rows["cluster_evidence_snapshots"].extend(

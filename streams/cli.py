@@ -208,7 +208,8 @@ def cmd_investigate(args: argparse.Namespace) -> int:
             cid = args.args[0]
             if not q.table(con, q.CLUSTER_EXISTS, [cid, cid])[1]:
                 raise CliError(f"cluster {cid} not found in {settings.audit_db}")
-            print(f"cluster {cid}: binding entities"), print(q.render(*q.table(con, q.CLUSTER_EVIDENCE, [cid])))
+            print(f"cluster {cid}"), print(q.render(*q.table(con, q.CLUSTER_SUMMARY, [cid])))
+            print("\nbinding entities"), print(q.render(*q.table(con, q.CLUSTER_EVIDENCE, [cid])))
             print("\ntimeline"), print(q.render(*q.table(con, q.CLUSTER_TIMELINE, [cid, cid])))
             print("\nmembers"), print(q.render(*q.table(con, q.CLUSTER_MEMBERS, [cid]), limit=args.limit))
         elif args.what == "account":

@@ -58,6 +58,12 @@ class WireEvent(msgspec.Struct):
     user_agent: str | None = None
     asn: str | int | None = None
     country: str | None = None
+    # API usage (optional on any event, meaningful on api_usage)
+    requests: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    tokens_in: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    tokens_out: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    model: str | None = None
+    prompt_fingerprint: NonEmpty | None = None
 
 
 _decoder = msgspec.json.Decoder(WireEvent)
@@ -125,5 +131,7 @@ def _decode(raw: bytes, source: Any) -> AccountEvent:
         event_id=wire.event_id, type=wire.type, account_id=wire.account_id, ts=parse_ts(wire.ts),
         device_id=wire.device_id, ip=canonical_ip(wire.ip) if wire.ip else None, payment_id=wire.payment_id,
         email_domain=wire.email_domain.lower() if wire.email_domain else None, user_agent=wire.user_agent,
-        asn=asn.upper() if asn else None, country=wire.country, source=source,
+        asn=asn.upper() if asn else None, country=wire.country, requests=wire.requests,
+        tokens_in=wire.tokens_in, tokens_out=wire.tokens_out, model=wire.model,
+        prompt_fingerprint=wire.prompt_fingerprint, source=source,
     )

@@ -65,7 +65,8 @@ def run_demo(args: argparse.Namespace) -> int:
             try:
                 alerts = con.execute("""
                     SELECT a.alert_id, a.cluster_id, a.severity, a.status, a.member_count,
-                           list(m.account_id) FILTER (WHERE m.account_id IS NOT NULL)
+                           list(m.account_id) FILTER (WHERE m.account_id IS NOT NULL), a.reason,
+                           a.requests, a.tokens_out
                     FROM alerts a LEFT JOIN alert_members m USING (alert_id) GROUP BY ALL
                     ORDER BY a.member_count DESC, a.alert_id""").fetchall()
                 evidence = dict(con.execute("""
@@ -88,7 +89,7 @@ def report(produced, elapsed, messages, metrics, alerts, evidence, labels, db) -
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     caught_at: dict[str, str] = {}
     innocent: dict[str, set[str]] = defaultdict(set)
-    for _alert_id, _cluster, severity, status, _size, members in alerts:
+    for _alert_id, _cluster, severity, status, _size, members, _reason, _requests, _tokens in alerts:
         if status != "open":
             continue
         for account in members or ():
@@ -107,10 +108,14 @@ def report(produced, elapsed, messages, metrics, alerts, evidence, labels, db) -
           f"dead letters = {metric_sum(metrics, 'fraudgraph_dead_letters_total'):.0f}")
 
     print("\nAlerts (open ones first; medium and high are actionable, low is informational):")
-    print(f"  {'alert':<14} {'cluster':<9} {'severity':<8} {'status':<7} {'accounts':>8}  {'msgs':>4}  bound by")
-    for alert_id, cluster, severity, status, size, _members in sorted(alerts, key=lambda a: (a[3] != "open", -a[4])):
-        print(f"  {alert_id:<14} {cluster:<9} {severity:<8} {status:<7} {size:>8}  {per_alert.get(alert_id, 0):>4}  "
-              f"{', '.join(evidence.get(cluster, []))}")
+    print(f"  {'alert':<14} {'cluster':<9} {'severity':<8} {'status':<7} {'accounts':>8} {'exchanges':>10} "
+          f"{'output tokens':>14}  {'msgs':>4}  bound by (top 3)")
+    for alert_id, cluster, severity, status, size, _m, reason, requests, tokens in sorted(
+            alerts, key=lambda a: (a[3] != "open", -a[4])):
+        why = ", ".join(evidence.get(cluster, [])) if status == "open" else f"closed: {reason}"
+        print(f"  {alert_id:<14} {cluster:<9} {severity:<8} {status:<7} {size:>8} {requests or 0:>10,} {tokens or 0:>14,}  "
+              f"{per_alert.get(alert_id, 0):>4}  {why}")
+    print("  (exchanges and output tokens: the members' API usage within the window, as of the alert's last version)")
 
     print("\nPlanted rings: accounts caught by their strongest open alert")
     print(f"  {'ring':<7} {'kind':<12} {'size':>6} {'high':>6} {'medium':>7} {'low':>6} {'missed':>7}")

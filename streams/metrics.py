@@ -44,6 +44,10 @@ class Metrics:
         self.live_entities = Gauge("fraudgraph_live_entities", "Devices, IPs and payment ids with a live link", registry=r)
         self.live_clusters = Gauge("fraudgraph_live_clusters", "Tracked clusters", registry=r)
         self.alerts = Counter("fraudgraph_alerts_total", "Alert publications", ["severity", "action"], registry=r)
+        self.alerted_requests = Counter(
+            "fraudgraph_alerted_requests_total",
+            "API exchanges (within the window) of accounts in alerted clusters, counted as alerts are published",
+            ["severity"], registry=r)
         self.open_alerts = Gauge("fraudgraph_open_alerts", "Open alerts", ["severity"], registry=r)
         self.members_added = Counter("fraudgraph_alerted_members_added_total",
                                      "Accounts added to clusters under an open alert", ["severity"], registry=r)

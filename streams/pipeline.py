@@ -76,7 +76,8 @@ def alert_message(update: AlertUpdate) -> bytes:
     return orjson.dumps({
         "alert_id": update.alert_id, "version": update.version, "action": update.action,
         "cluster_id": update.cluster_id, "severity": update.severity, "score": update.score,
-        "member_count": update.member_count, "detected_at": iso(update.detected_at),
+        "member_count": update.member_count, "requests": update.requests, "tokens_out": update.tokens_out,
+        "detected_at": iso(update.detected_at),
         "alerted_at": iso(update.alerted_at), "created_at": iso(update.created_at), "reason": update.reason,
         "features": update.features,
         "evidence": [
@@ -103,6 +104,7 @@ class Pipeline:
         self.next_offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to handle
         # alert id -> newest version already published (before a restart too): never published or counted twice
         self.published: dict[str, int] = {}
+        self._damage_counted: dict[str, int] = {}  # alert id -> API exchanges already counted in the metric
         self._counted = {name: 0 for name in _ENGINE_COUNTERS}
 
     def handle(self, records: Sequence[Record]) -> Emitted:
@@ -180,6 +182,11 @@ class Pipeline:
         for update in fresh:
             m.alerts.labels(update.severity, update.action).inc()
             m.events_out.labels("engine").inc()
+            if update.action != "closed":  # damage newly attributed to alerted clusters
+                counted = self._damage_counted.get(update.alert_id, 0)
+                if update.requests > counted:
+                    m.alerted_requests.labels(update.severity).inc(update.requests - counted)
+                    self._damage_counted[update.alert_id] = update.requests
         for update in out.alerts:
             if update.action in ("opened", "escalated"):
                 m.detection_latency.observe(max(0.0, now - received))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import duckdb
 
 WORST_CLUSTERS = """
-SELECT c.cluster_id, a.alert_id, a.severity, c.size, c.score, a.detected_at, c.updated_at, c.verdict
+SELECT c.cluster_id, a.alert_id, a.severity, c.size, c.requests, c.tokens_out, c.score, a.detected_at, c.updated_at,
+       c.verdict
 FROM clusters c LEFT JOIN alerts a ON a.cluster_id = c.cluster_id AND a.status = 'open'
 WHERE c.status = 'live' AND c.severity IS NOT NULL
 ORDER BY CASE a.severity WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END DESC,
@@ -36,6 +37,10 @@ WHERE m.account_id = ?
 UNION ALL
 SELECT a.cluster_id, a.member_count, a.severity, a.status FROM alert_members am JOIN alerts a USING (alert_id)
 WHERE am.account_id = ?"""
+
+CLUSTER_SUMMARY = """
+SELECT cluster_id, status, size, requests, tokens_out, score, severity, verdict, born_at, updated_at
+FROM clusters WHERE cluster_id = ?"""
 
 ACCOUNT_LINKS = """
 SELECT entity_type, entity_value, last_seen FROM account_links WHERE account_id = ? ORDER BY last_seen DESC"""

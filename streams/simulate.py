@@ -89,6 +89,7 @@ class _Traffic:
         self.end = START + config.days * DAY
         self.rows: list[tuple] = []  # (ts, seq, type, account, device, ip, payment, domain, asn)
         self.labels: dict[str, tuple[str, str]] = {}  # account -> (ring_id, kind)
+        self.usage_rng = random.Random(config.seed + 2)
         self._ip_n = 0
 
     # -- helpers ----------------------------------------------------------------------------
@@ -98,9 +99,29 @@ class _Traffic:
         return f"{block}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
 
     def emit(self, ts: float, kind: str, account: str, device: str | None, ip: str | None,
-             payment: str | None = None, domain: str | None = None, asn: str | None = None) -> None:
+             payment: str | None = None, domain: str | None = None, asn: str | None = None,
+             usage: tuple | None = None) -> None:
         if START <= ts < self.end:
-            self.rows.append((ts, len(self.rows), kind, account, device, ip, payment, domain, asn))
+            if kind == "api_usage" and usage is None:
+                usage = self.benign_usage()
+            self.rows.append((ts, len(self.rows), kind, account, device, ip, payment, domain, asn, usage))
+
+    # API usage: its own random stream, so adding it left the rest of the traffic as it was.
+    def benign_usage(self) -> tuple:
+        """(requests, tokens_in, tokens_out, model, prompt fingerprint) of an ordinary user's minute:
+        a few exchanges, short answers, mostly popular framework templates."""
+        r = self.usage_rng
+        requests = max(1, int(r.lognormvariate(0.7, 0.8)))
+        template = f"tpl-popular-{min(int(r.paretovariate(1.2)), 40)}" if r.random() < 0.6 else f"tpl-own-{r.randrange(10**6)}"
+        return (requests, requests * r.randint(200, 1500), requests * r.randint(100, 900),
+                r.choice(("m-small", "m-large")), template)
+
+    def ring_usage(self, templates: list[str]) -> tuple:
+        """A distillation account's minute: dozens to hundreds of exchanges with long answers, from
+        the operation's few templates."""
+        r = self.usage_rng
+        requests = r.randint(40, 400)
+        return (requests, requests * r.randint(300, 1200), requests * r.randint(1500, 4000), "m-large", r.choice(templates))
 
     def when(self, lo: float | None = None, hi: float | None = None) -> float:
         return self.rng.uniform(lo if lo is not None else START, hi if hi is not None else self.end)
@@ -222,6 +243,7 @@ class _Traffic:
         emulators = [self.ids("em") for _ in range(max(2, n // 8))] if spec.kind == "card_pool" else []
         cards = [self.ids("pp") for _ in range(max(2, round(n * 1.75 / rng.uniform(20, 60))))] if pooled_cards else []
         api_ips = [self.ip(45) for _ in range(rng.randint(2, 8))]
+        templates = [f"tpl-{ring_id}-{k}" for k in range(self.usage_rng.randint(2, 5))]
         domain_pool = FREEMAIL + (f"mailbox{rng.randint(1, 999)}.xyz",)
         accounts = []
         for _ in range(n):
@@ -247,7 +269,8 @@ class _Traffic:
             for _ in range(rng.randint(3, 10)):
                 u = self.when(lo=t)
                 self.emit(u, "login", account, rng.choice(own), self.ip(77), asn=rng.choice(RESIDENTIAL_ASNS))
-                self.emit(u + 20, "api_usage", account, None, rng.choice(api_ips), asn=rng.choice(CLOUD_ASNS))
+                self.emit(u + 20, "api_usage", account, None, rng.choice(api_ips), asn=rng.choice(CLOUD_ASNS),
+                          usage=self.ring_usage(templates))
             if spec.kind == "camouflage":
                 for _ in range(rng.randint(1, 3)):
                     hub = rng.choice(self._hubs) if self._hubs else self.ip(100)
@@ -307,7 +330,7 @@ def _deliver(rows: list[tuple], config: SimConfig) -> Iterator[dict]:
 
 
 def to_event(row: tuple) -> dict:
-    ts, seq, kind, account, device, ip, payment, domain, asn = row
+    ts, seq, kind, account, device, ip, payment, domain, asn, usage = row
     event = {
         "event_id": f"ev{seq:09d}",
         "type": kind,
@@ -321,6 +344,8 @@ def to_event(row: tuple) -> dict:
         event["email_domain"] = domain
     if asn:
         event["asn"] = asn
+    if usage:
+        event["requests"], event["tokens_in"], event["tokens_out"], event["model"], event["prompt_fingerprint"] = usage
     return event
 
 

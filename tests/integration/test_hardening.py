@@ -140,3 +140,32 @@ def test_sigterm_with_the_broker_down_stops_within_the_grace_and_the_log_stays_q
         assert stopped_after < w.settings.stop_grace_seconds + 10
         assert before < 60, f"{before} ERROR lines in 15 s of broker downtime"
         w.proc = None
+
+
+def test_two_workers_started_together_never_keep_a_partial_graph(worker):
+    """Both may pass the start-up check; then the runtime check stops any worker left with part of
+    the input (CRITICAL line, exit status 3). What must never happen: a worker running on a share."""
+    first = worker(partitions=2)
+    (first.tmp / "twin").mkdir()
+    twin = WorkerHandle(first.broker, first.tmp / "twin", 2)
+    twin.settings = replace(first.settings, audit_db=str(first.tmp / "twin" / "audit.duckdb"),
+                            metrics_port=twin.settings.metrics_port)
+    handles = [first.launch(), twin.launch()]
+    try:
+        def settled() -> bool:
+            running = [h for h in handles if h.proc.poll() is None]
+            if len(running) == len(handles):
+                return False
+            return all(h.metric("fraudgraph_assigned_partitions") == 2 for h in running)
+
+        wait_for(settled, 120, "one worker to own everything (or none to run)")
+        time.sleep(5)  # a survivor keeps owning everything
+        exited = [h for h in handles if h.proc.poll() is not None]
+        assert exited and all(h.proc.returncode == 3 for h in exited)
+        for h in handles:
+            if h.proc.poll() is None:
+                assert h.metric("fraudgraph_assigned_partitions") == 2
+                assert h.metric("fraudgraph_ownership_conflict") == 0
+        assert all("already has" in h.log() or "one worker must own the whole graph" in h.log() for h in exited)
+    finally:
+        twin.stop()

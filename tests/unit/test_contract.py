@@ -16,6 +16,9 @@ VALID = [
     {**GOOD, "extra_field": {"nested": [1, 2]}, "asn": 16509, "country": "DE"},
     {"event_id": "e2", "type": "signup", "account_id": "a", "ts": "2026-01-05T00:00:00-05:30"},
     {**GOOD, "type": "api_usage", "device_id": None, "ip": None},
+    {**GOOD, "type": "api_usage", "requests": 60, "tokens_in": 12000, "tokens_out": 90000, "model": "m-large",
+     "prompt_fingerprint": "lsh:9f2c"},
+    {**GOOD, "requests": None, "tokens_out": 0},
 ]
 
 INVALID = [
@@ -33,6 +36,11 @@ INVALID = [
     (json.dumps({**GOOD, "ip": "localhost"}).encode(), "not an IPv4 or IPv6"),
     (json.dumps({**GOOD, "device_id": 12}).encode(), "Expected `str | null`"),
     (b"\xff\xfe\x00garbage", "not valid JSON"),
+    (json.dumps({**GOOD, "requests": 0}).encode(), "Expected `int` >= 1 - at `$.requests`"),
+    (json.dumps({**GOOD, "tokens_out": -5}).encode(), "Expected `int` >= 0 - at `$.tokens_out`"),
+    (json.dumps({**GOOD, "tokens_in": 1.5}).encode(), "at `$.tokens_in`"),
+    (json.dumps({**GOOD, "requests": "10"}).encode(), "at `$.requests`"),
+    (json.dumps({**GOOD, "prompt_fingerprint": ""}).encode(), "at `$.prompt_fingerprint`"),
     (json.dumps({**GOOD, "user_agent": "x" * (MAX_EVENT_BYTES + 1)}).encode(), "over the 65536-byte limit"),
 ]
 

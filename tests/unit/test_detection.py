@@ -2,7 +2,7 @@
 
 from graph.config import DetectionConfig
 
-from tests.conftest import T0, ev, run, small_config
+from tests.conftest import T0, ev, run
 from tests.unit.scenarios import crowd, farm
 
 
