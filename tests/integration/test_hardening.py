@@ -128,7 +128,7 @@ def test_sigterm_with_the_broker_down_stops_within_the_grace_and_the_log_stays_q
         w.wait_consumed()
         own_broker.stop()
         time.sleep(15)  # the worker keeps trying to reach the broker
-        before = w.log().count(" ERROR ")
+        before = sum(1 for line in w.log().splitlines() if "ERROR" in line)
         started = time.monotonic()
         os.killpg(w.proc.pid, signal.SIGTERM)
         try:
@@ -138,7 +138,8 @@ def test_sigterm_with_the_broker_down_stops_within_the_grace_and_the_log_stays_q
         stopped_after = time.monotonic() - started
         print(f"stopped {stopped_after:.1f}s after SIGTERM with the broker down; {before} ERROR lines in 15 s")
         assert stopped_after < w.settings.stop_grace_seconds + 10
-        assert before < 60, f"{before} ERROR lines in 15 s of broker downtime"
+        assert 0 < before < 60, f"{before} ERROR lines in 15 s of broker downtime (unfiltered: ~100 a second)"
+        assert "similar lines suppressed" in w.log()
         w.proc = None
 
 
