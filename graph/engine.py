@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from graph.alerts import AlertBook, AlertUpdate
 from graph.binding import BindingState
-from graph.components import cluster_region
+from graph.components import Group, cluster_region
 from graph.config import DetectionConfig
 from graph.events import IP, AccountEvent, kind_of
 from graph.identity import Cluster, ClusterRegistry, LineageEvent
@@ -223,7 +223,7 @@ class DetectionEngine:
             self.tick_timings.append(time.perf_counter() - started)
 
     def _recluster(self, changed_links: list[tuple[str, str]], flipped: set[str]
-                   ) -> tuple[set[str], list]:
+                   ) -> tuple[set[str], list[tuple[frozenset[str], Group]]]:
         """Walk the dirty region; return the old cluster ids it covers and the new groups."""
         # Only accounts whose binding links changed seed the walk: a new link to an entity that
         # binds nothing moves no component.

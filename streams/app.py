@@ -77,14 +77,15 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
             await send(alerts_topic, "alerts", update.alert_id.encode(), alert_message(update))
 
     @app.agent(events_topic)
-    async def detect(stream):  # noqa: ANN001 - Faust passes a StreamT
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+    async def detect(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.take_events(  # type: ignore[attr-defined] # faust-streaming has it; its StreamT stub does not
+                settings.batch_size, within=settings.batch_seconds):
             records = [Record(e.message.value, e.message.key, e.message.partition, e.message.offset,
                               e.message.topic) for e in batch]
             await publish(pipeline.handle(records))
 
     @app.agent(verdicts_topic)
-    async def verdicts(stream):  # noqa: ANN001
+    async def verdicts(stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
             outcome, emitted = apply_verdict(pipeline, value)
             if metrics is not None:

@@ -19,9 +19,10 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -138,12 +139,12 @@ class AuditStore:
     """Buffers rows from engine output and flushes them as Parquet segments (one per table)."""
 
     def __init__(self, db_path: str | os.PathLike[str], retention_days: float = 90.0,
-                 clock=time.time) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.db_path = Path(db_path).resolve()
         self.parts = Path(str(self.db_path) + ".parts")
         self.retention_days = retention_days
         self.clock = clock
-        self._rows: dict[str, list[dict]] = {name: [] for name in SCHEMAS}
+        self._rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SCHEMAS}
         self._lock = threading.Lock()
         self._seq = 0
         self.rows_written = 0

@@ -7,12 +7,19 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from streams import settings as cfg
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from graph.engine import DetectionEngine
 
 ENTITY_TYPES = ("device", "payment", "ip")
 
@@ -21,7 +28,7 @@ class CliError(Exception):
     """A mistake on the command line or a missing input: one line on stderr, exit status 2."""
 
 
-def _engine(settings: cfg.Settings):
+def _engine(settings: cfg.Settings) -> DetectionEngine:
     from graph.engine import DetectionEngine
 
     return DetectionEngine(settings.detection_config(), clock=time.time)
@@ -92,7 +99,7 @@ def cmd_verdict(args: argparse.Namespace) -> int:
     with open_store(settings.audit_db) as con:
         known = con.execute("SELECT count(*) FROM (SELECT cluster_id FROM clusters UNION ALL "
                             "SELECT cluster_id FROM cluster_lineage) WHERE cluster_id = ?",
-                            [args.cluster_id]).fetchone()[0]
+                            [args.cluster_id]).fetchall()[0][0]
     if not known:
         raise CliError(f"cluster {args.cluster_id} not found in {settings.audit_db}")
     analyst = analyst_name(settings.analyst)
@@ -111,7 +118,7 @@ def cmd_verdict(args: argparse.Namespace) -> int:
     return 0
 
 
-def publish_verdict(settings: cfg.Settings, verdict: dict, timeout_s: float = 10.0) -> None:
+def publish_verdict(settings: cfg.Settings, verdict: dict[str, Any], timeout_s: float = 10.0) -> None:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -133,7 +140,7 @@ def publish_verdict(settings: cfg.Settings, verdict: dict, timeout_s: float = 10
 
 
 @contextmanager
-def open_store(db_path: str):
+def open_store(db_path: str) -> Iterator[duckdb.DuckDBPyConnection]:
     """The audit store, read-only, or one clear error."""
     import duckdb
 
@@ -186,7 +193,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             sql = f"SELECT * FROM {name}" + (" WHERE " + " AND ".join(where) if where else "")
             target = out / f"{name}.parquet"
             con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)")
-            rows = con.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchone()[0]
+            rows = con.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchall()[0][0]
             print(f"export: {name}: {rows} rows -> {target}")
     return 0
 
@@ -313,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except CliError as exc:
         print(f"fraudgraph {args.command}: error: {exc}", file=sys.stderr)
         return 2

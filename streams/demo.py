@@ -14,6 +14,7 @@ import shutil
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 from streams.devkafka import DevKafka, free_port
 from streams.localrun import metric_sum, scrape, start_worker, stop, wait_for
@@ -81,7 +82,9 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def report(produced, elapsed, messages, metrics, alerts, evidence, labels, db) -> None:
+def report(produced: int, elapsed: float, messages: list[dict[str, Any]], metrics: dict[str, float],
+           alerts: list[tuple[Any, ...]], evidence: dict[str, list[str]], labels: dict[str, tuple[str, str]],
+           db: str) -> None:
     ring_of = {a: ring for a, (ring, _kind) in labels.items() if ring}
     kind_of = {ring: kind for ring, kind in labels.values() if ring}
     ring_sizes = Counter(ring_of.values())

@@ -44,7 +44,7 @@ def start_worker(settings: Settings, log_path: Path, extra: list[str] | None = N
                             start_new_session=True)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, proc: subprocess.Popen | None = None,
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None,
              interval: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -61,7 +61,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, proc: subp
     raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
 
 
-def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import duckdb
 
 WORST_CLUSTERS = """
@@ -51,12 +54,13 @@ WHERE happened_at >= (SELECT max(happened_at) FROM cluster_lineage) - to_hours(C
 ORDER BY happened_at DESC, cluster_id LIMIT 200"""
 
 
-def table(con: duckdb.DuckDBPyConnection, sql: str, params: list | tuple = ()) -> tuple[list[str], list[tuple]]:
+def table(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()
+          ) -> tuple[list[str], list[tuple[Any, ...]]]:
     cursor = con.execute(sql, list(params))
     return [d[0] for d in cursor.description], cursor.fetchall()
 
 
-def render(columns: list[str], rows: list[tuple], limit: int = 50) -> str:
+def render(columns: list[str], rows: list[tuple[Any, ...]], limit: int = 50) -> str:
     """A plain fixed-width table."""
     shown = [tuple("" if v is None else str(v) for v in row) for row in rows[:limit]]
     widths = [max(len(c), *(len(r[i]) for r in shown)) if shown else len(c) for i, c in enumerate(columns)]

@@ -3,9 +3,13 @@ CLI shows the env var in ``--help`` and a test checks every field is documented 
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from graph.config import DetectionConfig
 
 
 def setting(default: Any, env: str, help: str) -> Any:  # noqa: A002 - mirrors argparse
@@ -49,14 +53,14 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
 
-    def detection_config(self):  # -> graph.DetectionConfig
+    def detection_config(self) -> DetectionConfig:
         from graph.config import DetectionConfig
 
         return DetectionConfig(window_seconds=self.window_days * 86400, allowed_lateness_seconds=self.lateness_seconds,
                                tick_seconds=self.tick_seconds, max_clock_skew_seconds=self.max_skew_seconds)
 
 
-def add_arguments(parser, names: list[str]) -> None:
+def add_arguments(parser: argparse.ArgumentParser, names: list[str]) -> None:
     """Add ``--name`` flags for the given settings; each shows its env var and default in --help."""
     by_name = {f.name: f for f in fields(Settings)}
     for name in names:
@@ -65,5 +69,5 @@ def add_arguments(parser, names: list[str]) -> None:
                             help=f"{f.metadata['help']} [env {f.metadata['env']}, default {f.default}]")
 
 
-def from_args(args) -> Settings:
+def from_args(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**{f.name: getattr(args, f.name, None) for f in fields(Settings)})

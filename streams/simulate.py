@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -32,6 +33,7 @@ MOBILE_ASNS = ("AS21928", "AS22394", "AS20057")
 CLOUD_ASNS = ("AS16509", "AS14061", "AS24940", "AS16276", "AS15169")
 START = datetime(2026, 1, 5, tzinfo=UTC).timestamp()
 DAY = 86400.0
+Usage = tuple[int, int, int, str, str]  # requests, tokens_in, tokens_out, model, prompt fingerprint
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class _Traffic:
         self.rng = random.Random(config.seed)
         self.ids = _Ids(self.rng)
         self.end = START + config.days * DAY
-        self.rows: list[tuple] = []  # (ts, seq, type, account, device, ip, payment, domain, asn)
+        self.rows: list[tuple[Any, ...]] = []  # (ts, seq, type, account, device, ip, payment, domain, asn)
         self.labels: dict[str, tuple[str, str]] = {}  # account -> (ring_id, kind)
         self.usage_rng = random.Random(config.seed + 2)
         self._ip_n = 0
@@ -100,14 +102,14 @@ class _Traffic:
 
     def emit(self, ts: float, kind: str, account: str, device: str | None, ip: str | None,
              payment: str | None = None, domain: str | None = None, asn: str | None = None,
-             usage: tuple | None = None) -> None:
+             usage: Usage | None = None) -> None:
         if START <= ts < self.end:
             if kind == "api_usage" and usage is None:
                 usage = self.benign_usage()
             self.rows.append((ts, len(self.rows), kind, account, device, ip, payment, domain, asn, usage))
 
     # API usage: its own random stream, so adding it left the rest of the traffic as it was.
-    def benign_usage(self) -> tuple:
+    def benign_usage(self) -> Usage:
         """(requests, tokens_in, tokens_out, model, prompt fingerprint) of an ordinary user's minute:
         a few exchanges, short answers, mostly popular framework templates."""
         r = self.usage_rng
@@ -116,7 +118,7 @@ class _Traffic:
         return (requests, requests * r.randint(200, 1500), requests * r.randint(100, 900),
                 r.choice(("m-small", "m-large")), template)
 
-    def ring_usage(self, templates: list[str]) -> tuple:
+    def ring_usage(self, templates: list[str]) -> Usage:
         """A distillation account's minute: dozens to hundreds of exchanges with long answers, from
         the operation's few templates."""
         r = self.usage_rng
@@ -304,7 +306,7 @@ class _Traffic:
             remaining -= cell.size
 
 
-def generate(config: SimConfig) -> tuple[Iterator[dict], dict[str, tuple[str, str]]]:
+def generate(config: SimConfig) -> tuple[Iterator[dict[str, Any]], dict[str, tuple[str, str]]]:
     """All events in delivery order, and the label of every account."""
     traffic = _Traffic(config)
     traffic.benign()
@@ -314,7 +316,7 @@ def generate(config: SimConfig) -> tuple[Iterator[dict], dict[str, tuple[str, st
     return _deliver(rows, config), traffic.labels
 
 
-def _deliver(rows: list[tuple], config: SimConfig) -> Iterator[dict]:
+def _deliver(rows: list[tuple[Any, ...]], config: SimConfig) -> Iterator[dict[str, Any]]:
     rng = random.Random(config.seed + 1)
     if config.late_rate > 0:
         # Delivery order: some events are delivered up to max_late_seconds after their event time.
@@ -329,7 +331,7 @@ def _deliver(rows: list[tuple], config: SimConfig) -> Iterator[dict]:
             yield event
 
 
-def to_event(row: tuple) -> dict:
+def to_event(row: tuple[Any, ...]) -> dict[str, Any]:
     ts, seq, kind, account, device, ip, payment, domain, asn, usage = row
     event = {
         "event_id": f"ev{seq:09d}",
@@ -349,7 +351,7 @@ def to_event(row: tuple) -> dict:
     return event
 
 
-def write_events(path: Path, events: Iterable[dict]) -> int:
+def write_events(path: Path, events: Iterable[dict[str, Any]]) -> int:
     """JSON Lines (``.gz`` compresses); returns the count."""
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
@@ -360,7 +362,7 @@ def write_events(path: Path, events: Iterable[dict]) -> int:
     return count
 
 
-def produce_events(events: Iterable[dict], bootstrap: str, topic: str) -> int:
+def produce_events(events: Iterable[dict[str, Any]], bootstrap: str, topic: str) -> int:
     """To Kafka, keyed by account; returns the count."""
     from kafka import KafkaProducer
 

@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from faust.worker import Worker
@@ -33,7 +34,7 @@ log = logging.getLogger("fraudgraph")
 class RepeatFilter(logging.Filter):
     """Lets a repeated line (same logger, level and message template) through once per ``interval``."""
 
-    def __init__(self, interval: float = 10.0, clock=time.monotonic) -> None:
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.interval = interval
         self.clock = clock
