@@ -63,6 +63,7 @@ def test_poison_records_skew_and_id_reuse_are_dead_lettered_and_detection_goes_o
         assert w.metric(f'fraudgraph_stage_errors_total{{reason="{kind}",stage="engine"}}') == 1, kind
     assert w.metric('fraudgraph_events_out_total{stage="decode"}') == len(good) + 2  # forged + reused decode fine
     assert w.metric("fraudgraph_event_time_watermark_seconds") < T0 + 86400, "the forged clock moved nothing"
+    assert w.metric("fraudgraph_consumer_lag_messages") == 0 and w.metric("fraudgraph_assigned_partitions") == 1
     assert w.metric("fraudgraph_open_alerts") >= 1, "the farm is still detected"
     open_alerts = w.metric("fraudgraph_open_alerts")
 
