@@ -24,6 +24,7 @@ from graph.events import IP, AccountEvent, kind_of
 from graph.identity import Cluster, ClusterRegistry, LineageEvent
 from graph.ordering import Admission, ClockGuard, Deduplicator, ReorderBuffer
 from graph.scoring import ClusterScore, score_cluster
+from graph.splits import split_pieces, touch_points
 from graph.window import LinkWindow
 
 
@@ -78,18 +79,39 @@ class EngineOutput:
 
 
 class IntactClusters:
-    """Tracked clusters nothing was removed from this tick: the walk may take them over whole."""
+    """Tracked clusters the walk may take over whole: nothing was removed from them this tick, or the
+    split check (graph/splits.py) proved what is left of them still connected (``trimmed``: their
+    remaining members)."""
 
-    def __init__(self, registry: ClusterRegistry, rewalk: set[str]) -> None:
+    def __init__(self, registry: ClusterRegistry, rewalk: set[str], trimmed: dict[str, frozenset[str]]) -> None:
         self.clusters = registry.clusters
         self.rewalk = rewalk
+        self.trimmed = trimmed
 
     def __contains__(self, cluster_id: object) -> bool:
-        cluster = self.clusters.get(cluster_id) if isinstance(cluster_id, str) else None
+        if not isinstance(cluster_id, str):
+            return False
+        if cluster_id in self.trimmed:
+            return True
+        cluster = self.clusters.get(cluster_id)
         return cluster is not None and not cluster.from_split and cluster_id not in self.rewalk
 
     def __getitem__(self, cluster_id: str) -> frozenset[str]:
-        return self.clusters[cluster_id].members
+        trimmed = self.trimmed.get(cluster_id)
+        return trimmed if trimmed is not None else self.clusters[cluster_id].members
+
+
+class BlockOf:
+    """``cluster_of`` as the walk must see it: accounts that left a trimmed block belong to none."""
+
+    def __init__(self, cluster_of: dict[str, str], detached: set[str]) -> None:
+        self.cluster_of = cluster_of
+        self.detached = detached
+
+    def get(self, account: str, default: str | None = None) -> str | None:
+        if account in self.detached:
+            return default
+        return self.cluster_of.get(account, default)
 
 
 class DetectionEngine:
@@ -108,6 +130,7 @@ class DetectionEngine:
         self.counters = {"events": 0, "duplicates": 0, "late": 0, "too_old": 0, "expired_links": 0,
                          "clock_skew": 0, "id_conflict": 0}
         self._wall = 0.0
+        self._trimmed: dict[str, frozenset[str]] = {}  # this tick's trimmed blocks (see _check_splits)
 
     # -- input ------------------------------------------------------------------------------
     def process(self, events: Iterable[AccountEvent], wall: float | None = None) -> EngineOutput:
@@ -209,7 +232,7 @@ class DetectionEngine:
         started = time.perf_counter() if self.tick_timings is not None else 0.0
         flipped = self.binding.update(changed_links, private_flips)
         old_ids, groups = self._recluster(changed_links, flipped)
-        lineage, changed, gone = self.registry.reconcile(old_ids, groups, at)
+        lineage, changed, gone = self.registry.reconcile(old_ids, groups, at, self._trimmed)
         out.lineage += lineage
         self._inherit_verdicts(lineage)
         for cluster_id in gone:
@@ -244,16 +267,60 @@ class DetectionEngine:
         registry = self.registry
         old_ids = registry.touched_by(seeds)
         rewalk = registry.touched_by(shrunk)
+        trimmed, detached = self._check_splits(rewalk, changed_links, flipped, seeds)
         for cluster_id in old_ids:
             cluster = registry.clusters[cluster_id]
-            if cluster_id in rewalk or cluster.from_split:
+            if cluster.from_split or (cluster_id in rewalk and cluster_id not in trimmed):
                 seeds.update(cluster.members)
-        groups = cluster_region(seeds, self.binding, self.config, IntactClusters(registry, rewalk),
-                                registry.cluster_of)
+        blocks = IntactClusters(registry, rewalk, trimmed)
+        groups = cluster_region(seeds, self.binding, self.config, blocks, BlockOf(registry.cluster_of, detached))
+        self._trimmed = trimmed
         for _members, group in groups:  # clusters the walk reached that no seed was in
             old_ids.update(group.blocks)
             old_ids.update(registry.touched_by(group.loose))
         return old_ids, groups
+
+    def _check_splits(self, rewalk: set[str], changed_links: list[tuple[str, str]], flipped: set[str],
+                      seeds: set[str]) -> tuple[dict[str, frozenset[str]], set[str]]:
+        """For each cluster that lost links: the pieces that broke off become seeds (walked), and what is
+        left, when still connected, a trimmed block (not walked). Returns (trimmed blocks, accounts
+        detached from them)."""
+        registry = self.registry
+        cluster_of = registry.cluster_of
+        members_of = self.window.members
+        now = self.binding.members_now
+        bound = self.binding.binding
+        removed: dict[str, list[tuple[str, str]]] = {}
+        for account, entity in changed_links:
+            cluster_id = cluster_of.get(account)
+            if cluster_id in rewalk and (entity in bound or entity in flipped) \
+                    and account not in members_of.get(entity, ()):
+                removed.setdefault(cluster_id, []).append((account, entity))
+        flipped_off = sorted(e for e in flipped if e not in bound)
+        trimmed: dict[str, frozenset[str]] = {}
+        detached: set[str] = set()
+        for cluster_id in sorted(rewalk):
+            cluster = registry.clusters[cluster_id]
+            if cluster.from_split:
+                continue
+            members = cluster.members
+            departed = [a for a in (a for a, _e in removed.get(cluster_id, ())) if a not in now]
+            departed += [a for e in flipped_off for a in members_of.get(e, ()) if a in members and a not in now]
+            touch = touch_points(members, self.binding, removed.get(cluster_id, ()),
+                                 (e for e in flipped_off if any(a in members for a in members_of.get(e, ()))),
+                                 departed)
+            result = split_pieces(touch, members, self.binding)
+            if not result.rest_connected:
+                continue  # everything left was explored: walk it all (as before)
+            gone = set(departed)
+            for piece in result.pieces:
+                gone |= piece
+                seeds.update(piece)
+            trimmed[cluster_id] = members - gone if gone else members
+            detached |= gone
+            # The walk must reach the rest even when nothing new links to it: seed it at a touch point.
+            seeds.add(min(a for a in touch if a not in gone and a in now))
+        return trimmed, detached
 
     def _rescore(self, changed: list[Cluster], touched: set[str], at: float, out: EngineOutput) -> None:
         """Score what changed enough; pass membership deltas of alerted clusters to the audit store."""

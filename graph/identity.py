@@ -15,7 +15,7 @@ is. What happened is recorded as lineage events with their event time:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from graph.components import Group
@@ -72,19 +72,26 @@ class ClusterRegistry:
         cluster_of = self.cluster_of
         return {cluster_of[a] for a in accounts if a in cluster_of}
 
-    def reconcile(self, old_ids: set[str], groups: list[tuple[frozenset[str], Group]], at: float
+    def reconcile(self, old_ids: set[str], groups: list[tuple[frozenset[str], Group]], at: float,
+                  trimmed: Mapping[str, frozenset[str]] | None = None
                   ) -> tuple[list[LineageEvent], list[Cluster], list[str]]:
         """Replace the old clusters by the new groups. Returns (lineage, changed clusters, gone ids).
 
         Old clusters absorbed whole (``Group.blocks``) are counted by size, not walked member by
-        member, so growth of a large cluster costs what its new accounts cost.
+        member, so growth of a large cluster costs what its new accounts cost. ``trimmed`` blocks
+        lost some members this tick (graph/splits.py): those are blocks of their remaining members.
         """
         cluster_of = self.cluster_of
+        trimmed = trimmed or {}
+
+        def block_members(block: str) -> frozenset[str]:
+            return trimmed.get(block) or self.clusters[block].members
+
         overlaps: list[Counter[str]] = []
         for _members, group in groups:
             counter = Counter(cluster_of[a] for a in group.loose if a in cluster_of)
             for block in group.blocks:
-                counter[block] += len(self.clusters[block].members)
+                counter[block] += len(block_members(block))
             overlaps.append(counter)
         pairs = sorted(
             ((count, old, i) for i, counter in enumerate(overlaps) for old, count in counter.items()),
@@ -104,6 +111,12 @@ class ClusterRegistry:
             for account in self.clusters[old].members:
                 if cluster_of.get(account) == old:
                     del cluster_of[account]
+        for old in kept_blocks & trimmed.keys():  # members a trimmed block lost
+            remaining = trimmed[old]
+            if remaining is not self.clusters[old].members:
+                for account in self.clusters[old].members - remaining:
+                    if cluster_of.get(account) == old:
+                        del cluster_of[account]
 
         lineage: list[LineageEvent] = []
         changed: list[Cluster] = []
@@ -139,7 +152,7 @@ class ClusterRegistry:
                     cluster_of[account] = cid
                 for block in group.blocks:
                     if block != cid:
-                        for account in self.clusters[block].members if block in self.clusters else ():
+                        for account in block_members(block) if block in self.clusters else ():
                             cluster_of[account] = cid
             else:
                 for account in members:
