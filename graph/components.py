@@ -22,6 +22,12 @@ from graph.binding import BindingState
 from graph.config import DetectionConfig
 
 
+class BlockLookup(Protocol):
+    """Which tracked cluster an account is in (``dict.get`` shape)."""
+
+    def get(self, account: str, default: None = None, /) -> str | None: ...
+
+
 class Blocks(Protocol):
     """Tracked clusters the walk may take over whole: ``id in blocks`` and ``blocks[id]`` (members)."""
 
@@ -41,7 +47,7 @@ class Group:
 
 
 def components_from(seeds: Iterable[str], binding: BindingState, blocks: Blocks | None = None,
-                    block_of: dict[str, str] | None = None) -> list[Group]:
+                    block_of: BlockLookup | None = None) -> list[Group]:
     """Connected components of the binding graph (accounts only) that contain a seed member.
 
     ``blocks`` are tracked clusters known to be still connected (nothing was removed from them):
@@ -196,7 +202,7 @@ def split_large(component: list[str], binding: BindingState, config: DetectionCo
 
 
 def cluster_region(seeds: Iterable[str], binding: BindingState, config: DetectionConfig,
-                   blocks: Blocks | None = None, block_of: dict[str, str] | None = None
+                   blocks: Blocks | None = None, block_of: BlockLookup | None = None
                    ) -> list[tuple[frozenset[str], Group]]:
     """The groups of at least ``track_min_size`` accounts reachable from the seeds, largest first."""
     blocks = blocks or {}

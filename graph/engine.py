@@ -108,10 +108,10 @@ class BlockOf:
         self.cluster_of = cluster_of
         self.detached = detached
 
-    def get(self, account: str, default: str | None = None) -> str | None:
+    def get(self, account: str, default: None = None, /) -> str | None:
         if account in self.detached:
-            return default
-        return self.cluster_of.get(account, default)
+            return None
+        return self.cluster_of.get(account)
 
 
 class DetectionEngine:
