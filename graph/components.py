@@ -12,7 +12,8 @@ incremental result equals a full recompute over the whole graph.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,12 +21,6 @@ import igraph
 
 from graph.binding import BindingState
 from graph.config import DetectionConfig
-
-
-class BlockLookup(Protocol):
-    """Which tracked cluster an account is in (``dict.get`` shape)."""
-
-    def get(self, account: str, default: None = None, /) -> str | None: ...
 
 
 class Blocks(Protocol):
@@ -47,7 +42,8 @@ class Group:
 
 
 def components_from(seeds: Iterable[str], binding: BindingState, blocks: Blocks | None = None,
-                    block_of: BlockLookup | None = None) -> list[Group]:
+                    block_of: Mapping[str, str] | None = None, detached: AbstractSet[str] = frozenset()
+                    ) -> list[Group]:
     """Connected components of the binding graph (accounts only) that contain a seed member.
 
     ``blocks`` are tracked clusters known to be still connected (nothing was removed from them):
@@ -58,6 +54,7 @@ def components_from(seeds: Iterable[str], binding: BindingState, blocks: Blocks 
     Because a block's inside is not walked, a walk can meet a block (or an account) that an earlier
     walk of the same call already claimed: the two are one component, so their groups are merged.
     The answer is therefore the same whatever order seeds, entities and members are visited in.
+    ``detached`` accounts left their block this tick (graph/splits.py): they are walked as loose.
     """
     window = binding.window
     members_of = window.members
@@ -69,9 +66,17 @@ def components_from(seeds: Iterable[str], binding: BindingState, blocks: Blocks 
     seeds = sorted(seeds)
     seed_set = set(seeds)
     seeds_in_block: dict[str, list[str]] = {}  # seeds carry the new links: always walk them
+    is_block: dict[str, bool] = {}
+
+    def in_blocks(block: str) -> bool:
+        known = is_block.get(block)
+        if known is None:
+            known = is_block[block] = block in blocks
+        return known
+
     for seed in seeds:
-        block = block_of.get(seed)
-        if block is not None and block in blocks:
+        block = None if seed in detached else block_of.get(seed)
+        if block is not None and in_blocks(block):
             seeds_in_block.setdefault(block, []).append(seed)
 
     groups: list[Group] = []
@@ -125,7 +130,7 @@ def components_from(seeds: Iterable[str], binding: BindingState, blocks: Blocks 
     for seed in seeds:
         if seed in seen or seed not in members_now:
             continue
-        block = block_of.get(seed)
+        block = None if seed in detached else block_of.get(seed)
         if block is not None and block in owner:
             continue  # claimed already: its seeds were reached through the block
         gi = len(groups)
@@ -136,8 +141,8 @@ def components_from(seeds: Iterable[str], binding: BindingState, blocks: Blocks 
         while stack:
             account = stack.pop()
             gi = find(gi)
-            block = block_of.get(account)
-            if block is not None and block in blocks:
+            block = None if account in detached else block_of.get(account)
+            if block is not None and in_blocks(block):
                 gi = claim(block, gi, stack)
             else:
                 group = groups[gi]
@@ -151,10 +156,21 @@ def components_from(seeds: Iterable[str], binding: BindingState, blocks: Blocks 
                     if other not in members_now:
                         continue
                     other_block = block_of.get(other)
-                    if other_block is not None and other_block in blocks and other not in seed_set:
-                        gi = claim(other_block, gi, stack)  # an intact block: taken whole, not walked
-                    else:
-                        gi = reach(other, gi, stack)
+                    if other_block is not None and other not in seed_set and other not in detached:
+                        held = owner.get(other_block)
+                        if held is not None:  # a block this walk (or an earlier one) took already
+                            if held != gi and find(held) != gi:
+                                gi = union(gi, held)
+                            continue
+                        if in_blocks(other_block):
+                            gi = claim(other_block, gi, stack)  # an intact block: taken whole, not walked
+                            continue
+                    g = seen.get(other)
+                    if g is None:
+                        seen[other] = gi
+                        stack.append(other)
+                    elif g != gi and find(g) != gi:
+                        gi = union(gi, g)
     return [group for i, group in enumerate(groups) if parent[i] == i]
 
 
@@ -202,12 +218,12 @@ def split_large(component: list[str], binding: BindingState, config: DetectionCo
 
 
 def cluster_region(seeds: Iterable[str], binding: BindingState, config: DetectionConfig,
-                   blocks: Blocks | None = None, block_of: BlockLookup | None = None
-                   ) -> list[tuple[frozenset[str], Group]]:
+                   blocks: Blocks | None = None, block_of: Mapping[str, str] | None = None,
+                   detached: AbstractSet[str] = frozenset()) -> list[tuple[frozenset[str], Group]]:
     """The groups of at least ``track_min_size`` accounts reachable from the seeds, largest first."""
     blocks = blocks or {}
     groups: list[tuple[frozenset[str], Group]] = []
-    for group in components_from(seeds, binding, blocks, block_of):
+    for group in components_from(seeds, binding, blocks, block_of, detached):
         if group.size > config.split_above:
             members = sorted(group_members(group, blocks))
             for part in split_large(members, binding, config):

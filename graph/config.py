@@ -29,8 +29,9 @@ class DetectionConfig:
     applied when they arrive and counted as late."""
     tick_seconds: float = 60.0
     """Detection runs each time the watermark crosses a multiple of this (event time)."""
-    expiry_bucket_seconds: float = 3600.0
-    """Granularity of the expiry index; expiry itself is exact to the second."""
+    expiry_bucket_seconds: float = 60.0
+    """Granularity of the expiry index; expiry itself is exact to the second. As fine as a tick, so
+    an entity is looked at about when its oldest link expires, not at every tick of a coarser bucket."""
     max_clock_skew_seconds: float = 3600.0
     """An event dated more than this ahead of the stream (the watermark and the median of recent
     arrivals) or of the wall clock never moves the watermark: it waits for the stream to catch up

@@ -101,19 +101,6 @@ class IntactClusters:
         return trimmed if trimmed is not None else self.clusters[cluster_id].members
 
 
-class BlockOf:
-    """``cluster_of`` as the walk must see it: accounts that left a trimmed block belong to none."""
-
-    def __init__(self, cluster_of: dict[str, str], detached: set[str]) -> None:
-        self.cluster_of = cluster_of
-        self.detached = detached
-
-    def get(self, account: str, default: None = None, /) -> str | None:
-        if account in self.detached:
-            return None
-        return self.cluster_of.get(account)
-
-
 class DetectionEngine:
     def __init__(self, config: DetectionConfig | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config = config or DetectionConfig()
@@ -273,7 +260,7 @@ class DetectionEngine:
             if cluster.from_split or (cluster_id in rewalk and cluster_id not in trimmed):
                 seeds.update(cluster.members)
         blocks = IntactClusters(registry, rewalk, trimmed)
-        groups = cluster_region(seeds, self.binding, self.config, blocks, BlockOf(registry.cluster_of, detached))
+        groups = cluster_region(seeds, self.binding, self.config, blocks, registry.cluster_of, detached)
         self._trimmed = trimmed
         for _members, group in groups:  # clusters the walk reached that no seed was in
             old_ids.update(group.blocks)

@@ -10,6 +10,8 @@ re-registered when that bucket comes due. Faust's windowed-table expiry is not u
 
 from __future__ import annotations
 
+import heapq
+
 USAGE_BUCKET_SECONDS = 3600.0  # damage figures are exact to the hour at the window's edge
 
 
@@ -59,6 +61,7 @@ class LinkWindow:
         self.links_of: dict[str, set[str]] = {}  # account -> entity keys
         self.info: dict[str, AccountInfo] = {}
         self._buckets: dict[int, set[str]] = {}  # bucket -> entities whose oldest link is in it
+        self._due: list[int] = []  # heap of the bucket ids in _buckets
         self.link_count = 0
         self._frontier = float("-inf")  # newest ts touched; only late links land behind it
         # What changed since the engine last drained it: links added or removed, and entities that
@@ -107,7 +110,13 @@ class LinkWindow:
             entities.add(entity)
 
     def _register(self, entity: str, ts: float) -> None:
-        self._buckets.setdefault(self._bucket(ts), set()).add(entity)
+        bucket_id = self._bucket(ts)
+        entities = self._buckets.get(bucket_id)
+        if entities is None:
+            self._buckets[bucket_id] = {entity}
+            heapq.heappush(self._due, bucket_id)
+        else:
+            entities.add(entity)
 
     def note_account(self, account: str, ts: float, *, signup: bool, email_domain: str | None,
                      datacenter: bool, requests: int = 0, tokens_out: int = 0) -> None:
@@ -132,8 +141,12 @@ class LinkWindow:
         """Remove every link with last_seen <= cutoff; return how many were removed."""
         removed = 0
         last_due = self._bucket(cutoff)
-        for bucket_id in sorted(b for b in self._buckets if b <= last_due):
-            for entity in self._buckets.pop(bucket_id):
+        due = self._due
+        bucket_ids = []
+        while due and due[0] <= last_due:  # taken first: an entity re-registered in a due bucket waits a tick
+            bucket_ids.append(heapq.heappop(due))
+        for bucket_id in bucket_ids:
+            for entity in self._buckets.pop(bucket_id, ()):
                 removed += self._expire_entity(entity, cutoff)
         return removed
 
