@@ -117,7 +117,6 @@ class DetectionEngine:
         self.counters = {"events": 0, "duplicates": 0, "late": 0, "too_old": 0, "expired_links": 0,
                          "clock_skew": 0, "id_conflict": 0}
         self._wall = 0.0
-        self._trimmed: dict[str, frozenset[str]] = {}  # this tick's trimmed blocks (see _check_splits)
 
     # -- input ------------------------------------------------------------------------------
     def process(self, events: Iterable[AccountEvent], wall: float | None = None) -> EngineOutput:
@@ -218,8 +217,8 @@ class DetectionEngine:
             return
         started = time.perf_counter() if self.tick_timings is not None else 0.0
         flipped = self.binding.update(changed_links, private_flips)
-        old_ids, groups = self._recluster(changed_links, flipped)
-        lineage, changed, gone = self.registry.reconcile(old_ids, groups, at, self._trimmed)
+        old_ids, groups, trimmed = self._recluster(changed_links, flipped)
+        lineage, changed, gone = self.registry.reconcile(old_ids, groups, at, trimmed)
         out.lineage += lineage
         self._inherit_verdicts(lineage)
         for cluster_id in gone:
@@ -233,8 +232,9 @@ class DetectionEngine:
             self.tick_timings.append(time.perf_counter() - started)
 
     def _recluster(self, changed_links: list[tuple[str, str]], flipped: set[str]
-                   ) -> tuple[set[str], list[tuple[frozenset[str], Group]]]:
-        """Walk the dirty region; return the old cluster ids it covers and the new groups."""
+                   ) -> tuple[set[str], list[tuple[frozenset[str], Group]], dict[str, frozenset[str]]]:
+        """Walk the dirty region; return the old cluster ids it covers, the new groups, and the clusters
+        taken over as blocks of their remaining members (see ``_check_splits``)."""
         # Only accounts whose binding links changed seed the walk: a new link to an entity that
         # binds nothing moves no component.
         bound = self.binding.binding
@@ -261,11 +261,10 @@ class DetectionEngine:
                 seeds.update(cluster.members)
         blocks = IntactClusters(registry, rewalk, trimmed)
         groups = cluster_region(seeds, self.binding, self.config, blocks, registry.cluster_of, detached)
-        self._trimmed = trimmed
         for _members, group in groups:  # clusters the walk reached that no seed was in
             old_ids.update(group.blocks)
             old_ids.update(registry.touched_by(group.loose))
-        return old_ids, groups
+        return old_ids, groups, trimmed
 
     def _check_splits(self, rewalk: set[str], changed_links: list[tuple[str, str]], flipped: set[str],
                       seeds: set[str]) -> tuple[dict[str, frozenset[str]], set[str]]:
@@ -283,7 +282,17 @@ class DetectionEngine:
             if cluster_id in rewalk and (entity in bound or entity in flipped) \
                     and account not in members_of.get(entity, ()):
                 removed.setdefault(cluster_id, []).append((account, entity))
-        flipped_off = sorted(e for e in flipped if e not in bound)
+        flipped_off: dict[str, set[str]] = {}  # cluster -> its entities that stopped binding
+        left: dict[str, set[str]] = {}  # cluster -> its accounts that are members no more
+        for entity in sorted(e for e in flipped if e not in bound):
+            for account in members_of.get(entity, ()):
+                cluster_id = cluster_of.get(account)
+                if cluster_id in rewalk:
+                    flipped_off.setdefault(cluster_id, set()).add(entity)
+                    if account not in now:
+                        left.setdefault(cluster_id, set()).add(account)
+        for cluster_id, links in removed.items():
+            left.setdefault(cluster_id, set()).update(a for a, _e in links if a not in now)
         trimmed: dict[str, frozenset[str]] = {}
         detached: set[str] = set()
         for cluster_id in sorted(rewalk):
@@ -291,11 +300,9 @@ class DetectionEngine:
             if cluster.from_split:
                 continue
             members = cluster.members
-            departed = [a for a in (a for a, _e in removed.get(cluster_id, ())) if a not in now]
-            departed += [a for e in flipped_off for a in members_of.get(e, ()) if a in members and a not in now]
+            departed = left.get(cluster_id, set())
             touch = touch_points(members, self.binding, removed.get(cluster_id, ()),
-                                 (e for e in flipped_off if any(a in members for a in members_of.get(e, ()))),
-                                 departed)
+                                 sorted(flipped_off.get(cluster_id, ())), sorted(departed))
             result = split_pieces(touch, members, self.binding)
             if not result.rest_connected:
                 continue  # everything left was explored: walk it all (as before)
