@@ -75,6 +75,8 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
                 metrics.dead_letters.inc()
         for update in emitted.alerts:
             await send(alerts_topic, "alerts", update.alert_id.encode(), alert_message(update))
+            if pipeline.audit is not None:  # acknowledged: a restart will not send this version again
+                pipeline.audit.add_publication(update.alert_id, update.version, time.time())
 
     @app.agent(events_topic)
     async def detect(stream: faust.StreamT[bytes]) -> None:

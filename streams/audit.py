@@ -67,6 +67,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("account_id", pa.string()), ("entity_type", pa.string()), ("entity_value", pa.string()),
         ("last_seen", TS), ("cluster_id", pa.string()),
     ]),
+    "alert_publications": pa.schema([  # what reached fraud-alerts (acknowledged), so a restart never re-sends it
+        ("alert_id", pa.string()), ("version", pa.int64()), ("published_at", TS),
+    ]),
     "audit_flushes": pa.schema([
         ("flushed_at", TS), ("rows", pa.int64()), ("pid", pa.int64()),
     ]),
@@ -199,11 +202,12 @@ class AuditStore:
             con.close()
 
     def published_versions(self) -> dict[str, int]:
-        """alert id -> the newest version this store recorded as published (read once at start)."""
+        """alert id -> the newest version acknowledged by fraud-alerts, as recorded (read once at start)."""
         con = duckdb.connect()
         try:
-            rows = con.execute(f"SELECT alert_id, max(version) FROM read_parquet('{self.parts / 'alert_versions'}/*.parquet', "
-                               "union_by_name = true) WHERE notify GROUP BY alert_id").fetchall()
+            rows = con.execute(f"SELECT alert_id, max(version) FROM read_parquet("
+                               f"'{self.parts / 'alert_publications'}/*.parquet', union_by_name = true) "
+                               "GROUP BY alert_id").fetchall()
         finally:
             con.close()
         return {alert_id: int(version) for alert_id, version in rows}
@@ -272,6 +276,11 @@ class AuditStore:
                 kind, value = split_entity_key(entity)
                 rows.append({"account_id": account, "entity_type": kind, "entity_value": value,
                              "last_seen": _ts(seen), "cluster_id": cluster_id})
+
+    def add_publication(self, alert_id: str, version: int, at: float) -> None:
+        with self._lock:
+            self._rows["alert_publications"].append({"alert_id": alert_id, "version": version,
+                                                     "published_at": _ts(at)})
 
     def add_verdict(self, verdict_id: str, cluster_id: str, verdict: str, analyst: str, note: str, at: float) -> None:
         with self._lock:
@@ -357,6 +366,7 @@ def _time_column(table: str) -> tuple[str, str]:
             "cluster_snapshots": ("snapshot_at", "event"), "cluster_member_snapshots": ("snapshot_at", "event"),
             "cluster_evidence_snapshots": ("snapshot_at", "event"), "cluster_lineage_rows": ("happened_at", "event"),
             "account_link_rows": ("last_seen", "event"), "verdict_rows": ("decided_at", "wall"),
+            "alert_publications": ("published_at", "wall"),
             "audit_flushes": ("flushed_at", "wall")}[table]
 
 

@@ -102,7 +102,8 @@ class Pipeline:
         self.last_input_wall = wall()
         self.recovering = False  # while True nothing reaches the metrics (recovery pages nobody)
         self.next_offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to handle
-        # alert id -> newest version already published (before a restart too): never published or counted twice
+        # alert id -> newest version already published (acknowledged before a restart too, as the audit
+        # store recorded it): never published or counted twice
         self.published: dict[str, int] = {}
         self._damage_counted: dict[str, int] = {}  # alert id -> API exchanges already counted in the metric
         self._counted = {name: 0 for name in _ENGINE_COUNTERS}
