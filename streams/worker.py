@@ -160,10 +160,12 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
           flush=True)
 
     holder: dict[str, FraudgraphWorker] = {}
+    stopping: list[str] = []
 
     def on_conflict(why: str) -> None:
-        if metrics.ownership_conflict._value.get():  # noqa: SLF001 - already stopping
+        if stopping:
             return
+        stopping.append(why)
         metrics.ownership_conflict.set(1)
         log.critical("stopping: %s", why)
         pipeline.flush_audit()
