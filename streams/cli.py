@@ -224,7 +224,8 @@ def cmd_investigate(args: argparse.Namespace) -> int:
             clusters, links = q.table(con, q.ACCOUNT_CLUSTERS, [acct, acct]), q.table(con, q.ACCOUNT_LINKS, [acct])
             if not clusters[1] and not links[1]:
                 raise CliError(f"account {acct} not found in any cluster or alert of {settings.audit_db}")
-            print(q.render(*clusters)), print(), print(q.render(*links))
+            print(f"account {acct}"), print(q.render(*clusters))
+            print("\nlinks"), print(q.render(*links))
         elif args.what == "entity":
             kind, value = args.args
             if kind not in ENTITY_TYPES:
@@ -232,7 +233,7 @@ def cmd_investigate(args: argparse.Namespace) -> int:
             columns, rows = q.table(con, q.ENTITY_ACCOUNTS, [kind, value])
             if not rows:
                 raise CliError(f"{kind} {value} not found among the links of alerted accounts")
-            print(q.render(columns, rows, limit=args.limit))
+            print(f"{kind} {value}"), print(q.render(columns, rows, limit=args.limit))
         else:
             try:
                 hours = int(args.args[0]) if args.args else 1

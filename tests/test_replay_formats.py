@@ -49,7 +49,8 @@ def test_investigate_answers_the_common_questions(tmp_path, capsys):
     cluster, account, kind, value = con.execute("""
         SELECT c.cluster_id, m.account_id, e.entity_type, e.entity_value
         FROM alerts a JOIN clusters c USING (cluster_id) JOIN cluster_members m USING (cluster_id)
-        JOIN cluster_evidence e USING (cluster_id) WHERE e.entity_type <> 'ip' LIMIT 1""").fetchone()
+        JOIN cluster_evidence e USING (cluster_id) WHERE e.entity_type <> 'ip'
+        ORDER BY c.size DESC, c.cluster_id, m.account_id DESC, e.entity_value LIMIT 1""").fetchone()
     con.close()
     capsys.readouterr()
     for what in (["worst"], ["cluster", cluster], ["account", account], ["entity", kind, value], ["changes", "24"]):
