@@ -1,23 +1,26 @@
 """One alert per cluster for its whole life: opened, escalated, updated on real growth, closed.
 
-Alert ids derive from cluster ids (``A-<cluster id>``) and every publication carries a version, so
-sinks can write idempotently: the same replay gives the same (alert_id, version) pairs.
+Alert ids derive from cluster ids (``A-<cluster id>``, ``-2`` on a cluster that alerts again after a
+close) and every publication carries a version, so sinks can write idempotently: the same replay
+gives the same (alert_id, version) pairs. Member lists are exact: the kernel reports each tick's
+member deltas and every version carries what changed since the previous one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from graph.config import DetectionConfig
-from graph.identity import Cluster
-from graph.scoring import SEVERITY_RANK, ClusterScore, Evidence
+from graph.scoring import Evidence
+from graph.vocab import SEVERITY_RANK, AlertAction, Verdict
 
 
 @dataclass(frozen=True, slots=True)
 class AlertUpdate:
     alert_id: str
     cluster_id: str
-    action: str  # opened | escalated | updated | members | closed
+    action: str  # graph.vocab.AlertAction
     notify: bool  # False for "members": a membership delta for the audit store, no page, no topic
     version: int
     severity: str
@@ -41,69 +44,100 @@ class _OpenAlert:
     severity: str
     version: int
     published_size: int
-    members: frozenset[str]
+    members: set[str]
     detected_at: float
+    score: float = 0.0
+    features: dict[str, float] = field(default_factory=dict)
+    evidence: tuple[Evidence, ...] = ()
+    requests: int = 0
+    tokens_out: int = 0
+    added: set[str] = field(default_factory=set)  # since the last version
+    removed: set[str] = field(default_factory=set)
 
 
 class AlertBook:
     def __init__(self, config: DetectionConfig) -> None:
         self.config = config
         self.open: dict[str, _OpenAlert] = {}  # cluster id -> its alert
-        self._generation: dict[str, int] = {}  # a cluster re-alerting after a close gets "-2", "-3"
+        self._generation: dict[str, int] = {}
 
-    def on_scored(self, cluster: Cluster, scored: ClusterScore, at: float, wall: float, *,
-                  severity: str | None, reason: str) -> AlertUpdate | None:
-        current = self.open.get(cluster.cluster_id)
+    def on_deltas(self, cluster_id: str, added: Iterable[str], removed: Iterable[str]) -> None:
+        """A tick's member changes of a cluster (kept for its alert's next version)."""
+        current = self.open.get(cluster_id)
+        if current is None:
+            return
+        for a in added:
+            if a not in current.members:
+                current.members.add(a)
+                if a in current.removed:
+                    current.removed.discard(a)
+                else:
+                    current.added.add(a)
+        for a in removed:
+            if a in current.members:
+                current.members.discard(a)
+                if a in current.added:
+                    current.added.discard(a)
+                else:
+                    current.removed.add(a)
+
+    def on_scored(self, cluster_id: str, members: Iterable[str] | None, size: int, verdict: str | None,
+                  severity: str | None, score: float, features: dict[str, float], evidence: tuple[Evidence, ...],
+                  detected_at: float, requests: int, tokens_out: int, at: float, wall: float, reason: str
+                  ) -> AlertUpdate | None:
+        """A re-score. ``members`` (all of them) is needed only when this opens an alert."""
+        current = self.open.get(cluster_id)
         if current is None:
             if severity is None:
                 return None
-            generation = self._generation[cluster.cluster_id] = self._generation.get(cluster.cluster_id, 0) + 1
-            alert_id = f"A-{cluster.cluster_id}" + (f"-{generation}" if generation > 1 else "")
-            current = self.open[cluster.cluster_id] = _OpenAlert(
-                alert_id, severity, 0, 0, frozenset(), scored.detected_at)
-            action = "opened"
+            generation = self._generation[cluster_id] = self._generation.get(cluster_id, 0) + 1
+            alert_id = f"A-{cluster_id}" + (f"-{generation}" if generation > 1 else "")
+            everyone = set(members or ())
+            current = self.open[cluster_id] = _OpenAlert(alert_id, severity, 0, 0, everyone, detected_at,
+                                                         added=set(everyone))
+            action = AlertAction.OPENED
         elif SEVERITY_RANK[severity] > SEVERITY_RANK[current.severity]:
-            action = "escalated"  # severity never drops while the alert is open: no flapping pages
-        elif cluster.verdict == "confirmed" and len(cluster.members - current.members) > 0:
-            action = "updated"
-        elif len(cluster.members) >= current.published_size * (1 + self.config.alert_regrowth):
-            action = "updated"
-        elif cluster.members != current.members:
-            action = "members"  # keep the audit store's member list exact between publications
+            action = AlertAction.ESCALATED  # severity never drops while the alert is open: no flapping pages
+        elif verdict == Verdict.CONFIRMED and current.added:
+            action = AlertAction.UPDATED
+        elif size >= current.published_size * (1 + self.config.alert_regrowth):
+            action = AlertAction.UPDATED
+        elif current.added or current.removed:
+            action = AlertAction.MEMBERS  # keep the audit store's member list exact between publications
         else:
+            current.score, current.features, current.evidence = score, features, evidence
+            current.requests, current.tokens_out = requests, tokens_out
             return None
         if SEVERITY_RANK[severity] > SEVERITY_RANK[current.severity]:
             current.severity = severity  # type: ignore[assignment]
-            current.detected_at = scored.detected_at
-        added = tuple(sorted(cluster.members - current.members))
-        removed = tuple(sorted(current.members - cluster.members))
-        current.version += 1
-        notify = action != "members"
+            current.detected_at = detected_at
+        current.score, current.features, current.evidence = score, features, evidence
+        current.requests, current.tokens_out = requests, tokens_out
+        notify = action != AlertAction.MEMBERS
         if notify:
-            current.published_size = len(cluster.members)
-        current.members = cluster.members
-        return AlertUpdate(current.alert_id, cluster.cluster_id, action, notify, current.version, current.severity,
-                           scored.score, len(cluster.members), current.detected_at, at, wall, reason,
-                           scored.features, scored.evidence, added, removed, scored.requests, scored.tokens_out)
+            current.published_size = size
+        return self._version(cluster_id, current, action, notify, size, at, wall, reason)
 
-    def on_members(self, cluster: Cluster, at: float, wall: float) -> AlertUpdate | None:
+    def on_members(self, cluster_id: str, size: int, at: float, wall: float) -> AlertUpdate | None:
         """A membership delta for an open alert between re-scores (audit store only, no page)."""
-        current = self.open.get(cluster.cluster_id)
-        if current is None or cluster.members == current.members or cluster.score is None:
+        current = self.open.get(cluster_id)
+        if current is None or not (current.added or current.removed):
             return None
-        scored: ClusterScore = cluster.score  # type: ignore[assignment]
-        added = tuple(sorted(cluster.members - current.members))
-        removed = tuple(sorted(current.members - cluster.members))
+        return self._version(cluster_id, current, AlertAction.MEMBERS, False, size, at, wall, "membership changed")
+
+    def _version(self, cluster_id: str, current: _OpenAlert, action: str, notify: bool, size: int, at: float,
+                 wall: float, reason: str) -> AlertUpdate:
+        added, removed = tuple(sorted(current.added)), tuple(sorted(current.removed))
+        current.added, current.removed = set(), set()
         current.version += 1
-        current.members = cluster.members
-        return AlertUpdate(current.alert_id, cluster.cluster_id, "members", False, current.version, current.severity,
-                           scored.score, len(cluster.members), current.detected_at, at, wall, "membership changed",
-                           scored.features, scored.evidence, added, removed, scored.requests, scored.tokens_out)
+        return AlertUpdate(current.alert_id, cluster_id, action, notify, current.version, current.severity,
+                           current.score, size, current.detected_at, at, wall, reason, current.features,
+                           current.evidence, added, removed, current.requests, current.tokens_out)
 
     def on_gone(self, cluster_id: str, at: float, wall: float, why: str) -> AlertUpdate | None:
         current = self.open.pop(cluster_id, None)
         if current is None:
             return None
         current.version += 1
-        return AlertUpdate(current.alert_id, cluster_id, "closed", True, current.version, current.severity, 0.0, 0,
-                           current.detected_at, at, wall, why, {}, (), (), ())
+        return AlertUpdate(current.alert_id, cluster_id, AlertAction.CLOSED, True, current.version, current.severity,
+                           0.0, 0, current.detected_at, at, wall, why, {}, (), (), (), 0, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 # Hosting / cloud ASNs: API traffic from these is "datacenter". Real deployments load their own list
 # (an ASN database); these defaults are the large public clouds.
@@ -23,42 +24,55 @@ DEFAULT_FREEMAIL_DOMAINS = frozenset({
 class DetectionConfig:
     # -- rolling window and event-time policy --------------------------------------------------
     window_seconds: float = 7 * 24 * 3600
-    """A link (account, entity) lives this long after the last event that showed it."""
+    """A link (account, entity) lives this long after the last event that showed it (whole seconds)."""
     allowed_lateness_seconds: float = 300.0
     """Events are held this long (event time) and applied in timestamp order; later ones are
     applied when they arrive and counted as late."""
     tick_seconds: float = 60.0
-    """Detection runs each time the watermark crosses a multiple of this (event time)."""
-    expiry_bucket_seconds: float = 60.0
-    """Granularity of the expiry index; expiry itself is exact to the second. As fine as a tick, so
-    an entity is looked at about when its oldest link expires, not at every tick of a coarser bucket."""
+    """Detection runs each time the watermark crosses a multiple of this (whole seconds). Expiry is
+    exact: a link dies at the first tick at or after ``last_seen + window_seconds``."""
     max_clock_skew_seconds: float = 3600.0
     """An event dated more than this ahead of the stream (the watermark and the median of recent
     arrivals) or of the wall clock never moves the watermark: it waits for the stream to catch up
-    (a gap) or is rejected (a skewed or forged clock). See graph/ordering.py:ClockGuard."""
+    (a gap) or is rejected (a skewed or forged clock)."""
     skew_sample: int = 31
     """Arrivals whose median is the stream's event time for the skew bound."""
 
-    # -- which entities bind accounts (graph/binding.py) ---------------------------------------
+    # -- strong binding: devices and cards -------------------------------------------------------
     device_max_degree: int = 200
     """A device on more live accounts than this is infrastructure (kiosk, test lab), never binding."""
     payment_max_degree: int = 1000
-    ip_max_degree: int = 300
     exclusivity_min: float = 0.5
     """A device/card binds only if at least this share of its accounts have no private entity of
     the same kind — a library PC's users all own phones of their own; a farm's accounts do not."""
-    ip_cohesion_min: float = 0.6
-    """An IP binds only if at least this share of its accounts are already strongly bound."""
+
+    # -- lockstep: synchronous use of one prompt template -----------------------------------------
+    sync_min_accounts: int = 5
+    """A (template, minute) bucket is synchronous when at least this many accounts used it ..."""
+    sync_min_share: float = 0.05
+    """... and at least this share of the template's live accounts (a framework's default prompt,
+    used by thousands, is never synchronous: its users do not act in the same minute)."""
+    sync_min_buckets: int = 3
+    """An account joins a template's lockstep cohort after this many synchronous minutes ..."""
+    sync_min_ratio: float = 0.5
+    """... that are at least this share of its minutes on that template."""
+
+    # -- weak evidence: IPs and templates are weighed, never unioned -------------------------------
+    weak_min_entities: int = 3
+    """Two cores (or a loose account and a core) are joined only by at least this many distinct weak
+    entities, each heavy for both and owned by the cores heavy on it."""
+    weak_cover_min: float = 0.3
+    """Heavy: used by at least this share of the core's members ..."""
+    weak_min_accounts: int = 3
+    """... and by at least this many of them."""
+    weak_purity_min: float = 0.8
+    """Owned: the cores heavy on an entity hold at least this share of its accounts ..."""
+    weak_max_groups: int = 8
+    """... and there are at most this many of them (else it is commodity infrastructure)."""
 
     # -- clusters ------------------------------------------------------------------------------
     track_min_size: int = 10
-    """Components smaller than this are not tracked as clusters (households, couples)."""
-    split_above: int = 50_000
-    """Components larger than this are split into communities with Leiden (seeded). Below it a
-    component is one cluster: the binding rules already cut benign glue, and a 24k-account network
-    is one operation to an investigator."""
-    leiden_resolution: float = 1.0
-    seed: int = 7
+    """Operations smaller than this are not tracked as clusters (households, couples)."""
 
     # -- scoring and severity (graph/scoring.py) ----------------------------------------------
     low_min_size: int = 20
@@ -66,25 +80,52 @@ class DetectionConfig:
     high_min_size: int = 100
     medium_min_score: float = 0.5
     high_min_score: float = 0.7
-    high_min_strong_entities: int = 4
+    high_min_evidence: int = 4
+    """A high alert needs at least this many distinct entities of evidence (binding devices and cards,
+    lockstep cohorts, owned IPs and templates)."""
     hub_copy_overlap: float = 0.8
     """The mesh signal is measured without the largest shared device/card and any entity whose
     accounts are at least this share the hub's (and that is at least this share of its size)."""
+    extraction_full: float = 30.0
+    """A cluster whose median member draws this many times the population's median output tokens
+    counts as fully extracting (log scale below it)."""
+    org_discount: float = 0.5
+    """Score kept is (1 - this x share of members on one organisation's mail domain) ..."""
+    payer_discount: float = 0.8
+    """... times (1 - this x share paying with one card x share of long-standing accounts)."""
     rescore_growth: float = 0.05
     """A tracked cluster is re-scored when its size moved by this share since the last score."""
     rescore_seconds: float = 900.0
     """A tracked cluster whose members saw new links is re-scored at most this often (event time)."""
     alert_regrowth: float = 0.25
     """An open alert is re-published when its cluster grew by this share."""
+    evidence_limit: int = 50
     datacenter_asns: frozenset[str] = field(default=DEFAULT_DATACENTER_ASNS)
     freemail_domains: frozenset[str] = field(default=DEFAULT_FREEMAIL_DOMAINS)
 
     def __post_init__(self) -> None:
-        if self.window_seconds <= 0 or self.tick_seconds <= 0 or self.expiry_bucket_seconds <= 0:
-            raise ValueError("window_seconds, tick_seconds and expiry_bucket_seconds must be > 0")
+        for name in ("window_seconds", "tick_seconds"):
+            value = getattr(self, name)
+            if value <= 0 or float(value) != int(value):
+                raise ValueError(f"{name} must be a positive whole number of seconds, not {value}")
         if self.allowed_lateness_seconds < 0:
             raise ValueError("allowed_lateness_seconds must be >= 0")
         if self.max_clock_skew_seconds <= 0 or self.skew_sample < 1:
             raise ValueError("max_clock_skew_seconds must be > 0 and skew_sample >= 1")
         if not (self.low_min_size <= self.medium_min_size <= self.high_min_size):
             raise ValueError("severity sizes must satisfy low <= medium <= high")
+        if self.track_min_size < 2 or self.weak_min_entities < 1 or self.sync_min_buckets < 1:
+            raise ValueError("track_min_size must be >= 2, weak_min_entities and sync_min_buckets >= 1")
+
+    def kernel(self, partition: int = 0) -> dict[str, Any]:
+        """The settings the Rust kernel reads (graph/kernel/src/lib.rs)."""
+        names = ("window_seconds", "tick_seconds", "allowed_lateness_seconds", "max_clock_skew_seconds",
+                 "skew_sample", "device_max_degree", "payment_max_degree", "exclusivity_min", "sync_min_accounts",
+                 "sync_min_share", "sync_min_buckets", "sync_min_ratio", "weak_cover_min", "weak_min_accounts",
+                 "weak_purity_min", "weak_min_entities", "weak_max_groups", "track_min_size", "hub_copy_overlap",
+                 "evidence_limit")
+        out: dict[str, Any] = {name: getattr(self, name) for name in names}
+        out["datacenter_asns"] = sorted(self.datacenter_asns)
+        out["freemail_domains"] = sorted(self.freemail_domains)
+        out["partition"] = partition
+        return out

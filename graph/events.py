@@ -1,20 +1,18 @@
-"""The event the core consumes, and the entity keys it links accounts through."""
+"""The event the core consumes, and the columnar batch the kernel reads."""
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 EVENT_TYPES = ("signup", "login", "api_key_created", "payment_method_added", "api_usage")
 
-# Entity kinds. Devices and payment instruments are "strong" identifiers (hard to share by
-# accident); IPs are "weak" (NAT, wifi and VPNs put strangers on one address).
-DEVICE = "device"
-PAYMENT = "payment"
-IP = "ip"
-_PREFIX = {DEVICE: "d:", PAYMENT: "p:", IP: "i:"}
-_KIND_OF_PREFIX = {"d": DEVICE, "p": PAYMENT, "i": IP}
+# Compact entity keys: devices and payment instruments are "strong" identifiers (hard to share by
+# accident); IPs and prompt templates are "weak" (NAT, wifi, proxies and popular prompts put
+# strangers on one value); lockstep cohorts are derived by the kernel.
+_PREFIX = {"device": "d:", "payment": "p:", "ip": "i:", "template": "t:", "lockstep": "s:"}
+_KIND_OF_PREFIX = {v[0]: k for k, v in _PREFIX.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +40,8 @@ class AccountEvent:
     """Where the adapter got the event (e.g. its Kafka record), so a rejected event can be
     dead-lettered with its original bytes; the core never reads it."""
 
-    def digest(self) -> bytes:
-        """A stable 8-byte fingerprint of the content (same in every process; ``source`` excluded)."""
-        text = "\x1f".join("" if v is None else str(v) for v in (
-            self.event_id, self.type, self.account_id, repr(self.ts), self.device_id, self.ip, self.payment_id,
-            self.email_domain, self.user_agent, self.asn, self.country, self.requests, self.tokens_in,
-            self.tokens_out, self.model, self.prompt_fingerprint))
-        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-
     def entity_keys(self) -> list[str]:
-        """The entities this event links its account to, as compact keys (``d:…``, ``p:…``, ``i:…``)."""
+        """The entities this event links its account to, as compact keys (``d:…``, ``p:…``, ``i:…``, ``t:…``)."""
         keys = []
         if self.device_id:
             keys.append("d:" + self.device_id)
@@ -59,7 +49,61 @@ class AccountEvent:
             keys.append("p:" + self.payment_id)
         if self.ip:
             keys.append("i:" + self.ip)
+        if self.prompt_fingerprint:
+            keys.append("t:" + self.prompt_fingerprint)
         return keys
+
+
+_COLUMNS = ("event_id", "type", "account_id", "ts", "device_id", "ip", "payment_id", "prompt_fingerprint",
+            "email_domain", "asn", "user_agent", "country", "model", "requests", "tokens_in", "tokens_out")
+
+
+class EventColumns:
+    """A batch of events as columns — what the kernel reads (one list per field, plus each event's
+    source for dead-lettering). The decoder fills one directly; tests build one from events."""
+
+    __slots__ = (*_COLUMNS, "sources")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, [])
+
+    event_id: list[str]
+    type: list[str]
+    account_id: list[str]
+    ts: list[float]
+    device_id: list[str | None]
+    ip: list[str | None]
+    payment_id: list[str | None]
+    prompt_fingerprint: list[str | None]
+    email_domain: list[str | None]
+    asn: list[str | None]
+    user_agent: list[str | None]
+    country: list[str | None]
+    model: list[str | None]
+    requests: list[int | None]
+    tokens_in: list[int | None]
+    tokens_out: list[int | None]
+    sources: list[Any]
+
+    @classmethod
+    def from_events(cls, events: Iterable[AccountEvent]) -> EventColumns:
+        batch = cls()
+        for e in events:
+            batch.append(e)
+        return batch
+
+    def append(self, e: AccountEvent) -> None:
+        for name in _COLUMNS:
+            getattr(self, name).append(getattr(e, name))
+        self.sources.append(e.source)
+
+    def __len__(self) -> int:
+        return len(self.event_id)
+
+    def kernel_columns(self, first_source: int) -> tuple[list[Any], ...]:
+        """The 17 columns ``graph._kernel.Window.feed`` takes: a source number per row, then the fields."""
+        return (list(range(first_source, first_source + len(self))), *(getattr(self, name) for name in _COLUMNS))
 
 
 def entity_key(kind: str, value: str) -> str:
@@ -78,7 +122,3 @@ def split_entity_key(key: str) -> tuple[str, str]:
     ('payment', 'card-9')
     """
     return _KIND_OF_PREFIX[key[0]], key[2:]
-
-
-def kind_of(key: str) -> str:
-    return _KIND_OF_PREFIX[key[0]]

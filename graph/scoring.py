@@ -1,31 +1,35 @@
-"""Per-cluster features, score, severity and the evidence that travels with an alert.
+"""How suspicious a cluster is: the policy over the features the kernel measures.
 
-The score is the larger of two signals, each in [0, 1]:
+Structure (each in [0, 1]; the score starts from the largest):
 
-* **mesh** — set aside the group's largest shared device/card together with its near-copies (an
-  entity whose accounts are mostly the hub's: a renewed corporate card); what share of the members
-  is still one connected piece through the remaining shared devices and cards? A benign crowd
-  hangs off one hub (a company card, a library PC) or falls into disjoint stars (one card per
-  team, one PC per café seat) and scores near 0; a farm whose accounts hop between phones, or a
-  card pool whose accounts rotate cards, stays connected and scores near 1.
+* **mesh** — set aside the cluster's largest shared device/card and its near-copies (a renewed
+  corporate card); what share of the members is still one piece through the remaining shared
+  devices and cards? A crowd hangs off one hub or falls into disjoint stars (one card per team): ~0.
+  A farm whose accounts hop between phones, or a card pool whose accounts rotate cards: ~1.
 * **farm** — share of members with no identity of their own (every device and card they use is
-  shared) times the share calling the API from datacenter ASNs: a device farm with one phone per
-  account, glued together only by its API servers.
+  shared) bound through a shared entity other than the hub, times the share calling the API from
+  datacenter ASNs: a device farm glued by its own API servers. A reseller's customers on its one
+  card are a hub, not a farm.
+* **lockstep** — share of members in a lockstep cohort (synchronous use of one template), times
+  *extraction*: how far the median member's output tokens exceed the population's median, on a log
+  scale (``extraction_full`` times = 1). A class doing an exercise together is in lockstep but draws
+  what any user draws; a distillation ring draws orders of magnitude more.
 
-Small adjustments: bursty signups add 0.1 at most; one shared non-freemail email domain (an
-organisation) subtracts 0.2 at most. Thresholds are in :class:`graph.config.DetectionConfig`.
+Benign explanations discount the structure: one organisation's mail domain (``org_discount``), and
+one card paying for long-standing accounts (``payer_discount``) — a company's CI fleet or a business
+with sub-accounts. Bursty signups add 0.1 at most. Severity needs size, score and enough distinct
+evidence (:func:`severity_of`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Protocol
 
-from graph.binding import BindingState
 from graph.config import DetectionConfig
-from graph.events import DEVICE, IP, PAYMENT, kind_of, split_entity_key
-
-SEVERITY_RANK = {None: 0, "low": 1, "medium": 2, "high": 3}
-EVIDENCE_LIMIT = 50  # binding entities kept with an alert, largest first
+from graph.identity import cluster_id
+from graph.vocab import Severity
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +37,19 @@ class Evidence:
     entity_type: str
     entity_value: str
     members_sharing: int
-    first_seen: float  # oldest live link of a member to it
-    last_seen: float
+    first_seen: float  # when the first member linked to it (event time)
+    last_seen: float  # when the last member did
+
+
+@dataclass(frozen=True, slots=True)
+class SharedInfrastructure:
+    """Weak entities (IPs, templates) a cluster shares with another cluster without being joined to it."""
+
+    other_cluster_id: str
+    entity_type: str
+    shared_entities: int
+    accounts_here: int
+    accounts_there: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,161 +58,76 @@ class ClusterScore:
     severity: str | None
     features: dict[str, float]
     evidence: tuple[Evidence, ...]
-    detected_at: float  # event time of the newest event among the members' links
+    detected_at: float  # event time of the newest link among the members
     requests: int = 0  # API exchanges of the members within the window (the damage)
     tokens_out: int = 0  # output tokens of those exchanges
+    shared: tuple[SharedInfrastructure, ...] = ()
 
 
-def _burst_share(signups: list[float], span: float = 3600.0) -> float:
-    """Largest share of the signups that fall within any ``span`` seconds."""
-    if len(signups) < 10:
+class FeatureSource(Protocol):
+    """The kernel graph's read side (``graph._kernel.Graph``)."""
+
+    def features(self, cluster: int, /) -> tuple[dict[str, float], list[tuple[str, str, int, int, int]],
+                                                 list[tuple[int, str, int, int, int]], int, int, int] | None: ...
+
+
+def extraction(intensity: float, full: float) -> float:
+    """Log-scaled excess of a cluster's volume over the population's: 1 at ``full`` times, 0 at 1×.
+
+    >>> extraction(30.0, 30.0), extraction(1.0, 30.0), round(extraction(10.0, 100.0), 2)
+    (1.0, 0.0, 0.5)
+    """
+    if intensity <= 1.0:
         return 0.0
-    signups.sort()
-    best = lo = 0
-    for hi, ts in enumerate(signups):
-        while ts - signups[lo] > span:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best / len(signups)
+    return min(1.0, math.log(intensity) / math.log(full))
 
 
-def _hub_group(strong: list[str], shared: dict[str, list[str]], config: DetectionConfig) -> set[str]:
-    """The largest shared device/card and the entities that nearly duplicate it."""
-    if not strong:
-        return set()
-    hub = set(shared[strong[0]])
-    group = {strong[0]}
-    for entity in strong[1:]:
-        accounts = shared[entity]
-        if len(accounts) < config.hub_copy_overlap * len(hub):
-            break  # sorted by size: the rest are smaller still
-        if sum(1 for a in accounts if a in hub) >= config.hub_copy_overlap * len(accounts):
-            group.add(entity)
-    return group
+def combine(f: dict[str, float], config: DetectionConfig) -> dict[str, float]:
+    """The score's parts from the kernel's features."""
+    mesh = f["mesh"]
+    farm = f["no_own_identity_off_hub"] * f["datacenter_share"]
+    lockstep = f["lockstep_share"] * extraction(f["intensity"], config.extraction_full)
+    established = 1.0 - f["fresh_share"]
+    keep = (1.0 - config.org_discount * f["org_domain_share"]) * \
+        (1.0 - config.payer_discount * f["single_payer_share"] * established)
+    score = max(mesh, farm, lockstep) * keep + 0.1 * f["signup_burst"]
+    return {"farm": round(farm, 4), "lockstep": round(lockstep, 4), "benign_keep": round(keep, 4),
+            "score": round(min(1.0, max(0.0, score)), 4)}
 
 
-def _largest_piece(groups: list[list[str]]) -> int:
-    """Accounts in the largest piece connected through the given shared-entity groups, counting
-    only pieces held together by at least two entities: one card's star is not a mesh."""
-    parent: dict[str, str] = {}
-    entities: dict[str, int] = {}  # root -> entities merged into it
-
-    def find(x: str) -> str:
-        root = x
-        while parent.setdefault(root, root) != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    for accounts in groups:
-        first = find(accounts[0])
-        count = entities.pop(first, 0) + 1
-        for other in accounts[1:]:
-            root = find(other)
-            if root != first:
-                parent[root] = first
-                count += entities.pop(root, 0)
-        entities[first] = count
-    sizes: dict[str, int] = {}
-    for account in parent:
-        root = find(account)
-        sizes[root] = sizes.get(root, 0) + 1
-    return max((n for root, n in sizes.items() if entities.get(root, 0) >= 2), default=0)
+def evidence_entities(f: dict[str, float]) -> int:
+    return int(f["binding_strong_entities"] + f["lockstep_cohorts"] + f["owned_weak_entities"])
 
 
-def score_cluster(members: frozenset[str], binding: BindingState, config: DetectionConfig,
-                  now: float) -> ClusterScore:
-    window = binding.window
-    bound = binding.binding
-    size = len(members)
-    shared: dict[str, list[str]] = {}  # binding entity -> members using it
-    ips_per_member = 0
-    newest = float("-inf")
-    for account in members:
-        for entity in window.links_of.get(account, ()):
-            if kind_of(entity) == IP:
-                ips_per_member += 1
-            if entity in bound:
-                shared.setdefault(entity, []).append(account)
-    shared = {e: accts for e, accts in shared.items() if len(accts) >= 2}
-
-    hubs = sorted(shared, key=lambda e: (-len(shared[e]), e))
-    strong = [e for e in hubs if kind_of(e) != IP]
-    with_device = {a for e in strong if kind_of(e) == DEVICE for a in shared[e]}
-    with_payment = {a for e in strong if kind_of(e) != DEVICE for a in shared[e]}
-    hub = _hub_group(strong, shared, config)
-    mesh = _largest_piece([shared[e] for e in strong if e not in hub]) / size
-    no_own_identity = sum(1 for a in with_device | with_payment
-                          if not binding.has_private(a, DEVICE) and not binding.has_private(a, PAYMENT)) / size
-    strong_entities = len(strong)
-
-    infos = [window.info.get(a) for a in members]
-    horizon = now - config.window_seconds
-    signups = [i.signup_ts for i in infos if i is not None and i.signup_ts is not None and i.signup_ts > horizon]
-    datacenter = sum(1 for i in infos if i is not None and i.datacenter_ts is not None and i.datacenter_ts > horizon)
-    domains: dict[str, int] = {}
-    for info in infos:
-        if info is not None and info.email_domain and info.email_domain not in config.freemail_domains:
-            domains[info.email_domain] = domains.get(info.email_domain, 0) + 1
-    requests = tokens_out = 0
-    for info in infos:
-        if info is None:
-            continue
-        if info.last_ts > newest:
-            newest = info.last_ts
-        if info.usage:
-            r, t = info.usage_since(horizon)
-            requests += r
-            tokens_out += t
-
-    burst = _burst_share(signups)
-    datacenter_share = datacenter / size
-    org_domain_share = max(domains.values(), default=0) / size
-    farm = no_own_identity * datacenter_share
-    score = max(mesh, farm) + 0.1 * burst - 0.2 * org_domain_share
-    score = round(min(1.0, max(0.0, score)), 4)
-    features = {
-        "size": float(size),
-        "mesh": round(mesh, 4),
-        "farm": round(farm, 4),
-        "no_own_identity": round(no_own_identity, 4),
-        "binding_strong_entities": float(strong_entities),
-        "binding_ips": float(len(shared) - strong_entities),
-        "top_entity_share": round(len(shared[hubs[0]]) / size, 4) if hubs else 0.0,
-        "device_reuse": round(len(with_device) / size, 4),
-        "payment_sharing": round(len(with_payment) / size, 4),
-        "signup_burst": round(burst, 4),
-        "signups_in_window": float(len(signups)),
-        "ips_per_member": round(ips_per_member / size, 3),
-        "datacenter_share": round(datacenter_share, 4),
-        "org_domain_share": round(org_domain_share, 4),
-    }
-    evidence = []
-    # Devices and cards first: they are what binds; shared IPs only corroborate.
-    for entity in (strong + [e for e in hubs if kind_of(e) == IP])[:EVIDENCE_LIMIT]:
-        kind, value = split_entity_key(entity)
-        seen = [window.members[entity][a] for a in shared[entity]]
-        evidence.append(Evidence(kind, value, len(shared[entity]), min(seen), max(seen)))
-    return ClusterScore(score, severity_of(size, score, strong_entities, config), features,
-                        tuple(evidence), newest, requests, tokens_out)
-
-
-def severity_of(size: int, score: float, strong_entities: int, config: DetectionConfig) -> str | None:
-    """Severity from size, score and how many devices/cards bind the cluster.
+def severity_of(size: int, score: float, evidence: int, config: DetectionConfig) -> str | None:
+    """Severity from size, score and how many distinct entities of evidence hold the cluster.
 
     >>> severity_of(150, 0.9, 12, DetectionConfig())
     'high'
     >>> severity_of(150, 0.1, 1, DetectionConfig()) is None
     True
     """
-    if size >= config.high_min_size and score >= config.high_min_score \
-            and strong_entities >= config.high_min_strong_entities:
-        return "high"
+    if size >= config.high_min_size and score >= config.high_min_score and evidence >= config.high_min_evidence:
+        return Severity.HIGH
     if size >= config.medium_min_size and score >= config.medium_min_score:
-        return "medium"
+        return Severity.MEDIUM
     if size >= config.low_min_size and score >= config.medium_min_score / 2:
-        return "low"
+        return Severity.LOW
     return None
 
 
+def score_cluster(graph: FeatureSource, number: int, config: DetectionConfig) -> ClusterScore | None:
+    measured = graph.features(number)
+    if measured is None:
+        return None
+    values, evidence, shared, requests, tokens_out, newest = measured
+    features = {k: round(v, 4) for k, v in values.items()}
+    parts = combine(values, config)
+    features.update({k: v for k, v in parts.items() if k != "score"})
+    score = parts["score"]
+    size = int(values["size"])
+    return ClusterScore(
+        score, severity_of(size, score, evidence_entities(values), config), features,
+        tuple(Evidence(kind, value, n, float(first), float(last)) for kind, value, n, first, last in evidence),
+        float(newest), requests, tokens_out,
+        tuple(SharedInfrastructure(cluster_id(other), kind, n, here, there) for other, kind, n, here, there in shared))

@@ -101,7 +101,7 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
         if conflict:
             on_conflict(conflict)
             return
-        if pipeline.engine.reorder or pipeline.engine.guard:
+        if pipeline.engine.held_events:
             if time.time() - pipeline.last_input_wall >= settings.idle_flush_seconds:
                 await publish(pipeline.flush_held())
         pipeline.refresh_gauges()
@@ -138,7 +138,7 @@ def apply_verdict(pipeline: Pipeline, value: bytes | None) -> tuple[str, Emitted
             raise ValueError("empty value (tombstone)")
         verdict = orjson.loads(value)
         cluster_id, decision = str(verdict["cluster_id"]), str(verdict["verdict"])
-        if pipeline.engine.registry.resolve(cluster_id) is None:
+        if pipeline.engine.resolve(cluster_id) is None:
             log.warning("verdict for unknown cluster %s ignored", cluster_id[:80])
             return "unknown_cluster", None
         return "applied", pipeline.apply_verdict(cluster_id, decision)

@@ -15,25 +15,23 @@ that races a compaction may get "file not found" once — retry the query (READM
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from graph.alerts import AlertUpdate
 from graph.engine import ClusterSnapshot, EngineOutput
-from graph.events import split_entity_key
-from graph.identity import LineageEvent
-from graph.window import LinkWindow
+from graph.scoring import Evidence
 
+LinksOf = Callable[[str], Iterable[tuple[str, str, float]]]  # account -> (entity type, value, seen)
 TS = pa.timestamp("us", tz="UTC")
 SCHEMAS: dict[str, pa.Schema] = {
     "alert_versions": pa.schema([
@@ -58,6 +56,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     "cluster_evidence_snapshots": pa.schema([
         ("cluster_id", pa.string()), ("snapshot_at", TS), ("entity_type", pa.string()), ("entity_value", pa.string()),
         ("members_sharing", pa.int64()), ("first_seen", TS), ("last_seen", TS),
+    ]),
+    "cluster_link_snapshots": pa.schema([  # infrastructure a cluster shares with another, not joined to it
+        ("cluster_id", pa.string()), ("snapshot_at", TS), ("other_cluster_id", pa.string()), ("entity_type", pa.string()),
+        ("shared_entities", pa.int64()), ("accounts_here", pa.int64()), ("accounts_there", pa.int64()),
     ]),
     "cluster_lineage_rows": pa.schema([
         ("cluster_id", pa.string()), ("kind", pa.string()), ("happened_at", TS), ("size", pa.int64()),
@@ -109,6 +111,11 @@ VIEWS = {
         SELECT DISTINCT e.cluster_id, e.entity_type, e.entity_value, e.members_sharing, e.first_seen, e.last_seen
         FROM {cluster_evidence_snapshots} e
         JOIN clusters c ON c.cluster_id = e.cluster_id AND c.snapshot_at = e.snapshot_at""",
+    "cluster_links": """
+        SELECT DISTINCT l.cluster_id, l.other_cluster_id, l.entity_type, l.shared_entities, l.accounts_here,
+               l.accounts_there, l.snapshot_at
+        FROM {cluster_link_snapshots} l
+        JOIN clusters c ON c.cluster_id = l.cluster_id AND c.snapshot_at = l.snapshot_at AND c.status = 'live'""",
     "cluster_lineage": """
         SELECT cluster_id, kind, happened_at, size, other_cluster_id FROM {cluster_lineage_rows}
         QUALIFY row_number() OVER (PARTITION BY cluster_id, kind, happened_at, other_cluster_id
@@ -128,7 +135,8 @@ VIEWS = {
 # The column `fraudgraph export --since/--until` filters each view on.
 EXPORT_TIME_COLUMNS = {"alerts": "detected_at", "alert_history": "created_at", "clusters": "updated_at",
                        "cluster_lineage": "happened_at", "account_links": "last_seen", "verdicts": "decided_at",
-                       "cluster_evidence": "last_seen", "alert_members": "added_at", "freshness": "last_flush"}
+                       "cluster_evidence": "last_seen", "alert_members": "added_at", "freshness": "last_flush",
+                       "cluster_links": "snapshot_at"}
 
 
 def _ts(seconds: float | None) -> int | None:
@@ -147,7 +155,7 @@ class AuditStore:
         self.parts = Path(str(self.db_path) + ".parts")
         self.retention_days = retention_days
         self.clock = clock
-        self._rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SCHEMAS}
+        self._cols = _empty_buffers()
         self._lock = threading.Lock()
         self._seq = 0
         self.rows_written = 0
@@ -213,108 +221,109 @@ class AuditStore:
         return {alert_id: int(version) for alert_id, version in rows}
 
     # -- rows from the engine ---------------------------------------------------------------
-    def add_output(self, out: EngineOutput, window: LinkWindow | None = None) -> None:
+    # Rows are buffered as columns (one list per column, in schema order) and written as one Arrow
+    # table per flush: no per-row dict or dataclass conversion on the hot path.
+    def add_output(self, out: EngineOutput, links_of: LinksOf | None = None) -> None:
         with self._lock:
             self.event_time_now = max(self.event_time_now, out.watermark)
             for update in out.alerts:
                 self._add_alert(update)
-                if window is not None and update.members_added:
-                    self._add_links(update.cluster_id, update.members_added, window)
-            for event in out.lineage:
-                self._add_lineage(event)
+                if links_of is not None and update.members_added:
+                    self._add_links(update.cluster_id, update.members_added, links_of)
+            if out.lineage:
+                written = _ts(self.clock())
+                c = self._cols["cluster_lineage_rows"]
+                for e in out.lineage:
+                    _row(c, e.cluster_id, e.kind, _ts(e.at), e.size, e.other, written)
             for snapshot in out.clusters:
                 self._add_cluster(snapshot)
             if out.gone:
                 now = _ts(out.watermark)
+                c = self._cols["cluster_snapshots"]
                 for cluster_id in out.gone:
-                    self._rows["cluster_snapshots"].append({
-                        "cluster_id": cluster_id, "snapshot_at": now, "size": 0, "score": 0.0, "severity": None,
-                        "verdict": None, "born_at": None, "updated_at": now, "features": "{}", "status": "gone",
-                        "requests": 0, "tokens_out": 0})
+                    _row(c, cluster_id, now, 0, 0.0, None, None, None, now, "{}", "gone", 0, 0)
 
     def _add_alert(self, u: AlertUpdate) -> None:
-        self._rows["alert_versions"].append({
-            "alert_id": u.alert_id, "version": u.version, "cluster_id": u.cluster_id, "action": u.action,
-            "notify": u.notify, "severity": u.severity, "score": u.score, "member_count": u.member_count,
-            "detected_at": _ts(u.detected_at), "alerted_at": _ts(u.alerted_at), "created_at": _ts(u.created_at),
-            "reason": u.reason,
-            "features": json.dumps(u.features, sort_keys=True),
-            "evidence": json.dumps([asdict(e) for e in u.evidence]),
-            "requests": u.requests, "tokens_out": u.tokens_out,
-        })
-        changes = self._rows["alert_member_changes"]
+        _row(self._cols["alert_versions"], u.alert_id, u.version, u.cluster_id, u.action, u.notify, u.severity, u.score,
+             u.member_count, _ts(u.detected_at), _ts(u.alerted_at), _ts(u.created_at), u.reason,
+             orjson.dumps(u.features, option=orjson.OPT_SORT_KEYS).decode(),
+             orjson.dumps([_evidence(e) for e in u.evidence]).decode(), u.requests, u.tokens_out)
+        c = self._cols["alert_member_changes"]
         at = _ts(u.created_at)
-        changes.extend({"alert_id": u.alert_id, "version": u.version, "account_id": a, "added": True,
-                        "changed_at": at} for a in u.members_added)
-        changes.extend({"alert_id": u.alert_id, "version": u.version, "account_id": a, "added": False,
-                        "changed_at": at} for a in u.members_removed)
-
-    def _add_lineage(self, e: LineageEvent) -> None:
-        self._rows["cluster_lineage_rows"].append({
-            "cluster_id": e.cluster_id, "kind": e.kind, "happened_at": _ts(e.at), "size": e.size,
-            "other_cluster_id": e.other, "written_at": _ts(self.clock())})
+        for accounts, added in ((u.members_added, True), (u.members_removed, False)):
+            n = len(accounts)
+            if n:
+                c[0].extend([u.alert_id] * n)
+                c[1].extend([u.version] * n)
+                c[2].extend(accounts)
+                c[3].extend([added] * n)
+                c[4].extend([at] * n)
 
     def _add_cluster(self, s: ClusterSnapshot) -> None:
         at = _ts(s.scored_at)
-        self._rows["cluster_snapshots"].append({
-            "cluster_id": s.cluster_id, "snapshot_at": at, "size": len(s.members), "score": s.scored.score,
-            "severity": s.scored.severity, "verdict": s.verdict, "born_at": _ts(s.born_at),
-            "updated_at": _ts(s.updated_at), "features": json.dumps(s.scored.features, sort_keys=True),
-            "status": "live", "requests": s.scored.requests, "tokens_out": s.scored.tokens_out})
-        self._rows["cluster_member_snapshots"].extend(
-            {"cluster_id": s.cluster_id, "snapshot_at": at, "account_id": a} for a in s.members)
-        self._rows["cluster_evidence_snapshots"].extend(
-            {"cluster_id": s.cluster_id, "snapshot_at": at, "entity_type": e.entity_type,
-             "entity_value": e.entity_value, "members_sharing": e.members_sharing,
-             "first_seen": _ts(e.first_seen), "last_seen": _ts(e.last_seen)} for e in s.scored.evidence)
+        _row(self._cols["cluster_snapshots"], s.cluster_id, at, len(s.members), s.scored.score, s.scored.severity,
+             s.verdict, _ts(s.born_at), _ts(s.updated_at),
+             orjson.dumps(s.scored.features, option=orjson.OPT_SORT_KEYS).decode(), "live", s.scored.requests,
+             s.scored.tokens_out)
+        m = self._cols["cluster_member_snapshots"]
+        n = len(s.members)
+        m[0].extend([s.cluster_id] * n)
+        m[1].extend([at] * n)
+        m[2].extend(s.members)
+        c = self._cols["cluster_evidence_snapshots"]
+        for e in s.scored.evidence:
+            _row(c, s.cluster_id, at, e.entity_type, e.entity_value, e.members_sharing, _ts(e.first_seen),
+                 _ts(e.last_seen))
+        c = self._cols["cluster_link_snapshots"]
+        for x in s.scored.shared:
+            _row(c, s.cluster_id, at, x.other_cluster_id, x.entity_type, x.shared_entities, x.accounts_here,
+                 x.accounts_there)
 
-    def _add_links(self, cluster_id: str, accounts: Iterable[str], window: LinkWindow) -> None:
+    def _add_links(self, cluster_id: str, accounts: Iterable[str], links_of: LinksOf) -> None:
         """The links behind an alert, captured as each account joins it."""
-        rows = self._rows["account_link_rows"]
+        c = self._cols["account_link_rows"]
         for account in accounts:
-            for entity, seen in _links(window, account):
-                kind, value = split_entity_key(entity)
-                rows.append({"account_id": account, "entity_type": kind, "entity_value": value,
-                             "last_seen": _ts(seen), "cluster_id": cluster_id})
+            for kind, value, seen in links_of(account):
+                _row(c, account, kind, value, _ts(seen), cluster_id)
 
     def add_publication(self, alert_id: str, version: int, at: float) -> None:
         with self._lock:
-            self._rows["alert_publications"].append({"alert_id": alert_id, "version": version,
-                                                     "published_at": _ts(at)})
+            _row(self._cols["alert_publications"], alert_id, version, _ts(at))
 
     def add_verdict(self, verdict_id: str, cluster_id: str, verdict: str, analyst: str, note: str, at: float) -> None:
         with self._lock:
-            self._rows["verdict_rows"].append({"verdict_id": verdict_id, "cluster_id": cluster_id, "verdict": verdict,
-                                               "analyst": analyst, "note": note, "decided_at": _ts(at)})
+            _row(self._cols["verdict_rows"], verdict_id, cluster_id, verdict, analyst, note, _ts(at))
 
     # -- writing ----------------------------------------------------------------------------
     def pending(self) -> int:
-        return sum(len(rows) for rows in self._rows.values())
+        return sum(len(cols[0]) for cols in self._cols.values())
 
     def flush(self) -> int:
         """Write every buffered row as one new segment per table; returns rows written."""
         with self._lock:
-            batches = {name: rows for name, rows in self._rows.items() if rows}
-            self._rows = {name: [] for name in SCHEMAS}
+            batches = {name: cols for name, cols in self._cols.items() if cols[0]}
+            self._cols = _empty_buffers()
         written = 0
         stamp = f"{int(self.clock() * 1000):015d}-{os.getpid()}"
         pending = list(batches.items())
         try:
             while pending:
-                name, rows = pending[0]
+                name, cols = pending[0]
                 self._seq += 1
-                table = pa.Table.from_pylist(rows, schema=SCHEMAS[name])
+                table = pa.Table.from_arrays([pa.array(col, type=field.type) for col, field in zip(cols, SCHEMAS[name])],
+                                             schema=SCHEMAS[name])
                 folder = self.parts / name
                 final = folder / f"{stamp}-{self._seq:06d}.parquet"
                 tmp = folder / f".{final.name}.tmp"
                 pq.write_table(table, tmp)
                 os.replace(tmp, final)  # atomic: readers see the whole segment or none of it
-                written += len(rows)
+                written += len(cols[0])
                 pending.pop(0)
         except Exception:
             with self._lock:  # keep what was not written; the next flush retries it
-                for name, rows in pending:
-                    self._rows[name][:0] = rows
+                for name, cols in pending:
+                    for kept, col in zip(self._cols[name], cols):
+                        kept[:0] = col
             raise
         if written:  # one row per flush: investigators (and the freshness test) see how current the store is
             folder = self.parts / "audit_flushes"
@@ -345,7 +354,7 @@ class AuditStore:
                 time_col, clock = _time_column(name)
                 cutoff = cutoffs[clock]
                 keep = f"WHERE ({time_col} IS NULL OR {time_col} >= make_timestamptz({cutoff}))" if cutoff else ""
-                if name in ("cluster_member_snapshots", "cluster_evidence_snapshots"):
+                if name in ("cluster_member_snapshots", "cluster_evidence_snapshots", "cluster_link_snapshots"):
                     # Only the newest snapshot of each cluster is ever shown.
                     keep += (" AND " if keep else "WHERE ") + (
                         "(cluster_id, snapshot_at) IN (SELECT cluster_id, max(snapshot_at) FROM "
@@ -364,16 +373,25 @@ def _time_column(table: str) -> tuple[str, str]:
     """The column retention ages a table by, and whether it holds wall time or event time."""
     return {"alert_versions": ("created_at", "wall"), "alert_member_changes": ("changed_at", "wall"),
             "cluster_snapshots": ("snapshot_at", "event"), "cluster_member_snapshots": ("snapshot_at", "event"),
-            "cluster_evidence_snapshots": ("snapshot_at", "event"), "cluster_lineage_rows": ("happened_at", "event"),
+            "cluster_evidence_snapshots": ("snapshot_at", "event"), "cluster_link_snapshots": ("snapshot_at", "event"),
+            "cluster_lineage_rows": ("happened_at", "event"),
             "account_link_rows": ("last_seen", "event"), "verdict_rows": ("decided_at", "wall"),
             "alert_publications": ("published_at", "wall"),
             "audit_flushes": ("flushed_at", "wall")}[table]
 
 
-def _links(window: LinkWindow, account: str) -> Iterable[tuple[str, float]]:
-    members = window.members
-    for entity in window.links_of.get(account, ()):
-        yield entity, members[entity][account]
+def _empty_buffers() -> dict[str, list[list[Any]]]:
+    return {name: [[] for _ in schema] for name, schema in SCHEMAS.items()}
+
+
+def _row(columns: list[list[Any]], *values: Any) -> None:
+    for column, value in zip(columns, values, strict=True):
+        column.append(value)
+
+
+def _evidence(e: Evidence) -> dict[str, Any]:
+    return {"entity_type": e.entity_type, "entity_value": e.entity_value, "members_sharing": e.members_sharing,
+            "first_seen": e.first_seen, "last_seen": e.last_seen}
 
 
 def connect_read_only(db_path: str | os.PathLike[str], attempts: int = 20) -> duckdb.DuckDBPyConnection:

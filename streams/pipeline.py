@@ -16,8 +16,10 @@ import orjson
 
 from graph.alerts import AlertUpdate
 from graph.engine import DetectionEngine, EngineOutput
+from graph.vocab import Severity
 from streams.audit import AuditStore
-from streams.contract import ErrorKind, InvalidEvent, decode_event
+from graph.events import EventColumns
+from streams.contract import ErrorKind, InvalidEvent, decode_into
 from streams.metrics import Metrics
 
 MEMBER_SAMPLE = 100  # accounts listed in a Kafka alert; the audit store has them all
@@ -40,7 +42,7 @@ DLQ_VALUE_LIMIT = 256 * 1024  # larger originals are truncated so the dead lette
 class DeadLetter:
     record: Record
     reason: str
-    kind: str  # a bounded label: streams.contract.ErrorKind or graph.engine.Rejection
+    kind: str  # a bounded label: streams.contract.ErrorKind or graph.window.Rejection
     stage: str = "decode"
 
     def value(self) -> bytes | None:
@@ -110,7 +112,7 @@ class Pipeline:
 
     def handle(self, records: Sequence[Record]) -> Emitted:
         emitted = Emitted()
-        events = []
+        events = EventColumns()
         offsets = self.next_offsets
         for record in records:
             key = (record.topic, record.partition)
@@ -120,7 +122,7 @@ class Pipeline:
                 emitted.dead.append(DeadLetter(record, "empty value (tombstone)", ErrorKind.TOMBSTONE))
                 continue
             try:
-                events.append(decode_event(record.value, record))
+                decode_into(record.value, record, events)
             except InvalidEvent as exc:
                 emitted.dead.append(DeadLetter(record, exc.reason, exc.kind))
         received = self.wall()
@@ -156,11 +158,11 @@ class Pipeline:
             published[update.alert_id] = update.version
         emitted.alerts = [] if self.recovering else fresh
         for rejected in out.rejected:
-            record = rejected.event.source if isinstance(rejected.event.source, Record) else \
-                Record(orjson.dumps(rejected.event.event_id), None, -1, -1, "")
+            record = rejected.source if isinstance(rejected.source, Record) else \
+                Record(orjson.dumps(rejected.event_id), None, -1, -1, "")
             emitted.dead.append(DeadLetter(record, rejected.reason, rejected.kind.value, "engine"))
         if self.audit is not None and out:
-            self.audit.add_output(out, self.engine.window)
+            self.audit.add_output(out, self.engine.detector.graph.links_of)
         m = self.metrics
         if m is None or self.recovering:
             return
@@ -205,7 +207,7 @@ class Pipeline:
         m.live_entities.set(stats["entities"])
         m.live_clusters.set(stats["clusters"])
         m.held_events.set(stats["held_events"])
-        for severity in ("low", "medium", "high"):
+        for severity in Severity:
             m.open_alerts.labels(severity).set(stats[f"open_alerts_{severity}"])
 
     def flush_audit(self) -> int:

@@ -22,8 +22,8 @@ def ev(account: str, ts: float, *, device: str | None = None, ip: str | None = N
 def small_config(**overrides) -> DetectionConfig:
     """Small sizes so hand-built groups of tens of accounts exercise every severity."""
     base = dict(window_seconds=3600.0, allowed_lateness_seconds=30.0, tick_seconds=10.0,
-                expiry_bucket_seconds=60.0, track_min_size=3, low_min_size=4, medium_min_size=6,
-                high_min_size=10, high_min_strong_entities=3, rescore_seconds=10.0,
+                track_min_size=3, low_min_size=4, medium_min_size=6,
+                high_min_size=10, high_min_evidence=3, rescore_seconds=10.0,
                 skew_sample=1)  # hand-built streams are short: trust the first event's clock (tests/unit/test_clock_skew.py does not)
     base.update(overrides)
     return DetectionConfig(**base)

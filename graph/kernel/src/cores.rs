@@ -1,0 +1,456 @@
+//! Cores: connected components of the binding graph (accounts joined by binding devices, cards and
+//! lockstep cohorts), kept exact as links come and go.
+//!
+//! * Growth is union by size: the smaller core's members are relabelled into the larger, so a
+//!   24,000-account network costs what its new accounts cost.
+//! * Loss (a link left the window, an entity stopped binding, an account stopped being a member) is
+//!   answered by the split check: breadth-first searches from the *touch points* (surviving members
+//!   next to what was lost) advance in turn, one account at a time, inside the core. Searches that
+//!   meet merge; one that runs dry has found a piece that broke off; once a single search is left
+//!   running, the rest of the core is connected (every piece contains a touch point). The work is
+//!   bounded by the pieces that break off, not by the core.
+//! * Each core keeps its *profile*: per weak entity (IP, template), how many members use it — the
+//!   input of the weak-edge rule (`weak.rs`).
+//! * During a tick a core also records where its members came from (`origin`: public cluster ->
+//!   count) and who joined, so identity and member deltas cost what changed (`ops.rs`).
+
+use crate::graph::{is_weak, Graph};
+use crate::intern::NONE;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::VecDeque;
+
+#[derive(Default, Clone)]
+pub struct Core {
+    pub members: Vec<u32>,
+    pub profile: FxHashMap<u32, u32>,
+    pub heavy: FxHashSet<u32>,
+    pub heavy_size: u32,
+    pub op: u32,
+    pub cluster: u32, // the members' public cluster at the start of the tick (NONE for a new core)
+    pub origin: Vec<(u32, u32)>,
+    pub joined: Vec<u32>,
+    pub stamp: u32,  // tick in which origin/joined are valid
+    pub hstamp: u32, // tick in which the heavy set was queued for a recheck
+    pub changed: Vec<u32>, // profile entries changed this tick
+    pub live: bool,
+}
+
+#[derive(Default)]
+pub struct Cores {
+    pub list: Vec<Core>,
+    free: Vec<u32>,
+    pub touched: Vec<u32>,    // cores whose membership changed this tick (incl. created and dissolved)
+    pub heavy_todo: Vec<u32>, // cores whose heavy set must be rechecked
+    pub departed: Vec<u32>,   // accounts that left a core this tick
+}
+
+impl Cores {
+    pub fn heap_bytes(&self) -> usize {
+        let mut n = self.list.capacity() * std::mem::size_of::<Core>();
+        for c in &self.list {
+            n += c.members.capacity() * 4 + c.profile.capacity() * 9 + c.heavy.capacity() * 5 + c.origin.capacity() * 8
+                + c.joined.capacity() * 4 + c.changed.capacity() * 4;
+        }
+        n
+    }
+    pub fn size(&self, c: u32) -> u32 {
+        self.list[c as usize].members.len() as u32
+    }
+}
+
+fn origin_add(origin: &mut Vec<(u32, u32)>, cluster: u32, n: i64) {
+    if let Some(i) = origin.iter().position(|o| o.0 == cluster) {
+        let v = origin[i].1 as i64 + n;
+        if v <= 0 {
+            origin.swap_remove(i);
+        } else {
+            origin[i].1 = v as u32;
+        }
+    } else if n > 0 {
+        origin.push((cluster, n as u32));
+    }
+}
+
+impl Graph {
+    fn core_touch(&mut self, c: u32) {
+        let stamp = self.stamp;
+        let core = &mut self.cores.list[c as usize];
+        if core.stamp != stamp {
+            core.stamp = stamp;
+            core.origin.clear();
+            let n = core.members.len() as u32;
+            if n > 0 {
+                core.origin.push((core.cluster, n));
+            }
+            core.joined.clear();
+            self.cores.touched.push(c);
+        }
+        self.queue_heavy(c);
+    }
+
+    pub fn queue_heavy(&mut self, c: u32) {
+        let stamp = self.stamp;
+        let core = &mut self.cores.list[c as usize];
+        if core.hstamp != stamp {
+            core.hstamp = stamp;
+            self.cores.heavy_todo.push(c);
+        }
+    }
+
+    fn core_new(&mut self) -> u32 {
+        let core = Core { live: true, op: NONE, cluster: NONE, ..Default::default() };
+        let c = match self.cores.free.pop() {
+            Some(c) => {
+                self.cores.list[c as usize] = core;
+                c
+            }
+            None => {
+                self.cores.list.push(core);
+                (self.cores.list.len() - 1) as u32
+            }
+        };
+        self.core_touch(c);
+        c
+    }
+
+    /// A weak link of a core member appeared (+1) or went (-1).
+    pub fn cores_weak_link(&mut self, c: u32, e: u32, n: i64) {
+        let core = &mut self.cores.list[c as usize];
+        let entry = core.profile.entry(e).or_insert(0);
+        let v = *entry as i64 + n;
+        if v <= 0 {
+            core.profile.remove(&e);
+        } else {
+            *entry = v as u32;
+        }
+        core.changed.push(e);
+        self.ent[e as usize].hist_add(c, n);
+        self.queue_heavy(c);
+    }
+
+    fn move_weak(&mut self, a: u32, from: u32, to: u32) {
+        let weak: Vec<u32> = self.acct[a as usize].links.iter().map(|l| l.ent).filter(|&e| is_weak(self.kind(e))).collect();
+        for e in weak {
+            if from != NONE {
+                self.cores_weak_link(from, e, -1);
+            }
+            if to != NONE {
+                self.cores_weak_link(to, e, 1);
+            }
+            self.mark_weak(e);
+        }
+    }
+
+    /// Put a loose account into core `c`.
+    fn core_add(&mut self, c: u32, a: u32) {
+        self.core_touch(c);
+        let cluster = self.acct[a as usize].cluster;
+        let core = &mut self.cores.list[c as usize];
+        let pos = core.members.len() as u32;
+        core.members.push(a);
+        core.joined.push(a);
+        origin_add(&mut core.origin, cluster, 1);
+        let acc = &mut self.acct[a as usize];
+        acc.core = c;
+        acc.core_pos = pos;
+        self.move_weak(a, NONE, c);
+    }
+
+    /// Take an account out of its core; `to` is another core or NONE (it becomes loose).
+    fn core_take(&mut self, a: u32, to: u32) {
+        let c = self.acct[a as usize].core;
+        debug_assert!(c != NONE);
+        self.core_touch(c);
+        let cluster = self.acct[a as usize].cluster;
+        let pos = self.acct[a as usize].core_pos as usize;
+        let core = &mut self.cores.list[c as usize];
+        core.members.swap_remove(pos);
+        if pos < core.members.len() {
+            let moved = core.members[pos];
+            self.acct[moved as usize].core_pos = pos as u32;
+        }
+        origin_add(&mut self.cores.list[c as usize].origin, cluster, -1);
+        if to == NONE {
+            self.acct[a as usize].core = NONE;
+            self.acct[a as usize].core_pos = NONE;
+            self.move_weak(a, c, NONE);
+            self.cores.departed.push(a);
+        } else {
+            self.core_touch(to);
+            let core = &mut self.cores.list[to as usize];
+            let p = core.members.len() as u32;
+            core.members.push(a);
+            core.joined.push(a);
+            origin_add(&mut core.origin, cluster, 1);
+            self.acct[a as usize].core = to;
+            self.acct[a as usize].core_pos = p;
+            self.move_weak(a, c, to);
+        }
+    }
+
+    /// Merge core `s` into core `l`.
+    fn core_merge(&mut self, l: u32, s: u32) {
+        self.core_touch(l);
+        self.core_touch(s);
+        let members = std::mem::take(&mut self.cores.list[s as usize].members);
+        let origin = std::mem::take(&mut self.cores.list[s as usize].origin);
+        let profile = std::mem::take(&mut self.cores.list[s as usize].profile);
+        for a in &members {
+            let core = &mut self.cores.list[l as usize];
+            let p = core.members.len() as u32;
+            core.members.push(*a);
+            core.joined.push(*a);
+            self.acct[*a as usize].core = l;
+            self.acct[*a as usize].core_pos = p;
+        }
+        for (cluster, n) in origin {
+            origin_add(&mut self.cores.list[l as usize].origin, cluster, n as i64);
+        }
+        let mut ents: Vec<(u32, u32)> = profile.into_iter().collect();
+        ents.sort_unstable();
+        for (e, n) in ents {
+            *self.cores.list[l as usize].profile.entry(e).or_insert(0) += n;
+            self.cores.list[l as usize].changed.push(e);
+            let ent = &mut self.ent[e as usize];
+            ent.hist_add(s, -(n as i64));
+            ent.hist_add(l, n as i64);
+            self.mark_weak(e);
+        }
+        self.core_dissolve_empty(s);
+    }
+
+    fn core_dissolve_empty(&mut self, c: u32) {
+        let core = &mut self.cores.list[c as usize];
+        debug_assert!(core.members.is_empty());
+        core.live = false;
+        core.profile = FxHashMap::default();
+        let heavy = std::mem::take(&mut core.heavy);
+        for e in heavy {
+            self.mark_weak(e);
+        }
+        self.cores.free.push(c);
+    }
+
+    fn core_of_or_new(&mut self, a: u32) -> u32 {
+        let c = self.acct[a as usize].core;
+        if c != NONE {
+            return c;
+        }
+        let c = self.core_new();
+        self.core_add(c, a);
+        c
+    }
+
+    /// Join the cores of two accounts (either may be loose).
+    fn unite(&mut self, a: u32, b: u32) {
+        let (ca, cb) = (self.acct[a as usize].core, self.acct[b as usize].core);
+        if ca != NONE && ca == cb {
+            return;
+        }
+        match (ca, cb) {
+            (NONE, NONE) => {
+                let c = self.core_of_or_new(a);
+                self.core_add(c, b);
+            }
+            (NONE, c) => self.core_add(c, a),
+            (c, NONE) => self.core_add(c, b),
+            (x, y) => {
+                let (sx, sy) = (self.cores.size(x), self.cores.size(y));
+                let (l, s) = if sx > sy || (sx == sy && x < y) { (x, y) } else { (y, x) };
+                self.core_merge(l, s);
+            }
+        }
+    }
+
+    // -- the tick's core update ----------------------------------------------------------------
+    pub fn update_cores(&mut self) {
+        // 1. losses: split checks, per core, from the touch points
+        let lost = std::mem::take(&mut self.dirty.lost);
+        let mut touch: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+        for &(a, e) in &lost {
+            let c = self.acct[a as usize].core;
+            if c == NONE {
+                continue;
+            }
+            let t = touch.entry(c).or_default();
+            t.push(a);
+            for &m in &self.ent[e as usize].members {
+                if self.acct[m as usize].core == c {
+                    t.push(m);
+                }
+            }
+        }
+        let mut cores: Vec<u32> = touch.keys().copied().collect();
+        cores.sort_unstable();
+        for c in cores {
+            let mut t = touch.remove(&c).unwrap();
+            t.sort_unstable();
+            t.dedup();
+            self.split_core(c, &t);
+        }
+        self.dirty.lost = lost;
+        // 2. gains: every binding entity with new members (or that started binding) joins its members
+        let mut ents = std::mem::take(&mut self.dirty.unite);
+        ents.extend(self.dirty.flipped_on.iter().copied());
+        ents.sort_unstable();
+        ents.dedup();
+        for e in ents {
+            if !self.ent[e as usize].live || !self.ent[e as usize].binding {
+                continue;
+            }
+            let members = self.ent[e as usize].members.clone();
+            // anchor on the largest core among them, so relabelling stays on the smaller sides
+            let mut anchor = members[0];
+            let mut best = 0;
+            for &m in &members {
+                let c = self.acct[m as usize].core;
+                let size = if c == NONE { 1 } else { self.cores.size(c) };
+                if size > best {
+                    best = size;
+                    anchor = m;
+                }
+            }
+            for m in members {
+                if m != anchor {
+                    self.unite(anchor, m);
+                }
+            }
+        }
+    }
+
+    /// The split check of one core that lost connections (module docs).
+    fn split_core(&mut self, c: u32, touch: &[u32]) {
+        if !self.cores.list[c as usize].live {
+            return;
+        }
+        let mut owner: FxHashMap<u32, usize> = FxHashMap::default();
+        let mut ent_owner: FxHashMap<u32, usize> = FxHashMap::default();
+        let mut parent: Vec<usize> = Vec::new();
+        let mut frontier: Vec<VecDeque<u32>> = Vec::new();
+        let mut reached: Vec<Vec<u32>> = Vec::new();
+        for &a in touch {
+            if owner.contains_key(&a) || self.acct[a as usize].core != c {
+                continue;
+            }
+            let i = parent.len();
+            parent.push(i);
+            owner.insert(a, i);
+            frontier.push(VecDeque::from([a]));
+            reached.push(vec![a]);
+        }
+        fn find(parent: &mut [usize], mut i: usize) -> usize {
+            while parent[i] != i {
+                parent[i] = parent[parent[i]];
+                i = parent[i];
+            }
+            i
+        }
+        let mut running: Vec<bool> = vec![true; parent.len()];
+        let mut n_running = parent.len();
+        let mut pieces: Vec<Vec<u32>> = Vec::new();
+        while n_running > 1 {
+            for i0 in 0..parent.len() {
+                if !running[i0] || n_running <= 1 {
+                    continue;
+                }
+                let Some(a) = frontier[i0].pop_front() else {
+                    running[i0] = false;
+                    n_running -= 1;
+                    pieces.push(std::mem::take(&mut reached[i0]));
+                    continue;
+                };
+                self.counters.split_steps += 1;
+                let mut i = i0;
+                for li in 0..self.acct[a as usize].links.len() {
+                    let e = self.acct[a as usize].links[li].ent;
+                    if !self.ent[e as usize].binding {
+                        continue;
+                    }
+                    if let Some(&j) = ent_owner.get(&e) {
+                        let (ri, rj) = (find(&mut parent, i), find(&mut parent, j));
+                        if ri != rj {
+                            i = union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
+                        }
+                        continue;
+                    }
+                    ent_owner.insert(e, i);
+                    for mi in 0..self.ent[e as usize].members.len() {
+                        let m = self.ent[e as usize].members[mi];
+                        if self.acct[m as usize].core != c {
+                            continue;
+                        }
+                        match owner.get(&m) {
+                            None => {
+                                owner.insert(m, i);
+                                let r = find(&mut parent, i);
+                                frontier[r].push_back(m);
+                                reached[r].push(m);
+                            }
+                            Some(&j) => {
+                                let (ri, rj) = (find(&mut parent, i), find(&mut parent, j));
+                                if ri != rj {
+                                    i = union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // What is left running (if anything) is the rest of the core, still connected.
+        let last = (0..parent.len()).find(|&i| running[i]);
+        if let Some(l) = last {
+            if frontier[l].is_empty() {
+                pieces.push(std::mem::take(&mut reached[l]));
+            } else {
+                // pieces broke off; the rest stays core `c`
+                self.detach_pieces(c, pieces, None);
+                return;
+            }
+        }
+        // Every search ran dry: the pieces are the whole core. The largest keeps the core.
+        let keep = pieces.iter().enumerate()
+            .max_by(|x, y| x.1.len().cmp(&y.1.len()).then_with(|| y.1.iter().min().cmp(&x.1.iter().min())))
+            .map(|(i, _)| i);
+        self.detach_pieces(c, pieces, keep);
+    }
+
+    fn detach_pieces(&mut self, c: u32, pieces: Vec<Vec<u32>>, keep: Option<usize>) {
+        for (i, piece) in pieces.into_iter().enumerate() {
+            if Some(i) == keep {
+                continue;
+            }
+            if piece.len() == 1 {
+                self.core_take(piece[0], NONE);
+                continue;
+            }
+            let p = self.core_new();
+            for a in piece {
+                self.core_take(a, p);
+            }
+        }
+        let left = self.cores.list[c as usize].members.len();
+        if left == 1 {
+            let a = self.cores.list[c as usize].members[0];
+            self.core_take(a, NONE);
+        }
+        if self.cores.list[c as usize].members.is_empty() {
+            self.core_dissolve_empty(c);
+        }
+    }
+}
+
+fn union(parent: &mut [usize], frontier: &mut [VecDeque<u32>], reached: &mut [Vec<u32>], running: &mut [bool],
+         n_running: &mut usize, i: usize, j: usize) -> usize {
+    let (keep, gone) = if reached[i].len() >= reached[j].len() { (i, j) } else { (j, i) };
+    parent[gone] = keep;
+    let r = std::mem::take(&mut reached[gone]);
+    reached[keep].extend(r);
+    let f = std::mem::take(&mut frontier[gone]);
+    frontier[keep].extend(f);
+    if running[gone] {
+        running[gone] = false;
+        *n_running -= 1;
+    }
+    keep
+}

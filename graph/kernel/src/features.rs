@@ -1,0 +1,301 @@
+//! What a cluster looks like, as numbers: the inputs of the score (the policy that weighs them is
+//! `graph/scoring.py`), the evidence that travels with an alert, the damage (API exchanges and
+//! output tokens in the window), and the infrastructure it shares with other clusters.
+
+use crate::graph::{Graph, COHORT, DEVICE, IP, PAYMENT, TEMPLATE};
+use crate::intern::NONE;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+pub struct Evidence {
+    pub kind: u8,
+    pub value: String,
+    pub members: u32,
+    pub first_seen: u32,
+    pub last_seen: u32,
+}
+
+pub struct SharedWith {
+    pub cluster: u32,
+    pub kind: u8,
+    pub entities: u32,
+    pub here: u32,
+    pub there: u32,
+}
+
+pub struct Features {
+    pub values: Vec<(&'static str, f64)>,
+    pub evidence: Vec<Evidence>,
+    pub shared: Vec<SharedWith>,
+    pub requests: u64,
+    pub tokens_out: u64,
+    pub newest: u32,
+}
+
+fn burst_share(signups: &mut [u32], span: u32) -> f64 {
+    if signups.len() < 10 {
+        return 0.0;
+    }
+    signups.sort_unstable();
+    let (mut best, mut lo) = (0usize, 0usize);
+    for hi in 0..signups.len() {
+        while signups[hi] - signups[lo] > span {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best as f64 / signups.len() as f64
+}
+
+/// Accounts in the largest piece connected through the given entity groups, counting only pieces
+/// held together by at least two entities (one card's star is not a mesh).
+fn largest_piece(groups: &[&Vec<u32>]) -> usize {
+    let mut parent: FxHashMap<u32, u32> = FxHashMap::default();
+    let mut entities: FxHashMap<u32, u32> = FxHashMap::default();
+    fn find(parent: &mut FxHashMap<u32, u32>, x: u32) -> u32 {
+        let mut root = x;
+        loop {
+            let p = *parent.entry(root).or_insert(root);
+            if p == root {
+                break;
+            }
+            root = p;
+        }
+        let mut y = x;
+        while parent[&y] != root {
+            let next = parent[&y];
+            parent.insert(y, root);
+            y = next;
+        }
+        root
+    }
+    for accounts in groups {
+        let first = find(&mut parent, accounts[0]);
+        let mut count = entities.remove(&first).unwrap_or(0) + 1;
+        for &other in &accounts[1..] {
+            let root = find(&mut parent, other);
+            if root != first {
+                parent.insert(root, first);
+                count += entities.remove(&root).unwrap_or(0);
+            }
+        }
+        entities.insert(first, count);
+    }
+    let keys: Vec<u32> = parent.keys().copied().collect();
+    let mut sizes: FxHashMap<u32, usize> = FxHashMap::default();
+    for k in keys {
+        let r = find(&mut parent, k);
+        *sizes.entry(r).or_insert(0) += 1;
+    }
+    sizes.iter().filter(|(r, _)| entities.get(r).copied().unwrap_or(0) >= 2).map(|(_, &n)| n).max().unwrap_or(0)
+}
+
+impl Graph {
+    pub fn features(&self, no: u32) -> Option<Features> {
+        let cluster = self.clusters.get(&no)?;
+        let members = self.op_accounts(cluster.op);
+        let n = members.len();
+        if n == 0 {
+            return None;
+        }
+        let nf = n as f64;
+        let in_cluster: FxHashSet<u32> = members.iter().copied().collect();
+        let horizon = self.now - self.cfg.window;
+        let horizon_s = horizon.max(0) as u32;
+        let horizon_hour = (horizon.max(0) / 3600) as u32;
+
+        let mut on: FxHashMap<u32, Vec<u32>> = FxHashMap::default(); // entity -> members on it
+        let mut ips = 0usize;
+        let mut newest = 0u32;
+        for &a in &members {
+            for l in &self.acct[a as usize].links {
+                on.entry(l.ent).or_default().push(a);
+                if self.kind(l.ent) == IP {
+                    ips += 1;
+                }
+                newest = newest.max(l.ts);
+            }
+        }
+        let name = |e: u32| self.entities.get_str(e);
+        let by_size = |pred: &dyn Fn(u32) -> bool| -> Vec<u32> {
+            let mut v: Vec<u32> = on.iter().filter(|(&e, m)| m.len() >= 2 && pred(e)).map(|(&e, _)| e).collect();
+            v.sort_unstable_by(|&x, &y| on[&y].len().cmp(&on[&x].len()).then_with(|| name(x).cmp(name(y))));
+            v
+        };
+        let strong = by_size(&|e| {
+            let k = self.kind(e);
+            (k == DEVICE || k == PAYMENT) && self.ent[e as usize].binding
+        });
+        let cohorts = by_size(&|e| self.kind(e) == COHORT && self.ent[e as usize].binding);
+        let weak_shared = by_size(&|e| {
+            let k = self.kind(e);
+            k == IP || k == TEMPLATE
+        });
+
+        // the hub and its near-copies (a renewed company card)
+        let mut hub: FxHashSet<u32> = FxHashSet::default();
+        if let Some(&first) = strong.first() {
+            let hub_members: FxHashSet<u32> = on[&first].iter().copied().collect();
+            hub.insert(first);
+            for &e in &strong[1..] {
+                let accounts = &on[&e];
+                if (accounts.len() as f64) < self.cfg.hub_copy_overlap * hub_members.len() as f64 {
+                    break;
+                }
+                let inside = accounts.iter().filter(|a| hub_members.contains(a)).count();
+                if inside as f64 >= self.cfg.hub_copy_overlap * accounts.len() as f64 {
+                    hub.insert(e);
+                }
+            }
+        }
+        let rest: Vec<&Vec<u32>> = strong.iter().filter(|e| !hub.contains(e)).map(|e| &on[e]).collect();
+        let mesh = largest_piece(&rest) as f64 / nf;
+
+        let own_identity = |a: u32| self.has_private(a, DEVICE) || self.has_private(a, PAYMENT);
+        let mut with_device: FxHashSet<u32> = FxHashSet::default();
+        let mut with_payment: FxHashSet<u32> = FxHashSet::default();
+        let mut off_hub: FxHashSet<u32> = FxHashSet::default();
+        for &e in &strong {
+            let set = if self.kind(e) == DEVICE { &mut with_device } else { &mut with_payment };
+            set.extend(on[&e].iter().copied());
+            if !hub.contains(&e) {
+                off_hub.extend(on[&e].iter().copied());
+            }
+        }
+        let sharing: FxHashSet<u32> = with_device.union(&with_payment).copied().collect();
+        let no_own = sharing.iter().filter(|&&a| !own_identity(a)).count() as f64 / nf;
+        let no_own_off_hub = off_hub.iter().filter(|&&a| !own_identity(a)).count() as f64 / nf;
+
+        let mut signups = Vec::new();
+        let mut datacenter = 0usize;
+        let mut domains: FxHashMap<u32, usize> = FxHashMap::default();
+        let (mut requests, mut tokens) = (0u64, 0u64);
+        let mut volumes: Vec<u64> = Vec::with_capacity(n);
+        let mut lockstep = 0usize;
+        for &a in &members {
+            let acc = &self.acct[a as usize];
+            if acc.signup != NONE && acc.signup > horizon_s {
+                signups.push(acc.signup);
+            }
+            if acc.dc_hour != NONE && acc.dc_hour >= horizon_hour {
+                datacenter += 1;
+            }
+            if acc.domain != NONE && !self.cfg.freemail.contains(self.domains.get_str(acc.domain)) {
+                *domains.entry(acc.domain).or_insert(0) += 1;
+            }
+            let (mut r, mut t) = (0u64, 0u64);
+            for u in &acc.usage {
+                if u.0 > horizon_hour {
+                    r += u.1 as u64;
+                    t += u.2;
+                }
+            }
+            requests += r;
+            tokens += t;
+            volumes.push(t);
+            if acc.links.iter().any(|l| self.kind(l.ent) == COHORT && self.ent[l.ent as usize].binding) {
+                lockstep += 1;
+            }
+        }
+        let fresh = signups.len();
+        let burst = burst_share(&mut signups, 3600);
+        let mid = volumes.len() / 2;
+        let median_tokens = *volumes.select_nth_unstable(mid).1 as f64;
+        let intensity = if self.population_tokens_median > 0.0 { median_tokens / self.population_tokens_median } else { 0.0 };
+        let org = domains.values().copied().max().unwrap_or(0) as f64 / nf;
+        let top_template = on.iter().filter(|(&e, _)| self.kind(e) == TEMPLATE).map(|(_, m)| m.len()).max().unwrap_or(0) as f64 / nf;
+        let single_payer = on.iter().filter(|(&e, _)| self.kind(e) == PAYMENT).map(|(_, m)| m.len()).max().unwrap_or(0) as f64 / nf;
+        let largest_core = self.ops.list[cluster.op as usize].nodes.iter()
+            .filter(|&&nd| nd & crate::weak::SINGLE == 0).map(|&c| self.cores.size(c)).max().unwrap_or(0) as f64;
+        let owned_weak = weak_shared.iter().filter(|&&e| on[&e].len() as f64 >= self.cfg.weak_purity_min * self.ent[e as usize].members.len() as f64).count();
+
+        let values = vec![
+            ("size", nf),
+            ("mesh", mesh),
+            ("no_own_identity", no_own),
+            ("no_own_identity_off_hub", no_own_off_hub),
+            ("binding_strong_entities", strong.len() as f64),
+            ("lockstep_cohorts", cohorts.len() as f64),
+            ("owned_weak_entities", owned_weak as f64),
+            ("top_entity_share", strong.first().map(|e| on[e].len() as f64 / nf).unwrap_or(0.0)),
+            ("device_reuse", with_device.len() as f64 / nf),
+            ("payment_sharing", with_payment.len() as f64 / nf),
+            ("single_payer_share", single_payer),
+            ("signup_burst", burst),
+            ("signups_in_window", fresh as f64),
+            ("fresh_share", fresh as f64 / nf),
+            ("ips_per_member", ips as f64 / nf),
+            ("datacenter_share", datacenter as f64 / nf),
+            ("org_domain_share", org),
+            ("lockstep_share", lockstep as f64 / nf),
+            ("top_template_share", top_template),
+            ("intensity", intensity),
+            ("weak_attached_share", 1.0 - largest_core / nf),
+        ];
+
+        let mut evidence = Vec::new();
+        let limit = self.cfg.evidence_limit;
+        for e in strong.iter().chain(cohorts.iter()).chain(weak_shared.iter()).take(limit) {
+            let accounts = &on[e];
+            let (mut first, mut last) = (u32::MAX, 0u32);
+            for &a in accounts {
+                if let Some(l) = self.acct[a as usize].link(*e) {
+                    first = first.min(l.ts);
+                    last = last.max(l.ts);
+                }
+            }
+            let full = name(*e);
+            evidence.push(Evidence { kind: full.as_bytes()[0], value: full[2..].to_owned(), members: accounts.len() as u32,
+                                     first_seen: first, last_seen: last });
+        }
+
+        // infrastructure shared with other tracked clusters: weak entities this cluster uses that
+        // another cluster's cores also use (from the entity's per-core counts)
+        let mut shared: FxHashMap<(u32, u8), (u32, FxHashSet<u32>, u32)> = FxHashMap::default();
+        for (&e, accounts) in &on {
+            let kind = self.kind(e);
+            if kind != IP && kind != TEMPLATE {
+                continue;
+            }
+            let mut seen_here: FxHashSet<u32> = FxHashSet::default();
+            for &(core, count) in &self.ent[e as usize].hist {
+                let op = self.cores.list[core as usize].op;
+                if op == NONE {
+                    continue;
+                }
+                let other = self.ops.list[op as usize].cluster;
+                if other == NONE || other == no || !seen_here.insert(other) {
+                    continue;
+                }
+                let entry = shared.entry((other, kind)).or_insert_with(|| (0, FxHashSet::default(), 0));
+                entry.0 += 1;
+                entry.1.extend(accounts.iter().copied());
+                entry.2 += count;
+            }
+            for &a in accounts {
+                debug_assert!(in_cluster.contains(&a));
+            }
+        }
+        let mut shared: Vec<SharedWith> = shared.into_iter()
+            .map(|((cluster, kind), (entities, here, there))| SharedWith { cluster, kind, entities, here: here.len() as u32, there })
+            .collect();
+        shared.sort_unstable_by(|x, y| y.entities.cmp(&x.entities).then(x.cluster.cmp(&y.cluster)).then(x.kind.cmp(&y.kind)));
+        Some(Features { values, evidence, shared, requests, tokens_out: tokens, newest })
+    }
+
+    /// Devices and cards binding a cluster (a benign verdict compares them later).
+    pub fn strong_entities(&self, no: u32) -> Vec<String> {
+        let Some(cluster) = self.clusters.get(&no) else { return Vec::new() };
+        let mut out: Vec<String> = Vec::new();
+        let mut seen = FxHashSet::default();
+        for a in self.op_accounts(cluster.op) {
+            for l in &self.acct[a as usize].links {
+                let k = self.kind(l.ent);
+                if (k == DEVICE || k == PAYMENT) && self.ent[l.ent as usize].binding && seen.insert(l.ent) {
+                    out.push(self.entities.get_str(l.ent).to_owned());
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+}

@@ -1,0 +1,689 @@
+//! Stage B — the global co-occurrence graph, built from the partitions' change batches.
+//!
+//! Layers (graph/DETECTION.md explains each rule):
+//! 1. **Links** account–entity, with the entity's degree. Entities: devices `d:`, cards `p:` (strong),
+//!    IPs `i:`, prompt templates `t:` (weak) and lockstep cohorts `s:` (derived here from API activity).
+//! 2. **Binding** (this file): a device/card binds when it is shared the way one operator shares
+//!    (2..max accounts, most of them with no private entity of that kind); a cohort binds its
+//!    accounts that act in lockstep on one template.
+//! 3. **Cores** (`cores.rs`): connected components over binding entities — exact, incremental.
+//! 4. **Weak edges** (`weak.rs`): cores joined by several weak entities each covering a large share
+//!    of both and used by little else; a loose account attached to a core the same way.
+//! 5. **Operations** (`ops.rs`): components of cores under weak edges = the clusters, with stable
+//!    public ids and lineage (`identity.rs`).
+
+use crate::changes::ChangeBatch;
+use crate::intern::{Interner, NONE};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+pub const DEVICE: u8 = b'd';
+pub const PAYMENT: u8 = b'p';
+pub const IP: u8 = b'i';
+pub const TEMPLATE: u8 = b't';
+pub const COHORT: u8 = b's';
+
+#[inline]
+pub fn is_strong(kind: u8) -> bool {
+    kind == DEVICE || kind == PAYMENT || kind == COHORT
+}
+#[inline]
+pub fn is_weak(kind: u8) -> bool {
+    kind == IP || kind == TEMPLATE
+}
+
+pub struct GraphConfig {
+    pub window: i64,
+    pub tick: i64,
+    pub device_max_degree: u32,
+    pub payment_max_degree: u32,
+    pub exclusivity_min: f64,
+    pub sync_bucket_seconds: u32,
+    pub sync_min_accounts: u32,
+    pub sync_min_share: f64,
+    pub sync_min_buckets: u16,
+    pub sync_min_ratio: f64,
+    pub weak_cover_min: f64,
+    pub weak_min_accounts: u32,
+    pub weak_purity_min: f64,
+    pub weak_min_entities: u32,
+    pub weak_max_groups: u32,
+    pub track_min_size: u32,
+    pub hub_copy_overlap: f64,
+    pub evidence_limit: usize,
+    pub freemail: FxHashSet<String>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Link {
+    pub ent: u32,
+    pub pos: u32, // index of the account in the entity's member list
+    pub ts: u32,  // event time the link appeared
+    pub uses: u16, // template links: minutes with API activity on it
+    pub hits: u16, // template links: of those, minutes in a synchronous bucket
+}
+
+#[derive(Clone, Default)]
+pub struct AcctB {
+    pub links: Vec<Link>,
+    pub core: u32,    // NONE: not in a core (no binding entity)
+    pub core_pos: u32,
+    pub op: u32,      // for an account outside any core: its operation when weak edges attach it
+    pub cluster: u32, // public cluster number (NONE: none)
+    pub signup: u32,  // NONE: no signup seen
+    pub domain: u32,
+    pub dc_hour: u32,
+    pub usage: Vec<(u32, u32, u64)>, // (hour, API exchanges, output tokens), hours ascending
+    pub strong: bool, // has a binding strong entity (device, card or cohort)
+    pub live: bool,
+}
+
+impl AcctB {
+    fn fresh() -> Self {
+        AcctB { core: NONE, core_pos: NONE, op: NONE, cluster: NONE, signup: NONE, domain: NONE, dc_hour: NONE,
+                live: true, ..Default::default() }
+    }
+    pub fn link(&self, ent: u32) -> Option<&Link> {
+        self.links.iter().find(|l| l.ent == ent)
+    }
+    pub fn link_mut(&mut self, ent: u32) -> Option<&mut Link> {
+        self.links.iter_mut().find(|l| l.ent == ent)
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct EntB {
+    pub kind: u8,
+    pub binding: bool,
+    pub live: bool,
+    pub members: Vec<u32>,
+    /// weak entities: members per core (only accounts in a core; the rest are loose)
+    pub hist: Vec<(u32, u32)>,
+    pub cohort: u32, // template: its cohort entity
+    pub stamp: u32,  // per-tick dedupe of dirty marks
+    pub wstamp: u32,
+}
+
+impl EntB {
+    pub fn hist_add(&mut self, core: u32, n: i64) {
+        if let Some(i) = self.hist.iter().position(|h| h.0 == core) {
+            let v = self.hist[i].1 as i64 + n;
+            debug_assert!(v >= 0);
+            if v <= 0 {
+                self.hist.swap_remove(i);
+            } else {
+                self.hist[i].1 = v as u32;
+            }
+        } else if n > 0 {
+            self.hist.push((core, n as u32));
+        }
+    }
+    pub fn hist_get(&self, core: u32) -> u32 {
+        self.hist.iter().find(|h| h.0 == core).map(|h| h.1).unwrap_or(0)
+    }
+}
+
+/// A public cluster as the kernel tracks it (the Python side keeps scores, alerts and verdicts).
+#[derive(Clone)]
+pub struct ClusterB {
+    pub op: u32,
+    pub size: u32,
+    pub born_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lineage {
+    Born,
+    Grew,
+    Shrank,
+    Merged,
+    MergedInto,
+    Split,
+    Expired,
+}
+
+impl Lineage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lineage::Born => "born",
+            Lineage::Grew => "grew",
+            Lineage::Shrank => "shrank",
+            Lineage::Merged => "merged",
+            Lineage::MergedInto => "merged_into",
+            Lineage::Split => "split",
+            Lineage::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct TickOut {
+    pub tick_end: i64,
+    pub watermark: f64,
+    pub lineage: Vec<(u32, Lineage, u32, u32)>, // cluster, kind, size, other cluster (NONE)
+    pub changed: Vec<u32>,                        // clusters whose membership changed
+    pub touched: Vec<u32>,                        // clusters whose members gained or lost links
+    pub gone: Vec<u32>,
+    pub worked: bool,
+}
+
+/// Work lists of one tick (cleared at its end).
+#[derive(Default)]
+pub struct Dirty {
+    pub strong: Vec<u32>,             // strong entities to re-evaluate
+    pub moved_kind: Vec<(u32, u8)>,   // (account, kind) whose "has a private one" may differ
+    pub lost: Vec<(u32, u32)>,        // (account, entity) binding connections removed
+    pub unite: Vec<u32>,              // binding entities with new members
+    pub weak: Vec<u32>,               // weak entities whose Q(e) may differ
+    pub flipped_off: Vec<u32>,
+    pub flipped_on: Vec<u32>,
+    pub touched_accounts: Vec<u32>,
+    pub free_accounts: Vec<u32>,
+    pub cohort_check: Vec<(u32, u32)>, // (account, template) whose cohort membership may differ
+}
+
+pub struct Graph {
+    pub cfg: GraphConfig,
+    pub accounts: Interner,
+    pub entities: Interner,
+    pub domains: Interner,
+    pub acct: Vec<AcctB>,
+    pub ent: Vec<EntB>,
+    pub cores: crate::cores::Cores,
+    pub weak: crate::weak::Weak,
+    pub ops: crate::ops::Ops,
+    pub clusters: FxHashMap<u32, ClusterB>,
+    pub next_cluster: u32,
+    pub open_buckets: FxHashMap<(u32, u32), Vec<u32>>,
+    pub closed_minutes_before: u32,
+    pub dirty: Dirty,
+    pub stamp: u32,
+    pub now: i64,
+    pub link_count: usize,
+    pub deltas: FxHashMap<u32, (Vec<String>, Vec<String>)>, // cluster -> (added, removed) accounts, this tick
+    pub population_tokens_median: f64,
+    pub counters: GraphCounters,
+    pub last_watermark: f64,
+}
+
+#[derive(Default, Clone, Copy)]
+pub struct GraphCounters {
+    pub ticks: u64,
+    pub changes: u64,
+    pub sync_buckets: u64,
+    pub unknown_removals: u64,
+    pub split_steps: u64, // accounts the split check expanded (its cost)
+}
+
+impl Graph {
+    pub fn new(cfg: GraphConfig) -> Self {
+        Graph {
+            cfg, accounts: Interner::new(), entities: Interner::new(), domains: Interner::new(), acct: Vec::new(),
+            ent: Vec::new(), cores: Default::default(), weak: Default::default(), ops: Default::default(),
+            clusters: FxHashMap::default(), next_cluster: 1, open_buckets: FxHashMap::default(),
+            closed_minutes_before: 0, dirty: Dirty::default(), stamp: 1, now: i64::MIN, link_count: 0,
+            deltas: FxHashMap::default(), population_tokens_median: 0.0,
+            counters: GraphCounters::default(), last_watermark: f64::NEG_INFINITY,
+        }
+    }
+
+    #[inline]
+    pub fn kind(&self, e: u32) -> u8 {
+        self.ent[e as usize].kind
+    }
+
+    pub fn max_degree(&self, kind: u8) -> u32 {
+        match kind {
+            DEVICE => self.cfg.device_max_degree,
+            PAYMENT => self.cfg.payment_max_degree,
+            _ => u32::MAX,
+        }
+    }
+
+    // -- one tick -----------------------------------------------------------------------------
+    /// Apply the batches of one tick (one per partition, all closing the same `tick_end`) and run
+    /// detection. The changes are applied in a canonical order (sorted by name), so the result does
+    /// not depend on how the input was partitioned.
+    pub fn apply(&mut self, batches: &[ChangeBatch]) -> TickOut {
+        let tick_end = batches.iter().map(|b| b.tick_end).max().unwrap_or(self.now);
+        self.now = tick_end;
+        self.stamp = self.stamp.wrapping_add(1).max(1);
+        self.counters.ticks += 1;
+        self.deltas.clear();
+        let watermark = batches.iter().map(|b| b.watermark).fold(f64::INFINITY, f64::min);
+        if watermark.is_finite() {
+            self.last_watermark = watermark;
+        }
+        let mut out = TickOut { tick_end, watermark: self.last_watermark, ..Default::default() };
+
+        let mut removes: Vec<(&str, &str)> = Vec::new();
+        let mut adds: Vec<(&str, &str, u32)> = Vec::new();
+        let mut activity: Vec<(&str, &str, u32)> = Vec::new();
+        for b in batches {
+            removes.extend(b.removes.iter().map(|&(a, e)| (b.accounts.get(a), b.entities.get(e))));
+            adds.extend(b.adds.iter().map(|&(a, e, t)| (b.accounts.get(a), b.entities.get(e), t)));
+            activity.extend(b.activity.iter().map(|&(a, e, m)| (b.accounts.get(a), b.entities.get(e), m)));
+        }
+        let n_changes: usize = batches.iter().map(|b| b.changes()).sum();
+        self.counters.changes += n_changes as u64;
+        removes.sort_unstable();
+        adds.sort_unstable();
+        activity.sort_unstable();
+
+        for (a, e) in removes {
+            match (self.accounts.lookup(a), self.entities.lookup(e)) {
+                (Some(a), Some(e)) if self.acct[a as usize].link(e).is_some() => self.remove_link(a, e),
+                _ => self.counters.unknown_removals += 1,
+            }
+        }
+        for (a, e, t) in adds {
+            let a = self.intern_account(a);
+            let e = self.intern_entity(e);
+            if self.acct[a as usize].link(e).is_none() {
+                self.add_link(a, e, t);
+            }
+        }
+        self.apply_facts(batches);
+        let worked_before = !self.dirty.strong.is_empty() || !self.dirty.weak.is_empty() || !self.dirty.lost.is_empty()
+            || !self.dirty.unite.is_empty();
+        self.lockstep(&activity, tick_end);
+        self.rebind();
+        self.update_cores();
+        self.update_weak();
+        self.update_ops();
+        self.reconcile(tick_end, &mut out);
+        self.finish_tick(&mut out);
+        if tick_end % 3600 == 0 || self.population_tokens_median == 0.0 {
+            self.refresh_population();
+        }
+        out.worked = worked_before || !out.lineage.is_empty() || !out.touched.is_empty();
+        out
+    }
+
+    fn intern_account(&mut self, s: &str) -> u32 {
+        let (id, new) = self.accounts.intern(s);
+        if new {
+            if id as usize >= self.acct.len() {
+                self.acct.resize(id as usize + 1, AcctB::default());
+            }
+            self.acct[id as usize] = AcctB::fresh();
+        }
+        id
+    }
+
+    pub fn intern_entity(&mut self, s: &str) -> u32 {
+        let (id, new) = self.entities.intern(s);
+        if new {
+            if id as usize >= self.ent.len() {
+                self.ent.resize(id as usize + 1, EntB::default());
+            }
+            self.ent[id as usize] = EntB { kind: s.as_bytes()[0], live: true, cohort: NONE, ..Default::default() };
+        }
+        id
+    }
+
+    // -- links ----------------------------------------------------------------------------------
+    pub fn add_link(&mut self, a: u32, e: u32, t: u32) {
+        let pos = self.ent[e as usize].members.len() as u32;
+        self.ent[e as usize].members.push(a);
+        self.acct[a as usize].links.push(Link { ent: e, pos, ts: t, uses: 0, hits: 0 });
+        self.accounts.retain(a);
+        self.entities.retain(e);
+        self.link_count += 1;
+        self.dirty.touched_accounts.push(a);
+        let kind = self.kind(e);
+        let deg = self.ent[e as usize].members.len();
+        if is_strong(kind) {
+            self.mark_strong(e);
+            if kind != COHORT {
+                self.dirty.moved_kind.push((a, kind));
+                if deg == 2 {
+                    // no longer private to its first account: that account's same-kind answers change
+                    let first = self.ent[e as usize].members[0];
+                    self.dirty.moved_kind.push((first, kind));
+                }
+            }
+            if self.ent[e as usize].binding {
+                self.dirty.unite.push(e);
+            }
+        } else {
+            let core = self.acct[a as usize].core;
+            if core != NONE {
+                self.cores_weak_link(core, e, 1);
+            }
+            self.mark_weak(e);
+        }
+    }
+
+    pub fn remove_link(&mut self, a: u32, e: u32) {
+        let idx = self.acct[a as usize].links.iter().position(|l| l.ent == e).expect("link exists");
+        let link = self.acct[a as usize].links.swap_remove(idx);
+        let members = &mut self.ent[e as usize].members;
+        let pos = link.pos as usize;
+        members.swap_remove(pos);
+        if pos < members.len() {
+            let moved = members[pos];
+            if let Some(l) = self.acct[moved as usize].link_mut(e) {
+                l.pos = pos as u32;
+            }
+        }
+        self.link_count -= 1;
+        self.dirty.touched_accounts.push(a);
+        let kind = self.kind(e);
+        let deg = self.ent[e as usize].members.len();
+        if is_strong(kind) {
+            if self.ent[e as usize].binding {
+                self.dirty.lost.push((a, e));
+            }
+            self.mark_strong(e);
+            if kind != COHORT {
+                self.dirty.moved_kind.push((a, kind));
+                if deg == 1 {
+                    let survivor = self.ent[e as usize].members[0];
+                    self.dirty.moved_kind.push((survivor, kind)); // private to the survivor again
+                }
+            }
+        } else {
+            let core = self.acct[a as usize].core;
+            if core != NONE {
+                self.cores_weak_link(core, e, -1);
+            }
+            self.mark_weak(e);
+            if kind == TEMPLATE {
+                let cohort = self.ent[e as usize].cohort;
+                if cohort != NONE && self.acct[a as usize].link(cohort).is_some() {
+                    self.remove_link(a, cohort); // its lockstep evidence goes with the template link
+                }
+            }
+        }
+        if self.entities.release(e) {
+            let cohort = self.ent[e as usize].cohort;
+            self.ent[e as usize] = EntB::default();
+            if cohort != NONE && self.entities.release(cohort) {
+                self.ent[cohort as usize] = EntB::default();
+            }
+        }
+        if self.accounts.refs(a) == 1 && self.acct[a as usize].links.is_empty() {
+            self.dirty.free_accounts.push(a); // freed at the end of the tick (its cluster is settled first)
+        } else {
+            self.accounts.release(a);
+        }
+    }
+
+    pub fn mark_strong(&mut self, e: u32) {
+        let stamp = self.stamp;
+        let ent = &mut self.ent[e as usize];
+        if ent.stamp != stamp {
+            ent.stamp = stamp;
+            self.dirty.strong.push(e);
+        }
+    }
+
+    pub fn mark_weak(&mut self, e: u32) {
+        let stamp = self.stamp;
+        let ent = &mut self.ent[e as usize];
+        if ent.wstamp != stamp {
+            ent.wstamp = stamp;
+            self.dirty.weak.push(e);
+        }
+    }
+
+    fn apply_facts(&mut self, batches: &[ChangeBatch]) {
+        for b in batches {
+            for &(a, t) in &b.signups {
+                if let Some(id) = self.accounts.lookup(b.accounts.get(a)) {
+                    let acc = &mut self.acct[id as usize];
+                    if acc.signup == NONE || t > acc.signup {
+                        acc.signup = t;
+                    }
+                }
+            }
+            for &(a, d) in &b.domain_facts {
+                if let Some(id) = self.accounts.lookup(b.accounts.get(a)) {
+                    let dom = self.domains.intern(b.domains.get(d)).0;
+                    self.acct[id as usize].domain = dom;
+                }
+            }
+            for &(a, h) in &b.datacenter {
+                if let Some(id) = self.accounts.lookup(b.accounts.get(a)) {
+                    let acc = &mut self.acct[id as usize];
+                    if acc.dc_hour == NONE || h > acc.dc_hour {
+                        acc.dc_hour = h;
+                    }
+                }
+            }
+            for &(a, h, r, t) in &b.usage {
+                if let Some(id) = self.accounts.lookup(b.accounts.get(a)) {
+                    let usage = &mut self.acct[id as usize].usage;
+                    match usage.binary_search_by_key(&h, |u| u.0) {
+                        Ok(i) => {
+                            usage[i].1 = usage[i].1.saturating_add(r);
+                            usage[i].2 += t;
+                        }
+                        Err(i) => usage.insert(i, (h, r, t)),
+                    }
+                }
+            }
+        }
+    }
+
+    // -- lockstep: synchronous template buckets → cohorts --------------------------------------
+    /// API activity per (template, minute). A bucket is *synchronous* when at least
+    /// `sync_min_accounts` accounts, and at least `sync_min_share` of the template's live accounts,
+    /// used the template in that minute. An account whose template minutes are mostly synchronous
+    /// (`hits >= sync_min_buckets` and `hits >= sync_min_ratio * uses`) joins the template's cohort.
+    fn lockstep(&mut self, activity: &[(&str, &str, u32)], tick_end: i64) {
+        let bucket = self.cfg.sync_bucket_seconds as i64;
+        for &(a, e, minute) in activity {
+            let (Some(a), Some(e)) = (self.accounts.lookup(a), self.entities.lookup(e)) else { continue };
+            let Some(link) = self.acct[a as usize].link_mut(e) else { continue };
+            link.uses = link.uses.saturating_add(1);
+            self.dirty.cohort_check.push((a, e));
+            if minute >= self.closed_minutes_before {
+                self.open_buckets.entry((e, minute)).or_default().push(a);
+            }
+        }
+        let closed_before = (tick_end.max(0) / bucket) as u32; // buckets ending at or before tick_end
+        if closed_before > self.closed_minutes_before {
+            let mut closing: Vec<(u32, u32)> =
+                self.open_buckets.keys().filter(|k| k.1 < closed_before).copied().collect();
+            closing.sort_unstable_by_key(|k| (k.1, self.entities.get_str(k.0).to_owned()));
+            for key in closing {
+                let accounts = self.open_buckets.remove(&key).unwrap_or_default();
+                let (tpl, _minute) = key;
+                if !self.ent[tpl as usize].live {
+                    continue;
+                }
+                let users = self.ent[tpl as usize].members.len() as f64;
+                let d = accounts.len() as f64;
+                if d >= self.cfg.sync_min_accounts as f64 && d >= self.cfg.sync_min_share * users {
+                    self.counters.sync_buckets += 1;
+                    for a in accounts {
+                        if let Some(link) = self.acct[a as usize].link_mut(tpl) {
+                            link.hits = link.hits.saturating_add(1);
+                        }
+                    }
+                    // every account of the bucket was queued for a check by its activity
+                }
+            }
+            self.closed_minutes_before = closed_before;
+        }
+        let mut checks = std::mem::take(&mut self.dirty.cohort_check);
+        checks.sort_unstable();
+        checks.dedup();
+        for (a, tpl) in checks {
+            if !self.acct[a as usize].live || !self.ent[tpl as usize].live {
+                continue;
+            }
+            let Some(link) = self.acct[a as usize].link(tpl).copied() else { continue };
+            let member = link.hits >= self.cfg.sync_min_buckets && link.hits as f64 >= self.cfg.sync_min_ratio * link.uses as f64;
+            let cohort = self.ent[tpl as usize].cohort;
+            let has = cohort != NONE && self.acct[a as usize].link(cohort).is_some();
+            if member && !has {
+                let c = if cohort == NONE {
+                    let name = format!("s:{}", &self.entities.get_str(tpl)[2..]);
+                    let c = self.intern_entity(&name);
+                    self.ent[tpl as usize].cohort = c;
+                    self.entities.retain(c); // the template holds its cohort's id
+                    c
+                } else {
+                    cohort
+                };
+                let ts = (tick_end.max(0) as u64).min(u32::MAX as u64 - 1) as u32;
+                self.add_link(a, c, ts);
+            } else if !member && has {
+                self.remove_link(a, cohort);
+            }
+        }
+    }
+
+    // -- binding --------------------------------------------------------------------------------
+    /// Does the account use an entity of `kind` no other live account uses?
+    pub fn has_private(&self, a: u32, kind: u8) -> bool {
+        self.acct[a as usize].links.iter().any(|l| {
+            let ent = &self.ent[l.ent as usize];
+            ent.kind == kind && ent.members.len() == 1
+        })
+    }
+
+    pub fn strong_binds(&self, e: u32) -> bool {
+        let ent = &self.ent[e as usize];
+        let deg = ent.members.len() as u32;
+        if deg < 2 {
+            return false;
+        }
+        if ent.kind == COHORT {
+            return true;
+        }
+        if deg > self.max_degree(ent.kind) {
+            return false;
+        }
+        let exclusive = ent.members.iter().filter(|&&a| !self.has_private(a, ent.kind)).count() as f64;
+        exclusive >= self.cfg.exclusivity_min * deg as f64
+    }
+
+    fn rebind(&mut self) {
+        let moved = std::mem::take(&mut self.dirty.moved_kind);
+        for (a, kind) in moved {
+            if !self.acct[a as usize].live {
+                continue;
+            }
+            let ents: Vec<u32> = self.acct[a as usize].links.iter().map(|l| l.ent).filter(|&e| self.kind(e) == kind).collect();
+            for e in ents {
+                self.mark_strong(e);
+            }
+        }
+        let mut dirty = std::mem::take(&mut self.dirty.strong);
+        dirty.sort_unstable();
+        let mut status: Vec<u32> = Vec::new();
+        for &e in &dirty {
+            if !self.ent[e as usize].live {
+                continue;
+            }
+            let binds = self.strong_binds(e);
+            if binds != self.ent[e as usize].binding {
+                self.ent[e as usize].binding = binds;
+                if binds {
+                    self.dirty.flipped_on.push(e);
+                } else {
+                    self.dirty.flipped_off.push(e);
+                    let members = self.ent[e as usize].members.clone();
+                    for a in members {
+                        self.dirty.lost.push((a, e));
+                    }
+                }
+                status.extend(self.ent[e as usize].members.iter().copied());
+            }
+        }
+        for &(a, _e) in &self.dirty.lost {
+            status.push(a);
+        }
+        for &e in &self.dirty.unite {
+            status.extend(self.ent[e as usize].members.iter().copied());
+        }
+        status.sort_unstable();
+        status.dedup();
+        for a in status {
+            let acc = &self.acct[a as usize];
+            if !acc.live {
+                continue;
+            }
+            let strong = acc.links.iter().any(|l| self.ent[l.ent as usize].binding);
+            self.acct[a as usize].strong = strong;
+        }
+        self.dirty.strong = Vec::new();
+    }
+
+    fn finish_tick(&mut self, out: &mut TickOut) {
+        let mut touched: Vec<u32> = std::mem::take(&mut self.dirty.touched_accounts)
+            .into_iter()
+            .filter(|&a| (a as usize) < self.acct.len())
+            .map(|a| self.acct[a as usize].cluster)
+            .filter(|&c| c != NONE)
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        out.touched = touched;
+        let frees = std::mem::take(&mut self.dirty.free_accounts);
+        for a in frees {
+            if self.acct[a as usize].links.is_empty() && self.accounts.refs(a) == 1 {
+                self.acct[a as usize] = AcctB::default();
+                self.accounts.release(a);
+            } else {
+                self.accounts.release(a);
+            }
+        }
+        self.dirty.flipped_on.clear();
+        self.dirty.flipped_off.clear();
+        self.dirty.lost.clear();
+        self.dirty.unite.clear();
+        self.dirty.weak.clear();
+        // drop usage hours that left the window
+        let horizon_hour = ((self.now - self.cfg.window).max(0) / 3600) as u32;
+        if self.now % 3600 == 0 {
+            for acc in self.acct.iter_mut().filter(|a| a.live && !a.usage.is_empty()) {
+                let keep = acc.usage.partition_point(|u| u.0 <= horizon_hour);
+                if keep > 0 {
+                    acc.usage.drain(..keep);
+                }
+            }
+        }
+    }
+
+    /// Median output tokens in the window per account with API usage (refreshed hourly): the
+    /// population's ordinary volume, against which a cluster's extraction intensity is measured.
+    fn refresh_population(&mut self) {
+        let horizon_hour = ((self.now - self.cfg.window).max(0) / 3600) as u32;
+        let mut volumes: Vec<u64> = self.acct.iter()
+            .filter(|a| a.live && !a.usage.is_empty())
+            .map(|a| a.usage.iter().filter(|u| u.0 > horizon_hour).map(|u| u.2).sum())
+            .filter(|&v| v > 0)
+            .collect();
+        if volumes.is_empty() {
+            return;
+        }
+        let mid = volumes.len() / 2;
+        let (_, m, _) = volumes.select_nth_unstable(mid);
+        self.population_tokens_median = *m as f64;
+    }
+
+    // -- inspection --------------------------------------------------------------------------
+    pub fn cluster_members(&self, no: u32) -> Vec<u32> {
+        match self.clusters.get(&no) {
+            Some(c) => self.op_accounts(c.op),
+            None => Vec::new(),
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        let mut n = self.acct.capacity() * std::mem::size_of::<AcctB>() + self.ent.capacity() * std::mem::size_of::<EntB>();
+        for a in &self.acct {
+            n += a.links.capacity() * std::mem::size_of::<Link>() + a.usage.capacity() * 16;
+        }
+        for e in &self.ent {
+            n += e.members.capacity() * 4 + e.hist.capacity() * 8;
+        }
+        n + self.accounts.heap_bytes() + self.entities.heap_bytes() + self.domains.heap_bytes()
+            + self.cores.heap_bytes() + self.weak.heap_bytes() + self.ops.heap_bytes()
+    }
+}

@@ -1,0 +1,201 @@
+//! String interning with reference counts: every account and entity becomes a dense `u32` id.
+//!
+//! Strings live in one byte arena; an id whose reference count drops to zero is freed and its id
+//! reused, so memory follows the live window rather than history. The arena is compacted (ids kept)
+//! once dead bytes outnumber live ones. Id assignment depends only on the order of `intern`/`release`
+//! calls, never on hashing, so the same call sequence gives the same ids in any process.
+
+use hashbrown::HashTable;
+use std::hash::{BuildHasher, Hasher};
+
+pub const NONE: u32 = u32::MAX;
+
+#[derive(Default)]
+pub struct Interner {
+    arena: Vec<u8>,
+    start: Vec<u32>,
+    len: Vec<u32>, // NONE marks a free id
+    refs: Vec<u32>,
+    table: HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+    free: Vec<u32>,
+    dead_bytes: usize,
+    live: usize,
+}
+
+impl Interner {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn hash(&self, s: &[u8]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(s);
+        h.finish()
+    }
+
+    #[inline]
+    pub fn bytes(&self, id: u32) -> &[u8] {
+        let i = id as usize;
+        let s = self.start[i] as usize;
+        &self.arena[s..s + self.len[i] as usize]
+    }
+
+    #[inline]
+    pub fn get_str(&self, id: u32) -> &str {
+        // Only valid UTF-8 enters (from Python str or from batches built from it).
+        unsafe { std::str::from_utf8_unchecked(self.bytes(id)) }
+    }
+
+    /// The id of `s`, if interned.
+    pub fn lookup(&self, s: &str) -> Option<u32> {
+        let b = s.as_bytes();
+        let h = self.hash(b);
+        self.table.find(h, |&id| self.bytes(id) == b).copied()
+    }
+
+    /// The id of `s`, adding it with no references if new. Returns (id, was_new).
+    pub fn intern(&mut self, s: &str) -> (u32, bool) {
+        let b = s.as_bytes();
+        let h = self.hash(b);
+        if let Some(&id) = self.table.find(h, |&id| {
+            let i = id as usize;
+            let st = self.start[i] as usize;
+            &self.arena[st..st + self.len[i] as usize] == b
+        }) {
+            return (id, false);
+        }
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.start.push(0);
+                self.len.push(NONE);
+                self.refs.push(0);
+                (self.start.len() - 1) as u32
+            }
+        };
+        let i = id as usize;
+        self.start[i] = self.arena.len() as u32;
+        self.len[i] = b.len() as u32;
+        self.refs[i] = 0;
+        self.arena.extend_from_slice(b);
+        self.live += 1;
+        let (arena, start, len) = (&self.arena, &self.start, &self.len);
+        let hasher = &self.hasher;
+        self.table.insert_unique(h, id, |&other| {
+            let o = other as usize;
+            let st = start[o] as usize;
+            let mut hh = hasher.build_hasher();
+            hh.write(&arena[st..st + len[o] as usize]);
+            hh.finish()
+        });
+        (id, true)
+    }
+
+    #[inline]
+    pub fn retain(&mut self, id: u32) {
+        self.refs[id as usize] += 1;
+    }
+
+    /// Drop one reference; returns true when the id was freed.
+    pub fn release(&mut self, id: u32) -> bool {
+        let i = id as usize;
+        debug_assert!(self.refs[i] > 0, "release of an id with no references");
+        self.refs[i] -= 1;
+        if self.refs[i] == 0 {
+            self.free_id(id);
+            return true;
+        }
+        false
+    }
+
+    /// Free an id that holds no references (e.g. interned but never kept).
+    pub fn free_if_unused(&mut self, id: u32) -> bool {
+        if self.refs[id as usize] == 0 && self.len[id as usize] != NONE {
+            self.free_id(id);
+            return true;
+        }
+        false
+    }
+
+    fn free_id(&mut self, id: u32) {
+        let i = id as usize;
+        let b_len = self.len[i] as usize;
+        let h = self.hash(self.bytes(id));
+        if let Ok(entry) = self.table.find_entry(h, |&other| other == id) {
+            entry.remove();
+        }
+        self.len[i] = NONE;
+        self.dead_bytes += b_len;
+        self.live -= 1;
+        self.free.push(id);
+        if self.dead_bytes > 4096 && self.dead_bytes > self.arena.len() / 2 {
+            self.compact();
+        }
+    }
+
+    fn compact(&mut self) {
+        let mut arena = Vec::with_capacity(self.arena.len() - self.dead_bytes + 64);
+        for i in 0..self.start.len() {
+            if self.len[i] == NONE {
+                continue;
+            }
+            let s = self.start[i] as usize;
+            let l = self.len[i] as usize;
+            self.start[i] = arena.len() as u32;
+            arena.extend_from_slice(&self.arena[s..s + l]);
+        }
+        self.arena = arena;
+        self.dead_bytes = 0;
+    }
+
+    pub fn refs(&self, id: u32) -> u32 {
+        self.refs[id as usize]
+    }
+
+    pub fn is_live(&self, id: u32) -> bool {
+        (id as usize) < self.len.len() && self.len[id as usize] != NONE
+    }
+
+    /// One past the largest id ever handed out (size per-id side tables with this).
+    pub fn capacity(&self) -> usize {
+        self.start.len()
+    }
+
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.arena.capacity() + self.start.capacity() * 4 + self.len.capacity() * 4 + self.refs.capacity() * 4
+            + self.table.capacity() * 5 + self.free.capacity() * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_reused_and_strings_survive_compaction() {
+        let mut i = Interner::new();
+        let (a, _) = i.intern("alpha");
+        i.retain(a);
+        let (b, _) = i.intern("beta");
+        i.retain(b);
+        assert_eq!(i.lookup("alpha"), Some(a));
+        assert!(i.release(a));
+        assert_eq!(i.lookup("alpha"), None);
+        let (c, new) = i.intern("gamma");
+        assert!(new);
+        assert_eq!(c, a, "a freed id is reused");
+        for n in 0..10_000 {
+            let (x, _) = i.intern(&format!("tmp{n}"));
+            i.retain(x);
+            i.release(x);
+        }
+        assert_eq!(i.get_str(b), "beta");
+        assert_eq!(i.get_str(c), "gamma");
+        assert_eq!(i.lookup("beta"), Some(b));
+    }
+}

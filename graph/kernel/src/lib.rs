@@ -1,0 +1,403 @@
+//! Python bindings of fraudgraph's kernel (`graph._kernel`). The Python package keeps the policy
+//! (scores, severities, alerts, verdicts); the kernel keeps the state on integer ids.
+
+pub mod changes;
+pub mod cores;
+pub mod features;
+pub mod graph;
+pub mod hashing;
+pub mod intern;
+pub mod ops;
+pub mod ordering;
+pub mod recompute;
+pub mod weak;
+pub mod window;
+
+use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use rustc_hash::FxHashSet;
+
+use crate::intern::NONE;
+
+fn get<'py, T: FromPyObject<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
+    match d.get_item(key)? {
+        Some(v) => v.extract::<T>(),
+        None => Err(PyKeyError::new_err(format!("kernel config needs {key:?}"))),
+    }
+}
+
+fn whole_seconds(d: &Bound<'_, PyDict>, key: &str) -> PyResult<i64> {
+    let v: f64 = get(d, key)?;
+    if v <= 0.0 || v.fract() != 0.0 {
+        return Err(PyValueError::new_err(format!("{key} must be a positive whole number of seconds, not {v}")));
+    }
+    Ok(v as i64)
+}
+
+// -- stage A ----------------------------------------------------------------------------------------
+#[pyclass(module = "graph._kernel")]
+struct Window {
+    inner: window::Window,
+}
+
+fn opt_str<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
+    if item.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(item.downcast::<PyString>()?.to_str()?))
+}
+
+fn opt_u64(item: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
+    if item.is_none() {
+        return Ok(None);
+    }
+    let v: i64 = item.extract()?;
+    Ok(Some(v.max(0) as u64))
+}
+
+#[pymethods]
+impl Window {
+    #[new]
+    fn new(config: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let asns: Vec<String> = get(config, "datacenter_asns")?;
+        let cfg = window::WindowConfig {
+            window: whole_seconds(config, "window_seconds")?,
+            tick: whole_seconds(config, "tick_seconds")?,
+            lateness: get(config, "allowed_lateness_seconds")?,
+            max_skew: get(config, "max_clock_skew_seconds")?,
+            skew_sample: get(config, "skew_sample")?,
+            datacenter_asns: asns.into_iter().collect::<FxHashSet<String>>(),
+            partition: config.get_item("partition")?.map(|v| v.extract()).transpose()?.unwrap_or(0),
+        };
+        Ok(Window { inner: window::Window::new(cfg) })
+    }
+
+    /// Apply a batch given as columns (see graph/events.py:EventColumns.kernel_columns).
+    #[pyo3(signature = (columns, wall=None))]
+    fn feed(&mut self, columns: &Bound<'_, PyTuple>, wall: Option<f64>) -> PyResult<()> {
+        if columns.len() != 17 {
+            return Err(PyValueError::new_err("feed expects 17 columns"));
+        }
+        let cols: Vec<Vec<Bound<'_, PyAny>>> = columns.iter()
+            .map(|c| c.downcast::<PyList>().map(|l| l.iter().collect()).map_err(PyErr::from))
+            .collect::<PyResult<_>>()?;
+        let n = cols[0].len();
+        if cols.iter().any(|c| c.len() != n) {
+            return Err(PyValueError::new_err("columns differ in length"));
+        }
+        let mut rows = Vec::with_capacity(n);
+        for i in 0..n {
+            let etype_s = cols[2][i].downcast::<PyString>()?.to_str()?;
+            let etype = window::EVENT_TYPES.iter().position(|&t| t == etype_s)
+                .ok_or_else(|| PyValueError::new_err(format!("unknown event type {etype_s:?}")))? as u8;
+            rows.push(window::EventRow {
+                source: cols[0][i].extract()?,
+                event_id: cols[1][i].downcast::<PyString>()?.to_str()?,
+                etype,
+                account: cols[3][i].downcast::<PyString>()?.to_str()?,
+                ts: cols[4][i].extract()?,
+                device: opt_str(&cols[5][i])?,
+                ip: opt_str(&cols[6][i])?,
+                payment: opt_str(&cols[7][i])?,
+                template: opt_str(&cols[8][i])?,
+                email_domain: opt_str(&cols[9][i])?,
+                asn: opt_str(&cols[10][i])?,
+                user_agent: opt_str(&cols[11][i])?,
+                country: opt_str(&cols[12][i])?,
+                model: opt_str(&cols[13][i])?,
+                requests: opt_u64(&cols[14][i])?,
+                tokens_in: opt_u64(&cols[15][i])?,
+                tokens_out: opt_u64(&cols[16][i])?,
+            });
+        }
+        self.inner.feed(&rows, wall);
+        Ok(())
+    }
+
+    #[pyo3(signature = (wall=None))]
+    fn flush(&mut self, wall: Option<f64>) {
+        self.inner.flush(wall);
+    }
+
+    fn pop_batch(&mut self) -> Option<Batch> {
+        self.inner.pop_batch().map(|b| Batch { inner: Some(b) })
+    }
+
+    /// Refused events since the last call: (source, kind, reason); kind 1 clock skew, 2 id conflict.
+    fn take_rejected(&mut self) -> Vec<(u64, u8, String)> {
+        std::mem::take(&mut self.inner.rejected)
+    }
+
+    fn guard_sources(&self) -> Vec<u64> {
+        self.inner.guard_sources()
+    }
+
+    #[getter]
+    fn guard_len(&self) -> usize {
+        self.inner.guard_len()
+    }
+
+    #[getter]
+    fn watermark(&self) -> f64 {
+        self.inner.watermark()
+    }
+
+    #[getter]
+    fn next_tick(&self) -> Option<i64> {
+        self.inner.next_tick()
+    }
+
+    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = self.inner.counters;
+        let d = PyDict::new(py);
+        for (k, v) in [("events", c.events), ("duplicates", c.duplicates), ("late", c.late), ("too_old", c.too_old),
+                       ("expired_links", c.expired_links), ("clock_skew", c.clock_skew), ("id_conflict", c.id_conflict)] {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.inner.stats() {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.inner.heap_bytes()
+    }
+
+    #[getter]
+    fn held_events(&self) -> usize {
+        self.inner.held_events()
+    }
+}
+
+// -- the batch between the stages -------------------------------------------------------------------
+#[pyclass(module = "graph._kernel")]
+struct Batch {
+    inner: Option<changes::ChangeBatch>,
+}
+
+impl Batch {
+    fn get(&self) -> PyResult<&changes::ChangeBatch> {
+        self.inner.as_ref().ok_or_else(|| PyValueError::new_err("this batch was already applied"))
+    }
+}
+
+#[pymethods]
+impl Batch {
+    #[getter]
+    fn tick_end(&self) -> PyResult<i64> {
+        Ok(self.get()?.tick_end)
+    }
+    #[getter]
+    fn watermark(&self) -> PyResult<f64> {
+        Ok(self.get()?.watermark)
+    }
+    #[getter]
+    fn partition(&self) -> PyResult<u32> {
+        Ok(self.get()?.partition)
+    }
+    #[getter]
+    fn changes(&self) -> PyResult<usize> {
+        Ok(self.get()?.changes())
+    }
+    fn is_empty(&self) -> PyResult<bool> {
+        Ok(self.get()?.is_empty())
+    }
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(PyBytes::new(py, &self.get()?.to_bytes()))
+    }
+    #[staticmethod]
+    fn from_bytes(data: &[u8]) -> PyResult<Batch> {
+        changes::ChangeBatch::from_bytes(data).map(|b| Batch { inner: Some(b) }).map_err(PyValueError::new_err)
+    }
+}
+
+// -- stage B ----------------------------------------------------------------------------------------
+#[pyclass(module = "graph._kernel")]
+struct Graph {
+    inner: graph::Graph,
+}
+
+fn opt_id(v: u32) -> Option<u32> {
+    if v == NONE {
+        None
+    } else {
+        Some(v)
+    }
+}
+
+fn kind_name(k: u8) -> &'static str {
+    match k {
+        graph::DEVICE => "device",
+        graph::PAYMENT => "payment",
+        graph::IP => "ip",
+        graph::TEMPLATE => "template",
+        graph::COHORT => "lockstep",
+        _ => "unknown",
+    }
+}
+
+type TickTuple = (i64, f64, Vec<(u32, &'static str, u32, Option<u32>)>, Vec<u32>, Vec<u32>, Vec<u32>, bool);
+
+#[pymethods]
+impl Graph {
+    #[new]
+    fn new(config: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let freemail: Vec<String> = get(config, "freemail_domains")?;
+        let cfg = graph::GraphConfig {
+            window: whole_seconds(config, "window_seconds")?,
+            tick: whole_seconds(config, "tick_seconds")?,
+            device_max_degree: get(config, "device_max_degree")?,
+            payment_max_degree: get(config, "payment_max_degree")?,
+            exclusivity_min: get(config, "exclusivity_min")?,
+            sync_bucket_seconds: 60,
+            sync_min_accounts: get(config, "sync_min_accounts")?,
+            sync_min_share: get(config, "sync_min_share")?,
+            sync_min_buckets: get(config, "sync_min_buckets")?,
+            sync_min_ratio: get(config, "sync_min_ratio")?,
+            weak_cover_min: get(config, "weak_cover_min")?,
+            weak_min_accounts: get(config, "weak_min_accounts")?,
+            weak_purity_min: get(config, "weak_purity_min")?,
+            weak_min_entities: get(config, "weak_min_entities")?,
+            weak_max_groups: get(config, "weak_max_groups")?,
+            track_min_size: get(config, "track_min_size")?,
+            hub_copy_overlap: get(config, "hub_copy_overlap")?,
+            evidence_limit: get(config, "evidence_limit")?,
+            freemail: freemail.into_iter().collect(),
+        };
+        if cfg.weak_min_entities < 1 || cfg.track_min_size < 2 {
+            return Err(PyValueError::new_err("weak_min_entities must be >= 1 and track_min_size >= 2"));
+        }
+        Ok(Graph { inner: graph::Graph::new(cfg) })
+    }
+
+    /// Apply one tick's batches (one per partition) and detect. Returns
+    /// (tick_end, watermark, lineage, changed, touched, gone, worked); lineage rows are
+    /// (cluster, kind, size, other cluster or None).
+    fn apply(&mut self, batches: Vec<PyRefMut<'_, Batch>>) -> PyResult<TickTuple> {
+        let mut owned = Vec::with_capacity(batches.len());
+        for mut b in batches {
+            owned.push(b.inner.take().ok_or_else(|| PyValueError::new_err("this batch was already applied"))?);
+        }
+        let out = self.inner.apply(&owned);
+        let lineage = out.lineage.iter().map(|&(c, k, s, o)| (c, k.name(), s, opt_id(o))).collect();
+        Ok((out.tick_end, out.watermark, lineage, out.changed, out.touched, out.gone, out.worked))
+    }
+
+    /// (features, evidence, shared infrastructure, requests, output tokens, newest link time) of a cluster.
+    fn features<'py>(&self, py: Python<'py>, cluster: u32) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let Some(f) = self.inner.features(cluster) else { return Ok(None) };
+        let values = PyDict::new(py);
+        for (k, v) in &f.values {
+            values.set_item(*k, *v)?;
+        }
+        let evidence: Vec<(&str, String, u32, u32, u32)> = f.evidence.into_iter()
+            .map(|e| (kind_name(e.kind), e.value, e.members, e.first_seen, e.last_seen)).collect();
+        let shared: Vec<(u32, &str, u32, u32, u32)> = f.shared.into_iter()
+            .map(|s| (s.cluster, kind_name(s.kind), s.entities, s.here, s.there)).collect();
+        let t = PyTuple::new(py, [values.into_any(), evidence.into_pyobject(py)?.into_any(),
+                                  shared.into_pyobject(py)?.into_any(), f.requests.into_pyobject(py)?.into_any(),
+                                  f.tokens_out.into_pyobject(py)?.into_any(), f.newest.into_pyobject(py)?.into_any()])?;
+        Ok(Some(t))
+    }
+
+    fn members(&self, cluster: u32) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.cluster_members(cluster).into_iter()
+            .map(|a| self.inner.accounts.get_str(a).to_owned()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Accounts added to and removed from a cluster in the last applied tick.
+    fn deltas(&self, cluster: u32) -> (Vec<String>, Vec<String>) {
+        self.inner.deltas.get(&cluster).cloned().unwrap_or_default()
+    }
+
+    fn size(&self, cluster: u32) -> Option<u32> {
+        self.inner.clusters.get(&cluster).map(|c| c.size)
+    }
+
+    fn born_at(&self, cluster: u32) -> Option<i64> {
+        self.inner.clusters.get(&cluster).map(|c| c.born_at)
+    }
+
+    fn clusters(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.inner.clusters.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn cluster_of(&self, account: &str) -> Option<u32> {
+        self.inner.accounts.lookup(account).and_then(|a| opt_id(self.inner.acct[a as usize].cluster))
+    }
+
+    fn strong_entities(&self, cluster: u32) -> Vec<String> {
+        self.inner.strong_entities(cluster)
+    }
+
+    /// An account's live links: (entity type, value, time it appeared).
+    fn links_of(&self, account: &str) -> Vec<(&'static str, String, u32)> {
+        let Some(a) = self.inner.accounts.lookup(account) else { return Vec::new() };
+        let mut v: Vec<(&'static str, String, u32)> = self.inner.acct[a as usize].links.iter().map(|l| {
+            let s = self.inner.entities.get_str(l.ent);
+            (kind_name(s.as_bytes()[0]), s[2..].to_owned(), l.ts)
+        }).collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn partition(&self) -> Vec<Vec<String>> {
+        self.inner.partition()
+    }
+
+    fn full_partition(&self) -> Vec<Vec<String>> {
+        self.inner.full_partition()
+    }
+
+    /// Binding strong entities (for tests against an independent oracle).
+    fn binding_entities(&self) -> Vec<String> {
+        let mut v: Vec<String> = (0..self.inner.ent.len() as u32)
+            .filter(|&e| self.inner.ent[e as usize].live && self.inner.ent[e as usize].binding)
+            .map(|e| self.inner.entities.get_str(e).to_owned()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.inner.heap_bytes()
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let g = &self.inner;
+        let d = PyDict::new(py);
+        d.set_item("accounts", g.accounts.live())?;
+        d.set_item("entities", g.entities.live())?;
+        d.set_item("links", g.link_count)?;
+        d.set_item("clusters", g.clusters.len())?;
+        d.set_item("binding_entities", g.ent.iter().filter(|e| e.live && e.binding).count())?;
+        d.set_item("cores", g.cores.list.iter().filter(|c| c.live).count())?;
+        d.set_item("weak_edges", g.weak.supp.values().filter(|&&n| n >= g.cfg.weak_min_entities).count())?;
+        d.set_item("sync_buckets", g.counters.sync_buckets)?;
+        d.set_item("ticks", g.counters.ticks)?;
+        d.set_item("changes", g.counters.changes)?;
+        d.set_item("unknown_removals", g.counters.unknown_removals)?;
+        d.set_item("split_steps", g.counters.split_steps)?;
+        d.set_item("population_tokens_median", g.population_tokens_median)?;
+        Ok(d)
+    }
+}
+
+#[pymodule]
+fn _kernel(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Window>()?;
+    m.add_class::<Batch>()?;
+    m.add_class::<Graph>()?;
+    m.add("FORMAT_VERSION", changes::FORMAT_VERSION)?;
+    Ok(())
+}
