@@ -92,7 +92,7 @@ class DetectionConfig:
     org_discount: float = 0.5
     """Score kept is (1 - this x share of members on one organisation's mail domain) ..."""
     payer_discount: float = 0.8
-    """... times (1 - this x share paying with one card x share of long-standing accounts)."""
+    """... times (1 - this x how fully one card pays for the members x share of long-standing accounts)."""
     rescore_growth: float = 0.05
     """A tracked cluster is re-scored when its size moved by this share since the last score."""
     rescore_seconds: float = 900.0

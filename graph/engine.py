@@ -16,6 +16,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from graph import _kernel
+from graph.alerts import AlertBook
 from graph.config import DetectionConfig
 from graph.detector import ClusterSnapshot, Detector, EngineOutput
 from graph.events import AccountEvent, EventColumns
@@ -57,6 +59,29 @@ class DetectionEngine:
 
     def resolve(self, cluster_id: str) -> ClusterRecord | None:
         return self.detector.resolve_record(cluster_id)
+
+    @property
+    def clusters(self) -> dict[str, ClusterRecord]:
+        """Tracked clusters by id (the policy's record of each)."""
+        return self.detector.clusters
+
+    @property
+    def alerts(self) -> AlertBook:
+        return self.detector.alerts
+
+    @property
+    def graph(self) -> _kernel.Graph:
+        return self.detector.graph
+
+    def members(self, cluster_id: str) -> tuple[str, ...]:
+        record = self.detector.clusters.get(cluster_id)
+        return tuple(self.detector.graph.members(record.number)) if record is not None else ()
+
+    @property
+    def last_tick(self) -> float | None:
+        """Event time of the last detection tick (None before the first)."""
+        now = self.detector.graph.now
+        return float(now) if now is not None else None
 
     @property
     def counters(self) -> dict[str, int]:

@@ -96,7 +96,7 @@ class EventColumns:
     def append(self, e: AccountEvent) -> None:
         for name in _COLUMNS:
             getattr(self, name).append(getattr(e, name))
-        self.sources.append(e.source)
+        self.sources.append(e if e.source is None else e.source)  # a rejected event comes back as itself
 
     def __len__(self) -> int:
         return len(self.event_id)

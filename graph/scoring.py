@@ -16,8 +16,9 @@ Structure (each in [0, 1]; the score starts from the largest):
   what any user draws; a distillation ring draws orders of magnitude more.
 
 Benign explanations discount the structure: one organisation's mail domain (``org_discount``), and
-one card paying for long-standing accounts (``payer_discount``) — a company's CI fleet or a business
-with sub-accounts. Bursty signups add 0.1 at most. Severity needs size, score and enough distinct
+one card paying for (nearly) all of its long-standing accounts (``payer_discount``; a share of 0.5 of
+members on the top card counts nothing, 0.9 counts fully) — a company's CI fleet or a business with
+sub-accounts. A card pool spreads its accounts over many cards and is not discounted. Bursty signups add 0.1 at most. Severity needs size, score and enough distinct
 evidence (:func:`severity_of`).
 """
 
@@ -88,8 +89,8 @@ def combine(f: dict[str, float], config: DetectionConfig) -> dict[str, float]:
     farm = f["no_own_identity_off_hub"] * f["datacenter_share"]
     lockstep = f["lockstep_share"] * extraction(f["intensity"], config.extraction_full)
     established = 1.0 - f["fresh_share"]
-    keep = (1.0 - config.org_discount * f["org_domain_share"]) * \
-        (1.0 - config.payer_discount * f["single_payer_share"] * established)
+    one_payer = min(1.0, max(0.0, (f["single_payer_share"] - 0.5) / 0.4))  # one card for (nearly) everyone
+    keep = (1.0 - config.org_discount * f["org_domain_share"]) * (1.0 - config.payer_discount * one_payer * established)
     score = max(mesh, farm, lockstep) * keep + 0.1 * f["signup_burst"]
     return {"farm": round(farm, 4), "lockstep": round(lockstep, 4), "benign_keep": round(keep, 4),
             "score": round(min(1.0, max(0.0, score)), 4)}

@@ -1,11 +1,14 @@
 """An independent oracle for the engine's clusters: the window is recomputed from the events, the
-binding rules are re-stated from graph/DETECTION.md, and the groups are
-``networkx.connected_components`` of the bipartite member–binding-entity graph. Nothing here calls
-the code under test."""
+rules of graph/DETECTION.md are re-stated here, and groups are ``networkx.connected_components``
+— of the member–binding-entity graph (cores), then of the core graph under weak edges (operations).
+Nothing here calls the code under test. The one derived input it takes from the engine is the
+lockstep cohort links (which minutes were synchronous depends on the stream's history; the cohort
+rule itself is tested on hand-built streams in tests/unit/test_detection_v2.py)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from itertools import combinations
 
 import networkx as nx
 
@@ -17,7 +20,7 @@ def live_links(events: list[AccountEvent], horizon: float) -> dict[str, dict[str
     """entity key -> {account: last seen} for links last seen after ``horizon`` (exclusive)."""
     last: dict[tuple[str, str], float] = {}
     for e in events:
-        for key in _keys(e):
+        for key in e.entity_keys():
             pair = (key, e.account_id)
             if e.ts > last.get(pair, float("-inf")):
                 last[pair] = e.ts
@@ -28,13 +31,15 @@ def live_links(events: list[AccountEvent], horizon: float) -> dict[str, dict[str
     return dict(members)
 
 
-def _keys(e: AccountEvent) -> list[str]:
-    return ([f"d:{e.device_id}"] if e.device_id else []) + ([f"p:{e.payment_id}"] if e.payment_id else []) + \
-           ([f"i:{e.ip}"] if e.ip else [])
+def as_pairs(links: dict[str, dict[str, float]]) -> list[tuple[str, str]]:
+    return sorted((account, entity) for entity, accounts in links.items() for account in accounts)
 
 
-def clusters(members: dict[str, dict[str, float]], config: DetectionConfig) -> list[tuple[str, ...]]:
-    """The tracked groups the rules in DETECTION.md define over a window, canonical order."""
+def clusters(links: dict[str, dict[str, float]], cohort_links: list[tuple[str, str]],
+             config: DetectionConfig) -> list[tuple[str, ...]]:
+    members: dict[str, set[str]] = {e: set(accounts) for e, accounts in links.items()}
+    for account, entity in cohort_links:
+        members.setdefault(entity, set()).add(account)
     entities_of: dict[str, set[str]] = defaultdict(set)
     for entity, accounts in members.items():
         for account in accounts:
@@ -43,26 +48,44 @@ def clusters(members: dict[str, dict[str, float]], config: DetectionConfig) -> l
     def has_private(account: str, prefix: str) -> bool:
         return any(e[0] == prefix and len(members[e]) == 1 for e in entities_of[account])
 
-    caps = {"d": config.device_max_degree, "p": config.payment_max_degree, "i": config.ip_max_degree}
-    binding: set[str] = set()
+    caps = {"d": config.device_max_degree, "p": config.payment_max_degree}
+    binding = set()
     for entity, accounts in members.items():
-        if entity[0] == "i" or not 2 <= len(accounts) <= caps[entity[0]]:
-            continue
-        exclusive = sum(1 for a in accounts if not has_private(a, entity[0]))
-        if exclusive >= config.exclusivity_min * len(accounts):
+        if entity[0] == "s" and len(accounts) >= 2:
             binding.add(entity)
-    member_accounts = {a for a, ents in entities_of.items() if any(e in binding for e in ents)}
+        elif entity[0] in caps and 2 <= len(accounts) <= caps[entity[0]]:
+            exclusive = sum(1 for a in accounts if not has_private(a, entity[0]))
+            if exclusive >= config.exclusivity_min * len(accounts):
+                binding.add(entity)
+    strong = nx.Graph()
+    strong.add_edges_from((("a", a), ("e", e)) for e in binding for a in members[e])
+    cores = [{name for kind, name in comp if kind == "a"} for comp in nx.connected_components(strong)]
+    core_of = {a: i for i, core in enumerate(cores) for a in core}
+
+    support: Counter[tuple[object, object]] = Counter()
     for entity, accounts in members.items():
-        if entity[0] != "i" or not 2 <= len(accounts) <= caps["i"]:
+        if entity[0] not in "it" or len(accounts) < 2:
             continue
-        if sum(1 for a in accounts if a in member_accounts) >= config.ip_cohesion_min * len(accounts):
-            binding.add(entity)
-    graph = nx.Graph()
-    graph.add_nodes_from(("a", a) for a in member_accounts)
-    graph.add_edges_from((("a", a), ("e", e)) for e in binding for a in members[e] if a in member_accounts)
+        on_core = Counter(core_of[a] for a in accounts if a in core_of)
+        heavy = sorted(c for c, n in on_core.items()
+                       if n >= max(config.weak_min_accounts, config.weak_cover_min * len(cores[c])))
+        if not heavy or len(heavy) > config.weak_max_groups:
+            continue
+        mass = sum(on_core[c] for c in heavy)
+        if mass >= config.weak_purity_min * len(accounts):
+            for x, y in combinations(heavy, 2):
+                support[(("c", x), ("c", y))] += 1
+        if mass + 1 >= config.weak_purity_min * len(accounts):
+            for a in accounts:
+                if a not in core_of:
+                    for c in heavy:
+                        support[(("c", c), ("a", a))] += 1
+    ops = nx.Graph()
+    ops.add_nodes_from(("c", i) for i in range(len(cores)))
+    ops.add_edges_from(pair for pair, n in support.items() if n >= config.weak_min_entities)
     out = []
-    for component in nx.connected_components(graph):
-        accounts = tuple(sorted(name for kind, name in component if kind == "a"))
+    for component in nx.connected_components(ops):
+        accounts = sorted(a for kind, x in component for a in (cores[x] if kind == "c" else [x]))  # type: ignore[index]
         if len(accounts) >= config.track_min_size:
-            out.append(accounts)
+            out.append(tuple(accounts))
     return sorted(out)

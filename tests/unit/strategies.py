@@ -1,6 +1,7 @@
 """Hypothesis strategies that build the cases the detector exists for — device farms, card pools,
-crowds on one hub, households, IP-linked groups — from shared pools of ids, so groups grow, merge
-through shared entities, and split when links expire."""
+crowds on one hub, households, farms glued by their own API servers, lockstep rings on one prompt
+template, operations rotating through a shared proxy pool — from shared pools of ids, so groups grow,
+merge through shared entities, share commodity infrastructure, and split when links expire."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ ACCOUNT_POOL = 400  # accounts are drawn from a pool: cases overlap and merge
 DEVICE_POOL = 60
 CARD_POOL = 40
 IP_POOL = 30
+PROXY_POOL = 40  # residential exits shared by every "proxy" case (and the households behind them)
+TEMPLATE_POOL = 6
 
 
 @dataclass(frozen=True)
 class Case:
-    kind: str  # farm | card_pool | crowd | household | ip_group
+    kind: str  # farm | card_pool | crowd | household | ip_group | api_servers | lockstep | proxy
     first: int  # first account index (cases take consecutive accounts from the pool)
     size: int
     hubs: int  # devices / cards / IPs the case shares
@@ -28,7 +31,8 @@ class Case:
 
 cases = st.builds(
     Case,
-    kind=st.sampled_from(["farm", "farm", "card_pool", "crowd", "household", "ip_group"]),
+    kind=st.sampled_from(["farm", "farm", "card_pool", "crowd", "household", "ip_group", "api_servers",
+                          "lockstep", "lockstep", "proxy"]),
     first=st.integers(0, ACCOUNT_POOL - 1),
     size=st.integers(3, 60),
     hubs=st.integers(1, 6),
@@ -44,10 +48,11 @@ class EventFactory:
         self.n = 0
 
     def event(self, account: int, ts: float, *, device: str | None = None, payment: str | None = None,
-              ip: str | None = None, kind: str = "login") -> AccountEvent:
+              ip: str | None = None, kind: str = "login", template: str | None = None) -> AccountEvent:
         self.n += 1
         return AccountEvent(event_id=f"e{self.n:06d}", type=kind, account_id=f"a{account % ACCOUNT_POOL:03d}", ts=ts,
-                            device_id=device, payment_id=payment, ip=ip)
+                            device_id=device, payment_id=payment, ip=ip, prompt_fingerprint=template,
+                            requests=50 if template else None, tokens_out=90_000 if template else None)
 
     def case(self, case: Case, t: float, step: float) -> list[AccountEvent]:
         """The events of one case starting at ``t``, one account every ``step`` seconds."""
@@ -67,10 +72,28 @@ class EventFactory:
                           "ip": {"ip": f"100.64.0.{case.hub_base}"}}[case.hub_kind]
                 out.append(self.event(a, ts, device=f"own{a}", ip=f"98.{a}.0.1"))
                 out.append(self.event(a, ts + 0.5, **hub_kw))
-            elif case.kind == "household":  # a tablet and a card for 2-5 people
+            elif case.kind == "household":  # a tablet and a card for 2-5 people, on a home line that is a proxy exit
                 out.append(self.event(a, ts, device=f"tab{case.hub_base}", payment=f"fam{case.hub_base}",
-                                      ip=f"98.200.{case.hub_base}.1"))
-            else:  # ip_group: farm accounts that also share API IPs
+                                      ip=f"77.1.{case.hub_base % PROXY_POOL}.1"))
+            elif case.kind == "ip_group":  # farm accounts that also share API IPs
                 out.append(self.event(a, ts, device=f"fd{hub % DEVICE_POOL}", ip=f"45.0.{hub % IP_POOL}.1"))
                 out.append(self.event(a, ts + 0.5, ip=f"45.0.{nxt % IP_POOL}.1", kind="api_usage"))
+            elif case.kind == "api_servers":  # farm stars (one phone each) glued by the operation's own servers
+                star = f"st{case.hub_base}-{i % max(1, case.hubs)}"
+                out.append(self.event(a, ts, device=star, kind="signup"))
+                for k in range(3):
+                    out.append(self.event(a, ts + 0.5 + k, ip=f"45.{case.hub_base}.0.{k}", kind="api_usage",
+                                          template=f"tpl-own{case.hub_base}"))
+            elif case.kind == "lockstep":  # fresh device and card each; one template, the same minutes
+                out.append(self.event(a, ts, device=f"fresh{a}-{case.hub_base}", payment=f"vc{a}-{case.hub_base}",
+                                      kind="signup"))
+                minute0 = (t // 60 + 1) * 60
+                for k in range(4):
+                    out.append(self.event(a, minute0 + 60 * k + (i % 40), ip=f"45.77.{case.hub_base % 4}.1",
+                                          kind="api_usage", template=f"tpl{case.hub_base % TEMPLATE_POOL}"))
+            else:  # proxy: a card pool rotating through the shared residential exits
+                out.append(self.event(a, ts, device=f"own{a}", payment=f"px{hub % CARD_POOL}"))
+                out.append(self.event(a, ts + 0.5, payment=f"px{nxt % CARD_POOL}",
+                                      ip=f"77.1.{(a * 7 + case.hub_base) % PROXY_POOL}.1"))
+                out.append(self.event(a, ts + 0.7, ip=f"77.1.{(a * 13 + case.hub_base) % PROXY_POOL}.1"))
         return out

@@ -17,8 +17,8 @@ def severities(alerts):
 def test_a_device_farm_raises_a_high_alert():
     engine, alerts = run(farm("f", 20, devices=4))
     assert list(severities(alerts).values()) == ["high"]
-    (cluster,) = engine.registry.clusters.values()
-    assert len(cluster.members) == 20
+    (cluster_id,) = engine.clusters
+    assert len(engine.members(cluster_id)) == 20
 
 
 def test_a_hub_of_unrelated_accounts_of_the_same_size_does_not_alert():
@@ -51,7 +51,7 @@ def test_camouflage_logins_from_a_benign_hub_do_not_pull_the_crowd_into_the_ring
     events = crowd("u", 30, shared_ip="100.64.0.9") + farm("f", 20, devices=4, t=T0 + 100)
     events += [ev(f"f{i}", T0 + 200 + i, device=f"f-dev{i % 4}", ip="100.64.0.9") for i in range(20)]
     engine, alerts = run(sorted(events, key=lambda e: e.ts))
-    flagged = {a for c in engine.registry.clusters.values() if c.score and c.score.severity for a in c.members}
+    flagged = {a for cid, c in engine.clusters.items() if c.score and c.score.severity for a in engine.members(cid)}
     assert flagged and all(a.startswith("f") for a in flagged)
 
 

@@ -26,7 +26,7 @@ class Reached:
 
     def __init__(self) -> None:
         self.examples = self.with_clusters = self.with_alerts = self.with_splits = self.with_merges = 0
-        self.checks = 0
+        self.checks = self.with_lockstep = self.with_weak_edges = 0  # checks that saw cohorts / weak edges
 
 
 class DetectionMachine(RuleBasedStateMachine):
@@ -51,7 +51,7 @@ class DetectionMachine(RuleBasedStateMachine):
             self.saw["alerts"] |= any(a.severity in ("medium", "high") for a in out.alerts)
             self.saw["split"] |= any(e.kind == "split" for e in out.lineage)
             self.saw["merged"] |= any(e.kind == "merged" for e in out.lineage)
-        self.saw["clusters"] |= bool(self.engine.registry.clusters)
+        self.saw["clusters"] |= bool(self.engine.clusters)
 
     @rule(case=cases, step=st.sampled_from([1.0, 20.0, 120.0]))
     def add_case(self, case, step) -> None:
@@ -78,22 +78,26 @@ class DetectionMachine(RuleBasedStateMachine):
 
     @rule(pick=st.integers(0, 10_000), verdict=st.sampled_from(["benign", "confirmed"]))
     def analyst_verdict(self, pick, verdict) -> None:
-        ids = sorted(self.engine.registry.clusters)
+        ids = sorted(self.engine.clusters)
         if ids:
             self.engine.apply_verdict(ids[pick % len(ids)], verdict)
 
     @invariant()
     def incremental_equals_oracle(self) -> None:
-        if not hasattr(self, "engine") or self.engine._next_tick is None:  # noqa: SLF001 - no event yet
+        if not hasattr(self, "engine") or self.engine.last_tick is None:  # no tick yet
             return
-        horizon = self._last_tick() - self.config.window_seconds
+        horizon = self.engine.last_tick - self.config.window_seconds
         expected_links = oracle.live_links(self.events, horizon)
-        assert self.engine.window.members == expected_links
-        assert self.engine.partition() == oracle.clusters(expected_links, self.config)
+        graph = self.engine.graph
+        assert graph.check() == []  # the kernel's incremental structures agree with each other
+        assert graph.live_links() == oracle.as_pairs(expected_links)
+        cohorts = graph.live_links(derived=True)
+        expected = oracle.clusters(expected_links, cohorts, self.config)
+        assert self.engine.partition() == expected
+        assert self.engine.full_recompute_partition() == expected
         DetectionMachine.reached.checks += 1
-
-    def _last_tick(self) -> float:
-        return self.engine._next_tick - self.config.tick_seconds  # noqa: SLF001 - the clock of the last tick
+        DetectionMachine.reached.with_lockstep += bool(cohorts)
+        DetectionMachine.reached.with_weak_edges += graph.stats()["weak_edges"] > 0
 
     def teardown(self) -> None:
         if hasattr(self, "saw"):
@@ -113,6 +117,7 @@ def test_incremental_equals_an_independent_oracle_through_growth_merges_splits_a
     assert r.with_alerts >= 0.3 * r.examples, vars(r)
     assert r.with_merges >= 0.1 * r.examples, vars(r)
     assert r.with_splits >= 0.05 * r.examples, vars(r)
+    assert r.with_lockstep >= 0.1 * r.checks and r.with_weak_edges >= 0.05 * r.checks, vars(r)
 
 
 def fingerprint(engine, outputs):

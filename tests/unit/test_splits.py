@@ -1,8 +1,7 @@
-"""The split check costs what breaks off, not what the cluster weighs: counted in accounts expanded,
-not timed."""
+"""The split check costs what breaks off, not what the cluster weighs: counted in accounts the
+kernel expanded (``split_steps``), not timed."""
 
 from graph import DetectionEngine
-from graph.splits import split_pieces, touch_points
 
 from tests.conftest import T0, ev, small_config
 
@@ -14,45 +13,52 @@ def mesh(prefix: str, n: int, t: float, devices: int):
                                              device=f"{prefix}-d{(i + 1) % devices}"))]
 
 
-def engine_with(events):
-    engine = DetectionEngine(small_config(track_min_size=3), clock=lambda: 0.0)
-    engine.process(events)
+def refresh(prefix: str, n: int, t: float, devices: int):
+    """The mesh seen again (its links stay live); what is not seen again expires."""
+    return [ev(f"{prefix}{i:05d}", t, device=f"{prefix}-d{i % devices}") for i in range(n)] + \
+           [ev(f"{prefix}{i:05d}", t, device=f"{prefix}-d{(i + 1) % devices}") for i in range(n)]
+
+
+def expire_one_link(n: int, leaf_events, config):
+    engine = DetectionEngine(config, clock=lambda: 0.0)
+    engine.process(leaf_events + mesh("m", n, T0 + 60, devices=n // 10))
     engine.flush()
-    return engine
+    (cluster_id,) = engine.clusters
+    assert len(engine.members(cluster_id)) == n + len({e.account_id for e in leaf_events})
+    # the mesh is seen again just before the leaf's links reach the window's edge
+    engine.process(refresh("m", n, T0 + config.window_seconds - 60, devices=n // 10))
+    engine.flush()
+    before = engine.stats()["split_steps"]
+    engine.process([ev("clock", T0 + config.window_seconds + 200, ip="203.0.113.1")])
+    engine.flush()
+    return engine, engine.stats()["split_steps"] - before
 
 
 def test_a_peripheral_departure_costs_its_neighbourhood_whatever_the_cluster_size():
+    config = small_config(track_min_size=3)
     steps = {}
     for n in (200, 2000):
-        events = mesh("m", n, T0, devices=n // 10) + [ev("leaf", T0 + 30, device="leaf-own"),
-                                                      ev("leaf", T0 + 30.5, device="m-d0")]
-        engine = engine_with(events)
-        (cluster,) = engine.registry.clusters.values()
-        assert "leaf" in cluster.members
-        # The leaf leaves: drop its link by hand, as expiry would.
-        engine.window.members["d:m-d0"].pop("leaf")
-        engine.window.links_of["leaf"].discard("d:m-d0")
-        engine.binding.members_now.discard("leaf")
-        touch = touch_points(cluster.members, engine.binding, [("leaf", "d:m-d0")], [], ["leaf"])
-        result = split_pieces(touch, cluster.members, engine.binding)
-        assert result.rest_connected and result.pieces == []
-        steps[n] = result.steps
+        leaf = [ev("leaf", T0 + 30, device="leaf-own"), ev("leaf", T0 + 30.5, device="m-d0")]
+        engine, steps[n] = expire_one_link(n, leaf, config)
+        (cluster_id,) = engine.clusters
+        assert "leaf" not in engine.members(cluster_id) and len(engine.members(cluster_id)) == n
     assert steps[2000] <= 2 * steps[200] + 5, steps
 
 
 def test_a_bridge_that_expires_splits_off_the_smaller_side_found_whole():
-    small = mesh("s", 12, T0, devices=3)
-    large = mesh("l", 300, T0, devices=30)
-    bridge = [ev("bridge", T0 + 1, device="s-d0"), ev("bridge", T0 + 1.5, device="l-d0")]
-    engine = engine_with(small + large + bridge)
-    (cluster,) = engine.registry.clusters.values()
-    for entity in ("d:s-d0", "d:l-d0"):
-        engine.window.members[entity].pop("bridge")
-        engine.window.links_of["bridge"].discard(entity)
-    engine.binding.members_now.discard("bridge")
-    touch = touch_points(cluster.members, engine.binding, [("bridge", "d:s-d0"), ("bridge", "d:l-d0")], [],
-                         ["bridge"])
-    result = split_pieces(touch, cluster.members, engine.binding)
-    assert result.rest_connected
-    assert [sorted(p) for p in result.pieces] == [sorted(f"s{i:05d}" for i in range(12))]
-    assert result.steps < 4 * 12 + 10, "the large side is not walked"
+    config = small_config(track_min_size=3)
+    small = mesh("s", 12, T0 + 20, devices=3)
+    bridge = [ev("bridge", T0 + 1, device="s-d0"), ev("bridge", T0 + 1.5, device="m-d0")]
+    engine = DetectionEngine(config, clock=lambda: 0.0)
+    engine.process(bridge + small + mesh("m", 300, T0 + 60, devices=30))
+    engine.flush()
+    assert len(engine.clusters) == 1
+    engine.process(refresh("m", 300, T0 + config.window_seconds - 60, devices=30) +
+                   refresh("s", 12, T0 + config.window_seconds - 60, devices=3))
+    engine.flush()
+    before = engine.stats()["split_steps"]
+    out = engine.process([ev("clock", T0 + config.window_seconds + 200, ip="203.0.113.1")])
+    out.extend(engine.flush())
+    assert sorted(len(engine.members(c)) for c in engine.clusters) == [12, 300]
+    assert [e.kind for e in out.lineage if e.kind == "split"] == ["split"]
+    assert engine.stats()["split_steps"] - before < 4 * 12 + 10, "the large side is not walked"

@@ -19,7 +19,7 @@ def test_benign_verdict_closes_the_alert_and_mutes_small_growth():
     engine = DetectionEngine(small_config(), clock=lambda: 0.0)
     engine.process(farm("f", 20, devices=4))
     settle(engine, T0 + 100)
-    (cluster_id,) = engine.registry.clusters
+    (cluster_id,) = engine.clusters
     assert engine.alerts.open[cluster_id].severity == "high"
     out = engine.apply_verdict(cluster_id, "benign")
     assert [a.action for a in out.alerts] == ["closed"]
@@ -37,7 +37,7 @@ def test_confirmed_verdict_makes_any_newcomer_a_high_alert():
     engine = DetectionEngine(small_config(), clock=lambda: 0.0)
     engine.process(farm("f", 8, devices=4))  # medium-sized: not high on its own
     settle(engine, T0 + 100)
-    (cluster_id,) = engine.registry.clusters
+    (cluster_id,) = engine.clusters
     assert engine.alerts.open[cluster_id].severity != "high"
     engine.apply_verdict(cluster_id, "confirmed")
     out = engine.process(new_member(1, T0 + 200))

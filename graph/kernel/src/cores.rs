@@ -223,6 +223,11 @@ impl Graph {
         let core = &mut self.cores.list[c as usize];
         debug_assert!(core.members.is_empty());
         core.live = false;
+        if core.op != NONE {
+            // its id may be reused by a new core before the operations are rebuilt: remember its op now
+            self.ops.stale.push(core.op);
+            core.op = NONE;
+        }
         core.profile = FxHashMap::default();
         let heavy = std::mem::take(&mut core.heavy);
         for e in heavy {

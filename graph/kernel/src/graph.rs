@@ -577,7 +577,8 @@ impl Graph {
         dirty.sort_unstable();
         let mut status: Vec<u32> = Vec::new();
         for &e in &dirty {
-            if !self.ent[e as usize].live {
+            // an id freed this tick may have been reused by an entity of another kind
+            if !self.ent[e as usize].live || !is_strong(self.ent[e as usize].kind) {
                 continue;
             }
             let binds = self.strong_binds(e);

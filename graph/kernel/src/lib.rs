@@ -2,6 +2,7 @@
 //! (scores, severities, alerts, verdicts); the kernel keeps the state on integer ids.
 
 pub mod changes;
+pub mod check;
 pub mod cores;
 pub mod features;
 pub mod graph;
@@ -350,6 +351,36 @@ impl Graph {
         }).collect();
         v.sort_unstable();
         v
+    }
+
+    /// The time of the last applied tick (None before any).
+    #[getter]
+    fn now(&self) -> Option<i64> {
+        if self.inner.now == i64::MIN { None } else { Some(self.inner.now) }
+    }
+
+    /// Every live link as (account, entity key), sorted; `derived` also lists lockstep cohort links.
+    #[pyo3(signature = (derived=false))]
+    fn live_links(&self, derived: bool) -> Vec<(String, String)> {
+        let g = &self.inner;
+        let mut v = Vec::with_capacity(g.link_count);
+        for (a, acc) in g.acct.iter().enumerate() {
+            if !acc.live {
+                continue;
+            }
+            for l in &acc.links {
+                if (g.kind(l.ent) == graph::COHORT) == derived {
+                    v.push((g.accounts.get_str(a as u32).to_owned(), g.entities.get_str(l.ent).to_owned()));
+                }
+            }
+        }
+        v.sort_unstable();
+        v
+    }
+
+    /// Inconsistencies between the incremental structures (empty when all holds; tests only).
+    fn check(&self) -> Vec<String> {
+        self.inner.check()
     }
 
     fn partition(&self) -> Vec<Vec<String>> {

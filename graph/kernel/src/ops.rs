@@ -28,6 +28,7 @@ pub struct Ops {
     pub created: Vec<u32>,
     pub old_clusters: Vec<u32>,
     pub dropped: Vec<u32>, // loose accounts that were in an operation and are in none now
+    pub stale: Vec<u32>,   // operations that lost a core this tick
 }
 
 impl Ops {
@@ -137,6 +138,17 @@ impl Graph {
                 g.op_free(op);
             }
         };
+        for op in std::mem::take(&mut self.ops.stale) {
+            if self.ops.list[op as usize].live && pooled_ops.insert(op) {
+                let nodes = self.ops.list[op as usize].nodes.clone();
+                for n in nodes {
+                    if in_pool.insert(n) {
+                        pool.push(n);
+                    }
+                }
+                self.op_free(op);
+            }
+        }
         for &s in &seeds {
             absorb(self, s, &mut pool, &mut pooled_ops, &mut in_pool);
         }

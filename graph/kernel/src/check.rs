@@ -1,0 +1,118 @@
+//! Consistency of the incremental structures with each other (tests call it after every step;
+//! production never does). Returns what is wrong, empty when all holds.
+
+use crate::graph::{is_weak, Graph};
+use crate::intern::NONE;
+use crate::weak::SINGLE;
+use rustc_hash::FxHashMap;
+
+impl Graph {
+    pub fn check(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        for (a, acc) in self.acct.iter().enumerate() {
+            let a = a as u32;
+            if !acc.live {
+                continue;
+            }
+            if !self.accounts.is_live(a) {
+                bad.push(format!("account {a} live in the graph but freed in the interner"));
+            }
+            for l in &acc.links {
+                let ent = &self.ent[l.ent as usize];
+                if !ent.live || ent.members.get(l.pos as usize) != Some(&a) {
+                    bad.push(format!("link {a}->{} position {} wrong", l.ent, l.pos));
+                }
+            }
+            let strong = acc.links.iter().any(|l| self.ent[l.ent as usize].binding);
+            if strong != acc.strong {
+                bad.push(format!("account {} strong flag {} but binding links say {strong}: {:?}", self.accounts.get_str(a), acc.strong, acc.links.iter().map(|l| (self.entities.get_str(l.ent).to_owned(), self.ent[l.ent as usize].binding, self.ent[l.ent as usize].members.len())).collect::<Vec<_>>()));
+            }
+            if acc.core != NONE {
+                let core = &self.cores.list[acc.core as usize];
+                if !core.live || core.members.get(acc.core_pos as usize) != Some(&a) {
+                    bad.push(format!("account {a} core {} position wrong or core dead", acc.core));
+                }
+            } else if acc.strong {
+                bad.push(format!("account {a} has a binding entity but no core"));
+            }
+            if acc.core == NONE && acc.op != NONE {
+                let op = &self.ops.list[acc.op as usize];
+                if !op.live || !op.nodes.contains(&(SINGLE | a)) {
+                    bad.push(format!("loose account {a} points at op {} that does not hold it", acc.op));
+                }
+            }
+        }
+        for (c, core) in self.cores.list.iter().enumerate() {
+            if !core.live {
+                continue;
+            }
+            let c = c as u32;
+            if core.members.len() < 2 {
+                bad.push(format!("core {c} has {} members", core.members.len()));
+            }
+            let mut profile: FxHashMap<u32, u32> = FxHashMap::default();
+            for &a in &core.members {
+                if !self.acct[a as usize].live || self.acct[a as usize].core != c {
+                    bad.push(format!("core {c} lists account {a} that is not in it"));
+                }
+                for l in &self.acct[a as usize].links {
+                    if is_weak(self.kind(l.ent)) {
+                        *profile.entry(l.ent).or_insert(0) += 1;
+                    }
+                }
+            }
+            if profile != core.profile {
+                bad.push(format!("core {c} profile differs from its members' weak links"));
+            }
+            for (&e, &n) in &profile {
+                if self.ent[e as usize].hist_get(c) != n {
+                    bad.push(format!("entity {e} counts {} members of core {c}, not {n}", self.ent[e as usize].hist_get(c)));
+                }
+            }
+            if core.op == NONE || !self.ops.list[core.op as usize].live || !self.ops.list[core.op as usize].nodes.contains(&c) {
+                bad.push(format!("core {c} op {} does not hold it", core.op));
+            }
+        }
+        for (o, op) in self.ops.list.iter().enumerate() {
+            if !op.live {
+                continue;
+            }
+            let mut size = 0;
+            for &n in &op.nodes {
+                if n & SINGLE != 0 {
+                    let a = &self.acct[(n & !SINGLE) as usize];
+                    if !a.live || a.core != NONE || a.op != o as u32 {
+                        bad.push(format!("op {o} holds loose node {} that is not loose in it", n & !SINGLE));
+                    }
+                    size += 1;
+                } else {
+                    let core = &self.cores.list[n as usize];
+                    if !core.live || core.op != o as u32 {
+                        bad.push(format!("op {o} holds core {n} that is dead or elsewhere"));
+                    }
+                    size += core.members.len() as u32;
+                }
+            }
+            if size != op.size {
+                bad.push(format!("op {o} size {} but nodes hold {size}", op.size));
+            }
+            if op.cluster != NONE && self.clusters.get(&op.cluster).map(|c| c.op) != Some(o as u32) {
+                bad.push(format!("op {o} names cluster {} that does not point back", op.cluster));
+            }
+        }
+        for (&no, cl) in &self.clusters {
+            let op = &self.ops.list[cl.op as usize];
+            if !op.live || op.cluster != no || op.size != cl.size {
+                bad.push(format!("cluster {no} op {} dead, elsewhere or of another size", cl.op));
+            }
+            if op.live {
+                for a in self.op_accounts(cl.op) {
+                    if self.acct[a as usize].cluster != no {
+                        bad.push(format!("account {a} of cluster {no} says {}", self.acct[a as usize].cluster));
+                    }
+                }
+            }
+        }
+        bad
+    }
+}
