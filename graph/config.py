@@ -86,13 +86,17 @@ class DetectionConfig:
     hub_copy_overlap: float = 0.8
     """The mesh signal is measured without the largest shared device/card and any entity whose
     accounts are at least this share the hub's (and that is at least this share of its size)."""
-    extraction_full: float = 30.0
-    """A cluster whose median member draws this many times the population's median output tokens
-    counts as fully extracting (log scale below it)."""
+    extraction_floor: float = 3.0
+    """A cluster whose median member draws up to this many times the population's median output tokens
+    is not extracting ..."""
+    extraction_full: float = 100.0
+    """... and from this many times it is fully (log scale between)."""
     org_discount: float = 0.5
     """Score kept is (1 - this x share of members on one organisation's mail domain) ..."""
     payer_discount: float = 0.8
-    """... times (1 - this x how fully one card pays for the members x share of long-standing accounts)."""
+    """... times (1 - this x how fully one card pays for the members x share of long-standing accounts) ..."""
+    established_discount: float = 1.0
+    """... times (1 - this x share of long-standing accounts x how little they extract)."""
     rescore_growth: float = 0.05
     """A tracked cluster is re-scored when its size moved by this share since the last score."""
     rescore_seconds: float = 900.0

@@ -12,13 +12,17 @@ Structure (each in [0, 1]; the score starts from the largest):
   card are a hub, not a farm.
 * **lockstep** — share of members in a lockstep cohort (synchronous use of one template), times
   *extraction*: how far the median member's output tokens exceed the population's median, on a log
-  scale (``extraction_full`` times = 1). A class doing an exercise together is in lockstep but draws
-  what any user draws; a distillation ring draws orders of magnitude more.
+  scale (nothing up to ``extraction_floor`` times, fully from ``extraction_full`` times). A class doing
+  an exercise together is in lockstep but draws what any user draws; a distillation ring draws orders
+  of magnitude more.
 
 Benign explanations discount the structure: one organisation's mail domain (``org_discount``), and
 one card paying for (nearly) all of its long-standing accounts (``payer_discount``; a share of 0.5 of
 members on the top card counts nothing, 0.9 counts fully) — a company's CI fleet or a business with
-sub-accounts. A card pool spreads its accounts over many cards and is not discounted. Bursty signups add 0.1 at most. Severity needs size, score and enough distinct
+sub-accounts. A card pool spreads its accounts over many cards and is not discounted. And accounts that
+all existed before the window (no signup in it) drawing ordinary volume (``established_discount``): a
+company's build fleet on shared containers looks like a device farm, but a farm's accounts are new and
+extract. Bursty signups add 0.1 at most. Severity needs size, score and enough distinct
 evidence (:func:`severity_of`).
 """
 
@@ -72,28 +76,32 @@ class FeatureSource(Protocol):
                                                  list[tuple[int, str, int, int, int]], int, int, int] | None: ...
 
 
-def extraction(intensity: float, full: float) -> float:
-    """Log-scaled excess of a cluster's volume over the population's: 1 at ``full`` times, 0 at 1×.
+def extraction(intensity: float, floor: float, full: float) -> float:
+    """Log-scaled excess of a cluster's volume over the population's: 0 up to ``floor`` times, 1 from
+    ``full`` times.
 
-    >>> extraction(30.0, 30.0), extraction(1.0, 30.0), round(extraction(10.0, 100.0), 2)
+    >>> extraction(100.0, 3.0, 100.0), extraction(2.0, 3.0, 100.0), round(extraction(10.0, 1.0, 100.0), 2)
     (1.0, 0.0, 0.5)
     """
-    if intensity <= 1.0:
+    if intensity <= floor:
         return 0.0
-    return min(1.0, math.log(intensity) / math.log(full))
+    return min(1.0, math.log(intensity / floor) / math.log(full / floor))
 
 
 def combine(f: dict[str, float], config: DetectionConfig) -> dict[str, float]:
     """The score's parts from the kernel's features."""
     mesh = f["mesh"]
     farm = f["no_own_identity_off_hub"] * f["datacenter_share"]
-    lockstep = f["lockstep_share"] * extraction(f["intensity"], config.extraction_full)
+    extracting = extraction(f["intensity"], config.extraction_floor, config.extraction_full)
+    lockstep = f["lockstep_share"] * extracting
     established = 1.0 - f["fresh_share"]
     one_payer = min(1.0, max(0.0, (f["single_payer_share"] - 0.5) / 0.4))  # one card for (nearly) everyone
-    keep = (1.0 - config.org_discount * f["org_domain_share"]) * (1.0 - config.payer_discount * one_payer * established)
+    keep = (1.0 - config.org_discount * f["org_domain_share"]) \
+        * (1.0 - config.payer_discount * one_payer * established) \
+        * (1.0 - config.established_discount * established * (1.0 - extracting))
     score = max(mesh, farm, lockstep) * keep + 0.1 * f["signup_burst"]
-    return {"farm": round(farm, 4), "lockstep": round(lockstep, 4), "benign_keep": round(keep, 4),
-            "score": round(min(1.0, max(0.0, score)), 4)}
+    return {"farm": round(farm, 4), "lockstep": round(lockstep, 4), "extraction": round(extracting, 4),
+            "benign_keep": round(keep, 4), "score": round(min(1.0, max(0.0, score)), 4)}
 
 
 def evidence_entities(f: dict[str, float]) -> int:

@@ -651,12 +651,14 @@ impl Graph {
         }
     }
 
-    /// Median output tokens in the window per account with API usage (refreshed hourly): the
-    /// population's ordinary volume, against which a cluster's extraction intensity is measured.
+    /// Median output tokens in the window per account with API usage that is in no cluster (refreshed
+    /// hourly): the population's ordinary volume, against which a cluster's extraction intensity is
+    /// measured. Clustered accounts are left out, so a stream where rings are the majority still
+    /// measures them against ordinary users.
     fn refresh_population(&mut self) {
         let horizon_hour = ((self.now - self.cfg.window).max(0) / 3600) as u32;
         let mut volumes: Vec<u64> = self.acct.iter()
-            .filter(|a| a.live && !a.usage.is_empty())
+            .filter(|a| a.live && !a.usage.is_empty() && a.cluster == NONE)
             .map(|a| a.usage.iter().filter(|u| u.0 > horizon_hour).map(|u| u.2).sum())
             .filter(|&v| v > 0)
             .collect();
