@@ -63,12 +63,13 @@ class DetectionConfig:
     entities, each heavy for both and owned by the cores heavy on it."""
     weak_cover_min: float = 0.3
     """Heavy: used by at least this share of the core's members ..."""
-    weak_min_accounts: int = 3
+    weak_min_accounts: int = 5
     """... and by at least this many of them."""
     weak_purity_min: float = 0.8
     """Owned: the cores heavy on an entity hold at least this share of its accounts ..."""
-    weak_max_groups: int = 8
-    """... and there are at most this many of them (else it is commodity infrastructure)."""
+    weak_max_groups: int = 64
+    """... and there are at most this many of them (a bound on the work per entity; commodity
+    infrastructure fails the share long before)."""
 
     # -- clusters ------------------------------------------------------------------------------
     track_min_size: int = 10

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,16 @@ class Quality:
     per_ring: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # ring -> (kind, size, caught)
     per_kind: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind -> (accounts, caught)
     benign_flagged_by_kind: dict[str, int] = field(default_factory=dict)
+    purity: list[float] = field(default_factory=list)  # per actionable alert with fraud members: dominant op's share
+    separated: dict[str, bool] = field(default_factory=dict)  # ring (>= min_ring) -> has its own alert
+
+    @property
+    def min_purity(self) -> float:
+        return min(self.purity, default=1.0)
+
+    @property
+    def ops_separated(self) -> tuple[int, int]:
+        return sum(self.separated.values()), len(self.separated)
 
     @property
     def precision(self) -> float:
@@ -48,10 +58,18 @@ def evaluate(alerts: dict[str, tuple[str, set[str]]], labels: dict[str, tuple[st
     """``alerts``: alert id -> (severity, member accounts). Account-level scores over actionable alerts."""
     q = Quality()
     flagged: set[str] = set()
+    own_alert: set[str] = set()  # rings that dominate an alert with >= 90% of its fraud members
     for severity, members in alerts.values():
         if severity not in ACTIONABLE:
             continue
         q.alerts += 1
+        ops = Counter(labels[a][0] for a in members if labels.get(a, ("", ""))[0])
+        if ops:
+            top, n = min(ops.items(), key=lambda kv: (-kv[1], kv[0]))
+            share = n / sum(ops.values())
+            q.purity.append(share)
+            if share >= 0.9:
+                own_alert.add(top)
         benign = sum(1 for a in members if not labels.get(a, ("", ""))[0])
         if benign * 2 > len(members):
             q.benign_alerts += 1
@@ -76,6 +94,7 @@ def evaluate(alerts: dict[str, tuple[str, set[str]]], labels: dict[str, tuple[st
         caught = sum(1 for a in accounts if a in flagged)
         q.per_ring[ring] = (kinds[ring], len(accounts), caught)
         if len(accounts) >= min_ring:
+            q.separated[ring] = ring in own_alert
             q.ring_accounts += len(accounts)
             q.ring_caught += caught
             per_kind[kinds[ring]][0] += len(accounts)

@@ -31,21 +31,19 @@ def plant(tr: Traffic) -> None:
         else:
             t0 = tr.when(hi=tr.end - DAY * 1.5)
             spread = rng.uniform(2, 12) * 3600
+        until = stop if spec.stops else None
         if spec.kind == "lockstep":
-            accounts = lockstep(tr, spec, ring_id, t0, spread)
+            lockstep(tr, spec, ring_id, t0, spread, until)
         else:
-            accounts, _cards = ring(tr, spec, ring_id, t0, spread)
-        if spec.stops:
-            for account in accounts:
-                tr.stops_at[account] = stop
+            ring(tr, spec, ring_id, t0, spread, until=until)
 
 
 def _login_ip(tr: Traffic, spec: RingSpec) -> str:
     return tr.extra_rng.choice(tr.exits) if spec.proxy and tr.exits else tr.ip(77)
 
 
-def ring(tr: Traffic, spec: RingSpec, ring_id: str, t0: float, spread: float, cell_links: list[str] | None = None
-         ) -> tuple[list[str], list[str]]:
+def ring(tr: Traffic, spec: RingSpec, ring_id: str, t0: float, spread: float, cell_links: list[str] | None = None,
+         until: float | None = None) -> tuple[list[str], list[str]]:
     rng = tr.rng
     n = spec.size
     farm = spec.kind in ("device_farm", "slow_drip", "camouflage", "cells")
@@ -62,6 +60,8 @@ def ring(tr: Traffic, spec: RingSpec, ring_id: str, t0: float, spread: float, ce
         account = tr.ids("r")
         accounts.append(account)
         tr.labels[account] = (ring_id, spec.kind)
+        if until is not None:
+            tr.stops_at[account] = until
         if devices:
             own = [rng.choice(devices)] + ([rng.choice(devices)] if rng.random() < 0.3 else [])
         elif emulators:
@@ -104,7 +104,7 @@ def cells(tr: Traffic, spec: RingSpec, ring_id: str) -> None:
         remaining -= cell.size
 
 
-def lockstep(tr: Traffic, spec: RingSpec, ring_id: str, t0: float, spread: float) -> list[str]:
+def lockstep(tr: Traffic, spec: RingSpec, ring_id: str, t0: float, spread: float, until: float | None) -> list[str]:
     """A fresh device and a fresh virtual card per account; the operation's scheduler runs sessions in
     which every account calls the API with the session's template in the same minutes."""
     x = tr.extra_rng
@@ -121,6 +121,8 @@ def lockstep(tr: Traffic, spec: RingSpec, ring_id: str, t0: float, spread: float
         account = tr.ids("r")
         accounts.append(account)
         tr.labels[account] = (ring_id, spec.kind)
+        if until is not None:
+            tr.stops_at[account] = until
         device, card = tr.ids("fresh"), tr.ids("vcard")
         joined = t0 + x.uniform(0, spread)
         tr.emit(joined, "signup", account, device, _login_ip(tr, spec), None, x.choice(FREEMAIL), x.choice(RESIDENTIAL_ASNS))

@@ -1,12 +1,18 @@
 """Detection quality on simulated traffic, fraudgraph against the detectors a user would write first.
 
-    .venv/bin/python -m tests.benchmarks.quality [--benign 100000] [--ring-scale 1.0] [--seed 42]
+    .venv/bin/python -m tests.benchmarks.quality [--benign 100000] [--ring-scale 1.0] [--days 3,12] [--seed 42]
 
-Same traffic, same run: (1) fraudgraph's engine (replay path, no Kafka); (2) hub cap K = 10 and 20 +
-connected components on the account–entity graph; (3) Louvain (igraph multilevel) on the account
-projection. A baseline "alerts" on every component/community of >= 50 accounts (fraudgraph's medium
-size). Scores are account-level over actionable alerts (medium + high); recall counts rings of >= 100.
-Prints a markdown table; --out appends it to a file.
+One run per stream length, same traffic for every detector: (1) fraudgraph's engine (replay path, no
+Kafka); (2) hub cap K = 10 and 20 + connected components on the account–entity graph; (3) Louvain
+(igraph multilevel) on the account projection. A baseline "alerts" on every component/community of
+>= 50 accounts (fraudgraph's medium size). Scores are account-level over actionable alerts (medium +
+high); recall counts rings of >= 100. Operation purity: for every actionable alert, the share of its
+fraud members from its dominant operation; an operation is separated when it dominates an alert with
+>= 90% of that alert's fraud members. Look-alikes: benign resellers, CI fleets and university classes.
+Accounts count as flagged when an actionable alert ever held them (a ring caught on day 2 that
+expired by day 12 was caught). Stopped rings: operations that stop after two days; in a 12-day stream
+every one of their alerts must be closed by the end. Damage: the engine's API exchanges and output tokens per operation at the end, against the
+simulator's ground truth over the same window. Prints markdown; --out appends it to a file.
 """
 
 from __future__ import annotations
@@ -15,41 +21,60 @@ import argparse
 import math
 import platform
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import igraph
+import orjson
 
 from graph import DetectionConfig, DetectionEngine
 from streams.contract import decode_event
 from streams.report import Quality, evaluate
 from streams.simulate import SimConfig, default_rings, generate
 
-import orjson
-
 MIN_GROUP = 50
+LOOKALIKES = ("benign_reseller", "benign_ci", "benign_class")
 
 
-def run_fraudgraph(events) -> tuple[dict[str, tuple[str, set[str]]], float]:
+class Alerts:
+    """What the detector published: every alert's members as of now (open ones), and every account an
+    actionable alert ever held (a ring caught on day 2 and expired by day 12 was caught)."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, set[str]] = defaultdict(set)
+        self.severity: dict[str, str] = {}
+        self.ever: dict[str, set[str]] = defaultdict(set)
+        self.top: dict[str, str] = {}
+        self.cluster_of: dict[str, str] = {}
+
+    def add(self, updates) -> None:
+        for update in updates:
+            if update.action == "closed":
+                self.severity.pop(update.alert_id, None)
+                continue
+            members = self.members[update.alert_id]
+            members.update(update.members_added)
+            members.difference_update(update.members_removed)
+            self.severity[update.alert_id] = update.severity
+            self.cluster_of[update.alert_id] = update.cluster_id
+            if update.severity in ("medium", "high"):
+                self.ever[update.alert_id] |= members
+                self.top[update.alert_id] = update.severity
+
+    def open(self) -> dict[str, tuple[str, set[str]]]:
+        return {a: (self.severity[a], self.members[a]) for a in self.severity}
+
+    def ever_actionable(self) -> dict[str, tuple[str, set[str]]]:
+        return {a: (self.top[a], self.ever[a]) for a in self.ever}
+
+
+def run_fraudgraph(events):
     engine = DetectionEngine(DetectionConfig(), clock=lambda: 0.0)
-    members: dict[str, set[str]] = defaultdict(set)
-    severity: dict[str, str] = {}
+    alerts = Alerts()
     started = time.perf_counter()
     for i in range(0, len(events), 5000):
-        out = engine.process(events[i:i + 5000])
-        _collect(out.alerts, members, severity)
-    _collect(engine.flush().alerts, members, severity)
-    elapsed = time.perf_counter() - started
-    return {a: (severity[a], members[a]) for a in severity}, elapsed
-
-
-def _collect(alerts, members, severity) -> None:
-    for update in alerts:
-        if update.action == "closed":
-            severity.pop(update.alert_id, None)
-            continue
-        members[update.alert_id].update(update.members_added)
-        members[update.alert_id].difference_update(update.members_removed)
-        severity[update.alert_id] = update.severity
+        alerts.add(engine.process(events[i:i + 5000]).alerts)
+    alerts.add(engine.flush().alerts)
+    return engine, alerts, time.perf_counter() - started
 
 
 def final_links(events, window_seconds: float) -> dict[str, set[str]]:
@@ -74,7 +99,7 @@ def hub_cap_components(links: dict[str, set[str]], cap: int) -> dict[str, tuple[
 
     for accounts in links.values():
         if 2 <= len(accounts) <= cap:
-            it = iter(accounts)
+            it = iter(sorted(accounts))
             first = find(next(it))
             for other in it:
                 root = find(other)
@@ -93,12 +118,13 @@ def louvain_projection(links: dict[str, set[str]], max_degree: int = 1000, seed:
 
     index: dict[str, int] = {}
     weights: dict[tuple[int, int], float] = defaultdict(float)
-    for accounts in links.values():
+    for key in sorted(links):
+        accounts = links[key]
         degree = len(accounts)
         if degree < 2 or degree > max_degree:
             continue
         w = 1.0 / math.log2(1 + degree)
-        ids = sorted(index.setdefault(a, len(index)) for a in accounts)
+        ids = sorted(index.setdefault(a, len(index)) for a in sorted(accounts))
         for i, u in enumerate(ids):
             for v in ids[i + 1:]:
                 weights[(u, v)] += w
@@ -113,29 +139,68 @@ def louvain_projection(links: dict[str, set[str]], max_degree: int = 1000, seed:
 
 
 def row(name: str, q: Quality, seconds: float) -> str:
+    sep, ops = q.ops_separated
+    look = sum(q.benign_flagged_by_kind.get(k, 0) for k in LOOKALIKES)
     kinds = " ".join(f"{k} {c / n:.2f}" for k, (n, c) in q.per_kind.items())
+    below = sum(1 for p in q.purity if p < 0.9)
     return (f"| {name} | {q.precision:.4f} | {q.recall:.4f} | {q.f1:.4f} | {q.flagged:,} | {q.false_positives:,} | "
-            f"{q.alerts} | {q.benign_alerts} | {q.high_on_benign} | {kinds} | {seconds:.1f} |")
+            f"{look:,} | {q.alerts} | {q.high_on_benign} | {q.min_purity:.3f} ({below} below 0.9) | {sep}/{ops} | "
+            f"{kinds} | {seconds:.1f} |")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--benign", type=int, default=100_000)
-    parser.add_argument("--ring-scale", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", help="append the table to this markdown file")
-    args = parser.parse_args(argv)
+def stopped_rings(alerts, labels, stopping: set[str]) -> tuple[int, int]:
+    """(stopped rings with no open actionable alert they dominate, stopped rings)."""
+    still = set()
+    for severity, members in alerts.values():
+        if severity not in ("medium", "high"):
+            continue
+        ops = Counter(labels[a][0] for a in members if labels.get(a, ("", ""))[0])
+        if ops:
+            still.add(ops.most_common(1)[0][0])
+    return len(stopping - still), len(stopping)
 
+
+def damage(engine, alerts, cluster_of, labels, events, config: DetectionConfig):
+    """Per ring of >= 100 accounts: the engine's (exchanges, tokens) now, summed over the open clusters it
+    dominates, and the ground truth over the engine's window (whole hours after the window's edge, as
+    the engine keeps them)."""
+    end = engine.last_tick
+    first_hour = int((end - config.window_seconds) // 3600) + 1
+    truth: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for e in events:
+        ring = labels.get(e.account_id, ("", ""))[0]
+        if ring and e.type == "api_usage" and int(e.ts // 3600) >= first_hour and e.ts < end:
+            truth[ring][0] += e.requests or 1
+            truth[ring][1] += e.tokens_out or 0
+    sizes = Counter(r for r, _k in labels.values() if r)
+    measured: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for alert_id, (_severity, members) in alerts.items():
+        ops = Counter(labels[a][0] for a in members if labels.get(a, ("", ""))[0])
+        record = engine.clusters.get(cluster_of[alert_id])
+        if not ops or record is None:
+            continue
+        ring, _n = ops.most_common(1)[0]
+        features = engine.graph.features(record.number)
+        measured[ring][0] += features[3]
+        measured[ring][1] += features[4]
+    return [(ring, m[0], m[1], truth[ring][0], truth[ring][1]) for ring, m in sorted(measured.items())
+            if sizes[ring] >= 100]
+
+
+def one_run(args, days: float) -> str:
     started = time.perf_counter()
-    stream, labels = generate(SimConfig(seed=args.seed, benign_accounts=args.benign, rings=default_rings(args.ring_scale)))
+    config = SimConfig(seed=args.seed, benign_accounts=args.benign, rings=default_rings(args.ring_scale), days=days)
+    stream, labels = generate(config)
     events = [decode_event(orjson.dumps(e)) for e in stream]
+    seen = {e.account_id for e in events}
+    labels = {a: label for a, label in labels.items() if a in seen}  # accounts with no event in the stream are not in it
     benign = sum(1 for r, _k in labels.values() if not r)
-    print(f"traffic: {len(events):,} events, {benign:,} benign accounts, {len(labels) - benign:,} ring accounts "
-          f"({time.perf_counter() - started:.0f}s to generate)", flush=True)
-
+    print(f"traffic: {days:g} days, {len(events):,} events, {benign:,} benign accounts, {len(labels) - benign:,} "
+          f"ring accounts ({time.perf_counter() - started:.0f}s to generate)", flush=True)
     rows = []
-    alerts, seconds = run_fraudgraph(events)
-    rows.append(row("**fraudgraph**", evaluate(alerts, labels), seconds))
+    engine, published, seconds = run_fraudgraph(events)
+    q = evaluate(published.ever_actionable(), labels)
+    rows.append(row("**fraudgraph**", q, seconds))
     print(rows[-1], flush=True)
     links = final_links(events, DetectionConfig().window_seconds)
     for cap in (10, 20):
@@ -148,23 +213,60 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(row("Louvain on account projection", evaluate(groups, labels), time.perf_counter() - t))
     print(rows[-1], flush=True)
 
-    header = [
-        f"### Quality — {len(events):,} events, {benign:,} benign accounts, {len(labels) - benign:,} ring accounts "
-        f"(seed {args.seed}, ring scale {args.ring_scale})",
+    stopping = {f"ring{r:02d}" for r, spec in enumerate(config.rings) if spec.stops}
+    closed, n_stopping = stopped_rings(published.open(), labels, stopping)
+    stop_check = f"{closed}/{n_stopping}" if days > config.stop_after_days + DetectionConfig().window_seconds / 86400 \
+        else "not applicable (their links are still inside the window)"
+    harm = damage(engine, published.open(), published.cluster_of, labels, events, DetectionConfig())
+    looks = {k: sum(1 for _r, kind in labels.values() if kind == k) for k in LOOKALIKES}
+    lines = [
+        f"### Quality — {days:g} days, {len(events):,} events, {benign:,} benign accounts, "
+        f"{len(labels) - benign:,} ring accounts (seed {args.seed}, ring scale {args.ring_scale})",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {_cpus()} cores, Python {platform.python_version()}, "
-        f"igraph {igraph.__version__}. Command: `python -m tests.benchmarks.quality --benign {args.benign} "
-        f"--ring-scale {args.ring_scale} --seed {args.seed}`.",
+        f"Machine: {platform.machine()}, {_cpus()} cores, Python {platform.python_version()}, igraph "
+        f"{igraph.__version__}. Command: `python -m tests.benchmarks.quality --benign {args.benign} "
+        f"--ring-scale {args.ring_scale} --days {days:g} --seed {args.seed}`. Look-alike accounts in the traffic: "
+        + ", ".join(f"{k.removeprefix('benign_')} {n}" for k, n in looks.items()) + ".",
         "",
-        "| detector | precision | recall (rings ≥ 100) | F1 | accounts flagged | innocent flagged | actionable alerts "
-        "| alerts mostly benign | high alerts on benign | recall per ring type | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| detector | precision | recall (rings ≥ 100) | F1 | accounts flagged | innocent flagged | look-alikes flagged "
+        "| actionable alerts | high alerts on benign | operation purity, min | operations separated | recall per ring "
+        "type | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Innocent accounts flagged by kind (fraudgraph): {dict(sorted(q.benign_flagged_by_kind.items())) or 'none'}. "
+        f"Stopped rings whose alerts are all closed at the end: {stop_check}.",
+        "",
+        "Damage now (open alerts; a stopped ring has none left):",
+        "",
+        "| operation | kind | accounts | caught | engine: API exchanges | truth | error | engine: output tokens | truth | error |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    table = "\n".join(header + rows) + "\n"
-    print("\n" + table)
+    for ring, req, tok, req_true, tok_true in harm:
+        kind, size, caught = q.per_ring[ring]
+        lines.append(f"| {ring} | {kind} | {size:,} | {caught:,} | {req:,} | {req_true:,} | {_err(req, req_true)} | "
+                     f"{tok:,} | {tok_true:,} | {_err(tok, tok_true)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _err(measured: int, truth: int) -> str:
+    return f"{(measured - truth) / truth:+.1%}" if truth else "—"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--benign", type=int, default=100_000)
+    parser.add_argument("--ring-scale", type=float, default=1.0)
+    parser.add_argument("--days", default="3,12", help="stream lengths, comma-separated (default 3,12)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", help="append the tables to this markdown file")
+    args = parser.parse_args(argv)
+    tables = [one_run(args, float(d)) for d in args.days.split(",")]
+    text = "\n".join(tables)
+    print("\n" + text)
     if args.out:
         with open(args.out, "a") as handle:
-            handle.write("\n" + table)
+            handle.write("\n" + text)
     return 0
 
 
