@@ -87,10 +87,10 @@ class DetectionConfig:
     hub_copy_overlap: float = 0.8
     """The mesh signal is measured without the largest shared device/card and any entity whose
     accounts are at least this share the hub's (and that is at least this share of its size)."""
-    extraction_floor: float = 3.0
+    extraction_floor: float = 5.0
     """A cluster whose median member draws up to this many times the population's median output tokens
     is not extracting ..."""
-    extraction_full: float = 100.0
+    extraction_full: float = 50.0
     """... and from this many times it is fully (log scale between)."""
     org_discount: float = 0.5
     """Score kept is (1 - this x share of members on one organisation's mail domain) ..."""
@@ -99,7 +99,10 @@ class DetectionConfig:
     established_discount: float = 1.0
     """... times (1 - this x share of long-standing accounts x how little they extract)."""
     rescore_growth: float = 0.05
-    """A tracked cluster is re-scored when its size moved by this share since the last score."""
+    """A tracked cluster is re-scored when its size moved by this share since the last score ..."""
+    rescore_min_change: int = 5
+    """... and by at least this many accounts (or crossed a severity size; membership deltas of an
+    alerted cluster reach the audit store at every tick regardless)."""
     rescore_seconds: float = 900.0
     """A tracked cluster whose members saw new links is re-scored at most this often (event time)."""
     alert_regrowth: float = 0.25

@@ -153,7 +153,7 @@ class Detector:
         for threshold in (config.low_min_size, config.medium_min_size, config.high_min_size):
             if (size >= threshold) != (last >= threshold):
                 return True
-        return abs(size - last) >= max(1.0, config.rescore_growth * last)
+        return abs(size - last) >= max(config.rescore_min_change, config.rescore_growth * last)
 
     def _rescore_interval(self, record: ClusterRecord) -> float:
         # Large clusters change little per new link, and scoring one costs its size. A cluster that

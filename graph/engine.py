@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from graph import _kernel
 from graph.alerts import AlertBook
@@ -39,6 +40,15 @@ class DetectionEngine:
         batch = events if isinstance(events, EventColumns) else EventColumns.from_events(events)
         out = EngineOutput()
         out.rejected = self.window.feed(batch, wall)
+        self._detect(out)
+        return out
+
+    def process_json(self, values: list[bytes], sources: list[Any],
+                     fallback: Callable[[int], tuple[Any, ...] | None], wall: float | None = None) -> EngineOutput:
+        """Apply a batch of contract JSON values, decoded in the kernel (``fallback`` decodes what its
+        strict fast path leaves: see ``PartitionWindow.feed_json``)."""
+        out = EngineOutput()
+        out.rejected = self.window.feed_json(values, sources, fallback, wall)
         self._detect(out)
         return out
 

@@ -101,6 +101,11 @@ class EventColumns:
     def __len__(self) -> int:
         return len(self.event_id)
 
+    @staticmethod
+    def fields(e: AccountEvent) -> tuple[Any, ...]:
+        """One event's 16 fields in column order (what ``Window.feed_json``'s fallback returns)."""
+        return tuple(getattr(e, name) for name in _COLUMNS)
+
     def kernel_columns(self, first_source: int) -> tuple[list[Any], ...]:
         """The 17 columns ``graph._kernel.Window.feed`` takes: a source number per row, then the fields."""
         return (list(range(first_source, first_source + len(self))), *(getattr(self, name) for name in _COLUMNS))

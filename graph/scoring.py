@@ -30,15 +30,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from graph.config import DetectionConfig
 from graph.identity import cluster_id
 from graph.vocab import Severity
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(NamedTuple):
     entity_type: str
     entity_value: str
     members_sharing: int
@@ -46,8 +45,7 @@ class Evidence:
     last_seen: float  # when the last member did
 
 
-@dataclass(frozen=True, slots=True)
-class SharedInfrastructure:
+class SharedInfrastructure(NamedTuple):
     """Weak entities (IPs, templates) a cluster shares with another cluster without being joined to it."""
 
     other_cluster_id: str
@@ -129,14 +127,13 @@ def score_cluster(graph: FeatureSource, number: int, config: DetectionConfig) ->
     measured = graph.features(number)
     if measured is None:
         return None
-    values, evidence, shared, requests, tokens_out, newest = measured
-    features = {k: round(v, 4) for k, v in values.items()}
+    values, evidence, shared, requests, tokens_out, newest = measured  # values come rounded to 4 places
+    features = dict(values)
     parts = combine(values, config)
     features.update({k: v for k, v in parts.items() if k != "score"})
     score = parts["score"]
     size = int(values["size"])
     return ClusterScore(
         score, severity_of(size, score, evidence_entities(values), config), features,
-        tuple(Evidence(kind, value, n, float(first), float(last)) for kind, value, n, first, last in evidence),
-        float(newest), requests, tokens_out,
+        tuple(map(Evidence._make, evidence)), float(newest), requests, tokens_out,
         tuple(SharedInfrastructure(cluster_id(other), kind, n, here, there) for other, kind, n, here, there in shared))

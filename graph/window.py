@@ -8,7 +8,7 @@ the adapter can hand back its source (e.g. the Kafka record) for the dead-letter
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -30,8 +30,7 @@ _KINDS = {1: Rejection.CLOCK_SKEW, 2: Rejection.ID_CONFLICT}
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    source: Any
-    event_id: str
+    source: Any  # what the adapter fed (a Kafka record, a line number, the event itself)
     kind: Rejection
     reason: str
 
@@ -40,38 +39,47 @@ class PartitionWindow:
     def __init__(self, config: DetectionConfig, partition: int = 0) -> None:
         self.kernel = _kernel.Window(config.kernel(partition))
         self._next = 0
-        self._held: dict[int, tuple[Any, str]] = {}  # events the clock guard holds: number -> (source, id)
+        self._held: dict[int, Any] = {}  # events the clock guard holds: number -> source
 
     def feed(self, batch: EventColumns, wall: float | None = None) -> list[Rejected]:
         first = self._next
         self._next += len(batch)
         self.kernel.feed(batch.kernel_columns(first), wall)
-        return self._settle(first, batch)
+        return self._settle(first, batch.sources)
+
+    def feed_json(self, values: list[bytes], sources: list[Any], fallback: Callable[[int], tuple[Any, ...] | None],
+                  wall: float | None = None) -> list[Rejected]:
+        """Decode and apply contract JSON values in the kernel; ``fallback(i)`` decodes value ``i`` when
+        the kernel's strict decoder does not take it (see graph/kernel/src/contract.rs)."""
+        first = self._next
+        self._next += len(values)
+        self.kernel.feed_json(values, first, fallback, wall)
+        return self._settle(first, sources)
 
     def flush(self, wall: float | None = None) -> list[Rejected]:
         """Release everything held (end of input, or the input went idle) and close the tick."""
         self.kernel.flush(wall)
-        return self._settle(self._next, EventColumns())
+        return self._settle(self._next, [])
 
-    def _settle(self, first: int, batch: EventColumns) -> list[Rejected]:
-        def find(number: int) -> tuple[Any, str]:
-            if first <= number < first + len(batch):
-                i = number - first
-                return batch.sources[i], batch.event_id[i]
+    def _settle(self, first: int, sources: list[Any]) -> list[Rejected]:
+        def find(number: int) -> Any:
+            if first <= number < first + len(sources):
+                return sources[number - first]
             return self._held.pop(number)
 
         out = []
         for number, kind, reason in self.kernel.take_rejected():
-            source, event_id = find(number)
-            if kind == 2:
-                reason = f"event_id {event_id[:80]!r} was seen before with different content"
-            out.append(Rejected(source, event_id, _KINDS[kind], reason))
+            out.append(Rejected(find(number), _KINDS[kind], reason))
         if self.kernel.guard_len or self._held:
-            held = {}
+            held: dict[int, Any] = {}
             for number in self.kernel.guard_sources():
                 held[number] = self._held[number] if number in self._held else find(number)
             self._held = held
         return out
+
+    def held_sources(self) -> list[Any]:
+        """Sources of the events the clock guard holds (they may still be refused)."""
+        return list(self._held.values())
 
     def batches(self) -> Iterator[_kernel.Batch]:
         while (batch := self.kernel.pop_batch()) is not None:

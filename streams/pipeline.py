@@ -11,15 +11,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
+from typing import Any
 
 import orjson
 
 from graph.alerts import AlertUpdate
 from graph.engine import DetectionEngine, EngineOutput
+from graph.events import EventColumns
 from graph.vocab import Severity
 from streams.audit import AuditStore
-from graph.events import EventColumns
-from streams.contract import ErrorKind, InvalidEvent, decode_into
+from streams.contract import ErrorKind, InvalidEvent, decode_event
 from streams.metrics import Metrics
 
 MEMBER_SAMPLE = 100  # accounts listed in a Kafka alert; the audit store has them all
@@ -109,26 +110,63 @@ class Pipeline:
         self.published: dict[str, int] = {}
         self._damage_counted: dict[str, int] = {}  # alert id -> API exchanges already counted in the metric
         self._counted = {name: 0 for name in _ENGINE_COUNTERS}
+        self.source_name = ""  # the file being replayed (names dead-lettered lines)
+        self._lines: list[bytes] = []
+        self._first_line = 0
+        self._held_lines: dict[int, bytes | None] = {}
 
     def handle(self, records: Sequence[Record]) -> Emitted:
+        """One batch of Kafka records."""
         emitted = Emitted()
-        events = EventColumns()
         offsets = self.next_offsets
+        values: list[bytes] = []
+        sources: list[Record] = []
         for record in records:
             key = (record.topic, record.partition)
             if record.offset >= offsets.get(key, 0):
                 offsets[key] = record.offset + 1
             if record.value is None:
                 emitted.dead.append(DeadLetter(record, "empty value (tombstone)", ErrorKind.TOMBSTONE))
-                continue
+            else:
+                values.append(record.value)
+                sources.append(record)
+        return self._process(values, sources, emitted, len(records), sources.__getitem__)
+
+    def handle_lines(self, lines: list[bytes], first_line: int, name: str) -> Emitted:
+        """Lines of a file (replay): each event's source is its line number; a Record is made only for a
+        line that is dead-lettered (with the raw line while it is in the batch at hand)."""
+        self._lines, self._first_line, self.source_name = lines, first_line, name
+        try:
+            return self._process(lines, list(range(first_line, first_line + len(lines))), Emitted(), len(lines),
+                                 lambda i: Record(lines[i], None, 0, first_line + i, name))
+        finally:
+            held = self.engine.window.held_sources()
+            if held or self._held_lines:  # lines the clock guard still holds keep their text for the DLQ
+                keep = {}
+                for source in held:
+                    index = source - first_line
+                    keep[source] = lines[index] if 0 <= index < len(lines) else self._held_lines.get(source)
+                self._held_lines = keep
+            self._lines = []
+
+    def _process(self, values: list[bytes], sources: list[Any], emitted: Emitted, n_in: int,
+                 record_of: Callable[[int], Record]) -> Emitted:
+        invalid = 0
+
+        def fallback(i: int) -> tuple[object, ...] | None:
+            """What the kernel's strict decoder left: the contract's own decoder decides."""
+            nonlocal invalid
             try:
-                decode_into(record.value, record, events)
+                return EventColumns.fields(decode_event(values[i]))
             except InvalidEvent as exc:
-                emitted.dead.append(DeadLetter(record, exc.reason, exc.kind))
+                invalid += 1
+                emitted.dead.append(DeadLetter(record_of(i), exc.reason, exc.kind))
+                return None
+
         received = self.wall()
         self.last_input_wall = received
-        out = self.engine.process(events, wall=received if self.live else None)
-        self._after(out, emitted, received, len(records), len(events))
+        out = self.engine.process_json(values, sources, fallback, wall=received if self.live else None)
+        self._after(out, emitted, received, n_in, len(values) - invalid)
         return emitted
 
     def flush_held(self) -> Emitted:
@@ -158,8 +196,7 @@ class Pipeline:
             published[update.alert_id] = update.version
         emitted.alerts = [] if self.recovering else fresh
         for rejected in out.rejected:
-            record = rejected.source if isinstance(rejected.source, Record) else \
-                Record(orjson.dumps(rejected.event_id), None, -1, -1, "")
+            record = self._record_of(rejected.source)
             emitted.dead.append(DeadLetter(record, rejected.reason, rejected.kind.value, "engine"))
         if self.audit is not None and out:
             self.audit.add_output(out, self.engine.detector.graph.links_of)
@@ -196,6 +233,15 @@ class Pipeline:
                 m.detection_event_lag.observe(max(0.0, update.alerted_at - update.detected_at))
             if update.members_added and update.action != "opened":
                 m.members_added.labels(update.severity).inc(len(update.members_added))
+
+    def _record_of(self, source: object) -> Record:
+        if isinstance(source, Record):
+            return source
+        if isinstance(source, int):  # a replayed line; its text is at hand unless held since an earlier batch
+            index = source - self._first_line
+            value = self._lines[index] if 0 <= index < len(self._lines) else self._held_lines.get(source)
+            return Record(value, None, 0, source, self.source_name)
+        return Record(None, None, -1, -1, "")
 
     def refresh_gauges(self) -> None:
         m = self.metrics

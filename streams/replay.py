@@ -15,26 +15,65 @@ from pathlib import Path
 import orjson
 import pyarrow.parquet as pq
 
-from streams.pipeline import Emitted, Pipeline, Record
+from streams.pipeline import Emitted, Pipeline
 
 
-def read_records(path: Path) -> Iterator[Record]:
+BLOCK_BYTES = 4 << 20
+
+
+def read_batches(path: Path, batch: int = 5000) -> Iterator[tuple[list[bytes], int]]:
+    """(lines, line number of the first) in file order; blank lines are skipped but counted. Text
+    files are read in large blocks; Parquet rows become JSON objects (nulls dropped)."""
     name = path.name
     if name.endswith(".parquet"):
         parquet = pq.ParquetFile(path)
-        line = 0
-        for batch in parquet.iter_batches(batch_size=10_000):
-            for row in batch.to_pylist():
-                line += 1
-                clean = {k: v for k, v in row.items() if v is not None}
-                yield Record(orjson.dumps(clean), None, 0, line, name)
+        line = 1
+        for table in parquet.iter_batches(batch_size=batch):
+            rows = [orjson.dumps({k: v for k, v in row.items() if v is not None}) for row in table.to_pylist()]
+            yield rows, line
+            line += len(rows)
         return
     opener = gzip.open if name.endswith(".gz") else open
+    line = 1
+    tail = b""
     with opener(path, "rb") as handle:
-        for line, raw in enumerate(handle, start=1):
-            raw = raw.rstrip(b"\r\n")
-            if raw:
-                yield Record(raw, None, 0, line, name)
+        while True:
+            block = handle.read(BLOCK_BYTES)
+            if not block:
+                break
+            block = tail + block
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                tail = block
+                continue
+            tail = block[cut + 1:]
+            lines = block[:cut].split(b"\n")
+            for i in range(0, len(lines), batch):
+                part = lines[i:i + batch]
+                yield from _non_blank(part, line)
+                line += len(part)
+    if tail:
+        yield from _non_blank([tail], line)
+
+
+def _non_blank(lines: list[bytes], first: int) -> Iterator[tuple[list[bytes], int]]:
+    """Runs of non-blank lines (\r\n endings stripped), each with its first line number."""
+    if all(lines) and not any(raw.endswith(b"\r") for raw in lines):
+        yield lines, first
+        return
+    run: list[bytes] = []
+    start = first
+    for i, raw in enumerate(lines):
+        raw = raw.rstrip(b"\r")
+        if raw:
+            if not run:
+                start = first + i
+            run.append(raw)
+        elif run:
+            yield run, start
+            run = []
+    if run:
+        yield run, start
 
 
 def replay(paths: list[Path], pipeline: Pipeline, dlq_path: Path | None = None, batch: int = 5000,
@@ -54,23 +93,16 @@ def replay(paths: list[Path], pipeline: Pipeline, dlq_path: Path | None = None, 
                                         "value": (dead.record.value or b"").decode("utf-8", "replace")}) + b"\n")
 
     try:
-        buffer: list[Record] = []
         for path in paths:
-            for record in read_records(path):
-                buffer.append(record)
-                if len(buffer) >= batch:
-                    account(pipeline.handle(buffer))
-                    totals["records"] += len(buffer)
-                    buffer = []
-                    now = time.monotonic()
-                    if progress and now - last_report >= 2.0:
-                        last_report = now
-                        rate = totals["records"] / (now - started)
-                        print(f"replay: {totals['records']:,} records, {rate:,.0f}/s, {totals['alerts']} alerts, "
-                              f"{totals['dead']} invalid", file=sys.stderr, flush=True)
-        if buffer:
-            account(pipeline.handle(buffer))
-            totals["records"] += len(buffer)
+            for lines, first in read_batches(path, batch):
+                account(pipeline.handle_lines(lines, first, path.name))
+                totals["records"] += len(lines)
+                now = time.monotonic()
+                if progress and now - last_report >= 2.0:
+                    last_report = now
+                    rate = totals["records"] / (now - started)
+                    print(f"replay: {totals['records']:,} records, {rate:,.0f}/s, {totals['alerts']} alerts, "
+                          f"{totals['dead']} invalid", file=sys.stderr, flush=True)
         account(pipeline.flush_held())
         pipeline.flush_audit()
         if pipeline.audit is not None:

@@ -65,7 +65,7 @@ class EventFactory:
                 out.append(self.event(a, ts, device=f"fd{hub % DEVICE_POOL}", kind="signup"))
                 out.append(self.event(a, ts + 0.5, device=f"fd{nxt % DEVICE_POOL}", ip=f"10.9.{hub % IP_POOL}.1"))
             elif case.kind == "card_pool":  # fresh device each, rotating pool cards
-                out.append(self.event(a, ts, device=f"own{a}", payment=f"pp{hub % CARD_POOL}"))
+                out.append(self.event(a, ts, device=f"own{a}", payment=f"pp{hub % CARD_POOL}", kind="signup"))
                 out.append(self.event(a, ts + 0.5, device=f"own{a}", payment=f"pp{nxt % CARD_POOL}"))
             elif case.kind == "crowd":  # own phone each, one shared hub
                 hub_kw = {"device": {"device": f"kiosk{case.hub_base}"}, "card": {"payment": f"corp{case.hub_base}"},
@@ -76,7 +76,7 @@ class EventFactory:
                 out.append(self.event(a, ts, device=f"tab{case.hub_base}", payment=f"fam{case.hub_base}",
                                       ip=f"77.1.{case.hub_base % PROXY_POOL}.1"))
             elif case.kind == "ip_group":  # farm accounts that also share API IPs
-                out.append(self.event(a, ts, device=f"fd{hub % DEVICE_POOL}", ip=f"45.0.{hub % IP_POOL}.1"))
+                out.append(self.event(a, ts, device=f"fd{hub % DEVICE_POOL}", ip=f"45.0.{hub % IP_POOL}.1", kind="signup"))
                 out.append(self.event(a, ts + 0.5, ip=f"45.0.{nxt % IP_POOL}.1", kind="api_usage"))
             elif case.kind == "api_servers":  # farm stars (one phone each) glued by the operation's own servers
                 star = f"st{case.hub_base}-{i % max(1, case.hubs)}"
@@ -92,7 +92,7 @@ class EventFactory:
                     out.append(self.event(a, minute0 + 60 * k + (i % 40), ip=f"45.77.{case.hub_base % 4}.1",
                                           kind="api_usage", template=f"tpl{case.hub_base % TEMPLATE_POOL}"))
             else:  # proxy: a card pool rotating through the shared residential exits
-                out.append(self.event(a, ts, device=f"own{a}", payment=f"px{hub % CARD_POOL}"))
+                out.append(self.event(a, ts, device=f"own{a}", payment=f"px{hub % CARD_POOL}", kind="signup"))
                 out.append(self.event(a, ts + 0.5, payment=f"px{nxt % CARD_POOL}",
                                       ip=f"77.1.{(a * 7 + case.hub_base) % PROXY_POOL}.1"))
                 out.append(self.event(a, ts + 0.7, ip=f"77.1.{(a * 13 + case.hub_base) % PROXY_POOL}.1"))

@@ -53,14 +53,14 @@ def test_rejected_events_come_back_with_a_reason():
             engine.process([ev("attacker", T0 + YEAR, device="x", event_id="future")]),
             engine.process(steady("v", 200, T0 + 500)), engine.flush()]
     rejected = [r for out in outs for r in out.rejected]
-    assert [(r.event_id, r.kind) for r in rejected] == [("future", Rejection.CLOCK_SKEW)]
+    assert [(r.source.event_id, r.kind) for r in rejected] == [("future", Rejection.CLOCK_SKEW)]
     assert "ahead of the stream" in rejected[0].reason
 
 
 def test_the_wall_clock_bounds_event_time_in_the_worker():
     engine = DetectionEngine(small_config(), clock=lambda: 0.0)
     out = engine.process([ev("a", T0 + 7200, device="d", event_id="ahead")], wall=T0)
-    assert [r.event_id for r in out.rejected] == ["ahead"] and "wall clock" in out.rejected[0].reason
+    assert [r.source.event_id for r in out.rejected] == ["ahead"] and "wall clock" in out.rejected[0].reason
     out = engine.process([ev("a", T0 + 60, device="d", event_id="ok")], wall=T0)
     assert not out.rejected
 

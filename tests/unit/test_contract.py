@@ -90,3 +90,67 @@ def test_event_types_agree_across_schema_decoder_and_core():
     schema = json.loads(SCHEMA_PATH.read_text())
     decoder = typing.get_args(typing.get_type_hints(WireEvent)["type"])
     assert tuple(schema["properties"]["type"]["enum"]) == decoder == EVENT_TYPES
+
+
+# -- the kernel's strict decoder (graph/kernel/src/contract.rs) against this one ------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from graph import _kernel  # noqa: E402
+from graph.events import EventColumns  # noqa: E402
+
+
+def test_the_kernel_decoder_takes_no_invalid_event():
+    for raw, _reason in INVALID:
+        assert _kernel.fast_decode(raw) is None, raw[:80]
+
+
+def test_the_kernel_decoder_agrees_on_the_valid_corpus():
+    taken = 0
+    for event in VALID:
+        raw = json.dumps(event).encode()
+        fast = _kernel.fast_decode(raw)
+        if fast is not None:
+            taken += 1
+            assert fast == EventColumns.fields(decode_event(raw)), event
+    assert taken >= len(VALID) - 2, "the fast path takes the ordinary events"
+
+
+_text = st.one_of(st.sampled_from(["a", "Acct-1", "", "x" * 40, "é", "\\u00e9", "tpl:9f"]), st.text(max_size=8))
+_times = st.one_of(
+    st.builds(lambda y, mo, d, h, mi, s, frac, tz: f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}{frac}{tz}",
+              st.integers(1969, 2201), st.integers(0, 13), st.integers(0, 32), st.integers(0, 24), st.integers(0, 60),
+              st.integers(0, 60), st.sampled_from(["", ".5", ".123456", ".1234567", "."]),
+              st.sampled_from(["Z", "z", "+01:00", "-05:30", "+24:00", "", "+0100"])),
+    st.text(max_size=25))
+_ips = st.one_of(st.builds(lambda a, b, c, d: f"{a}.{b}.{c}.{d}", *[st.sampled_from(["0", "1", "01", "255", "256",
+                                                                                     "10", "999"])] * 4),
+                 st.sampled_from(["2001:db8::1", "2001:0db8::1", "::ffff:1.2.3.4", "fe80::1%eth0", "x", ""]))
+_values = st.one_of(st.none(), _text, st.integers(-3, 3), st.integers(2**62, 2**65), st.floats(allow_nan=False),
+                    st.booleans())
+_events = st.fixed_dictionaries(
+    {"event_id": _text, "type": st.sampled_from(["login", "signup", "api_usage", "purchase"]), "account_id": _text,
+     "ts": _times},
+    optional={"device_id": _values, "ip": st.one_of(_ips, _values), "payment_id": _values, "email_domain": _values,
+              "asn": st.one_of(st.sampled_from(["AS16509", "as15169", "AS", "ÄS1"]), _values), "country": _values,
+              "requests": _values, "tokens_in": _values, "tokens_out": _values, "model": _values,
+              "prompt_fingerprint": _values, "user_agent": _values, "extra": _values})
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_events)
+def test_whatever_the_kernel_decoder_takes_decodes_the_same_here(event):
+    raw = json.dumps(event).encode()
+    fast = _kernel.fast_decode(raw)
+    if fast is None:
+        return  # the adapter's decoder decides
+    assert fast == EventColumns.fields(decode_event(raw))
+
+
+def test_the_kernel_decoder_defers_repeated_keys_and_agrees_on_deep_extras():
+    repeated = b'{"event_id":"e1","event_id":"e2","type":"login","account_id":"a","ts":"2026-01-05T00:00:00Z"}'
+    deep = json.dumps({**GOOD, "extra": json.loads("[" * 200 + "]" * 200)}).encode()
+    assert _kernel.fast_decode(repeated) is None  # (the contract's decoder takes the last id; this one defers)
+    assert decode_event(repeated).event_id == "e2"
+    fast = _kernel.fast_decode(deep)
+    assert fast is None or fast == EventColumns.fields(decode_event(deep))

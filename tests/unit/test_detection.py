@@ -58,6 +58,7 @@ def test_camouflage_logins_from_a_benign_hub_do_not_pull_the_crowd_into_the_ring
 def test_a_card_pool_where_accounts_rotate_cards_alerts():
     events = []
     for i in range(30):
+        events.append(ev(f"c{i}", T0 + i - 0.5, device=f"fresh{i}", kind="signup"))  # accounts made for the ring
         events.append(ev(f"c{i}", T0 + i, device=f"fresh{i}", payment=f"pp{i % 5}", kind="payment_method_added"))
         events.append(ev(f"c{i}", T0 + i + 0.5, device=f"fresh{i}", payment=f"pp{(i * 3 + 1) % 5}",
                          kind="payment_method_added"))

@@ -6,18 +6,24 @@
 
 use rustc_hash::FxHashMap;
 
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
+/// The strings a batch names, each with the sender's id for it (a cache hint for the receiver) and a
+/// stable hash (the receiver's canonical order).
 #[derive(Default, Clone, Debug)]
 pub struct StrTable {
     pub bytes: Vec<u8>,
     pub ends: Vec<u32>,
+    pub ids: Vec<u32>,
+    pub hashes: Vec<u64>,
 }
 
 impl StrTable {
-    pub fn push(&mut self, s: &[u8]) -> u32 {
+    pub fn push(&mut self, s: &[u8], id: u32) -> u32 {
         self.bytes.extend_from_slice(s);
         self.ends.push(self.bytes.len() as u32);
+        self.ids.push(id);
+        self.hashes.push(crate::hashing::name_hash(s));
         (self.ends.len() - 1) as u32
     }
     pub fn get(&self, i: u32) -> &str {
@@ -70,6 +76,9 @@ impl ChangeBatch {
             w.u32(t.ends.len() as u32);
             for e in &t.ends {
                 w.u32(*e);
+            }
+            for &id in &t.ids {
+                w.u32(id);
             }
             w.u32(t.bytes.len() as u32);
             w.0.extend_from_slice(&t.bytes);
@@ -124,12 +133,16 @@ impl ChangeBatch {
             for _ in 0..n {
                 t.ends.push(r.u32()?);
             }
+            for _ in 0..n {
+                t.ids.push(r.u32()?);
+            }
             let len = r.u32()? as usize;
             t.bytes = r.take(len)?.to_vec();
             if std::str::from_utf8(&t.bytes).is_err() || t.ends.iter().any(|&e| e as usize > len)
                 || t.ends.windows(2).any(|w| w[0] > w[1]) {
                 return Err("corrupt string table".into());
             }
+            t.hashes = (0..n as u32).map(|i| crate::hashing::name_hash(t.get(i).as_bytes())).collect();
             match which {
                 0 => c.accounts = t,
                 1 => c.entities = t,
@@ -230,15 +243,15 @@ pub struct BatchBuilder {
 impl BatchBuilder {
     pub fn account(&mut self, id: u32, s: &[u8]) -> u32 {
         let t = &mut self.batch.accounts;
-        *self.accounts.entry(id).or_insert_with(|| t.push(s))
+        *self.accounts.entry(id).or_insert_with(|| t.push(s, id))
     }
     pub fn entity(&mut self, id: u32, s: &[u8]) -> u32 {
         let t = &mut self.batch.entities;
-        *self.entities.entry(id).or_insert_with(|| t.push(s))
+        *self.entities.entry(id).or_insert_with(|| t.push(s, id))
     }
     pub fn domain(&mut self, id: u32, s: &[u8]) -> u32 {
         let t = &mut self.batch.domains;
-        *self.domains.entry(id).or_insert_with(|| t.push(s))
+        *self.domains.entry(id).or_insert_with(|| t.push(s, id))
     }
     pub fn finish(&mut self, tick_end: i64, watermark: f64, partition: u32) -> ChangeBatch {
         let mut b = std::mem::take(&mut self.batch);

@@ -14,6 +14,11 @@ pub struct Evidence {
     pub last_seen: u32,
 }
 
+/// Clusters (per entity type) listed as sharing infrastructure with one cluster, most shared first.
+pub const SHARED_LIMIT: usize = 20;
+/// Weak entities on more accounts than this are not listed as shared infrastructure.
+pub const SHARED_MAX_DEGREE: usize = 200;
+
 pub struct SharedWith {
     pub cluster: u32,
     pub kind: u8,
@@ -98,38 +103,41 @@ impl Graph {
             return None;
         }
         let nf = n as f64;
-        let in_cluster: FxHashSet<u32> = members.iter().copied().collect();
         let horizon = self.now - self.cfg.window;
         let horizon_s = horizon.max(0) as u32;
         let horizon_hour = (horizon.max(0) / 3600) as u32;
 
-        let mut on: FxHashMap<u32, Vec<u32>> = FxHashMap::default(); // entity -> members on it
+        // binding devices/cards with the members on them (the mesh needs who); every other entity
+        // only counted (a 24,000-account cluster touches hundreds of thousands of IPs)
+        let mut on: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+        let mut count: FxHashMap<u32, u32> = FxHashMap::default();
         let mut ips = 0usize;
         let mut newest = 0u32;
         for &a in &members {
             for l in &self.acct[a as usize].links {
-                on.entry(l.ent).or_default().push(a);
-                if self.kind(l.ent) == IP {
+                let k = self.kind(l.ent);
+                if (k == DEVICE || k == PAYMENT) && self.ent[l.ent as usize].binding {
+                    on.entry(l.ent).or_default().push(a);
+                } else {
+                    *count.entry(l.ent).or_insert(0) += 1;
+                }
+                if k == IP {
                     ips += 1;
                 }
                 newest = newest.max(l.ts);
             }
         }
         let name = |e: u32| self.entities.get_str(e);
-        let by_size = |pred: &dyn Fn(u32) -> bool| -> Vec<u32> {
-            let mut v: Vec<u32> = on.iter().filter(|(&e, m)| m.len() >= 2 && pred(e)).map(|(&e, _)| e).collect();
-            v.sort_unstable_by(|&x, &y| on[&y].len().cmp(&on[&x].len()).then_with(|| name(x).cmp(name(y))));
+        let mut strong: Vec<u32> = on.iter().filter(|(_, m)| m.len() >= 2).map(|(&e, _)| e).collect();
+        strong.sort_unstable_by(|&x, &y| on[&y].len().cmp(&on[&x].len()).then_with(|| name(x).cmp(name(y))));
+        let by_count = |pred: &dyn Fn(u8, u32) -> bool| -> Vec<u32> {
+            let mut v: Vec<u32> = count.iter().filter(|(&e, &n)| n >= 2 && pred(self.kind(e), e)).map(|(&e, _)| e).collect();
+            v.sort_unstable_by(|&x, &y| count[&y].cmp(&count[&x]).then_with(|| name(x).cmp(name(y))));
             v
         };
-        let strong = by_size(&|e| {
-            let k = self.kind(e);
-            (k == DEVICE || k == PAYMENT) && self.ent[e as usize].binding
-        });
-        let cohorts = by_size(&|e| self.kind(e) == COHORT && self.ent[e as usize].binding);
-        let weak_shared = by_size(&|e| {
-            let k = self.kind(e);
-            k == IP || k == TEMPLATE
-        });
+        let cohorts = by_count(&|k, e| k == COHORT && self.ent[e as usize].binding);
+        let weak_shared = by_count(&|k, _| k == IP || k == TEMPLATE);
+        let shared_count = |e: u32| -> usize { on.get(&e).map(|m| m.len()).unwrap_or_else(|| count.get(&e).copied().unwrap_or(0) as usize) };
 
         // the hub and its near-copies (a renewed company card)
         let mut hub: FxHashSet<u32> = FxHashSet::default();
@@ -202,11 +210,13 @@ impl Graph {
         let median_tokens = *volumes.select_nth_unstable(mid).1 as f64;
         let intensity = if self.population_tokens_median > 0.0 { median_tokens / self.population_tokens_median } else { 0.0 };
         let org = domains.values().copied().max().unwrap_or(0) as f64 / nf;
-        let top_template = on.iter().filter(|(&e, _)| self.kind(e) == TEMPLATE).map(|(_, m)| m.len()).max().unwrap_or(0) as f64 / nf;
-        let single_payer = on.iter().filter(|(&e, _)| self.kind(e) == PAYMENT).map(|(_, m)| m.len()).max().unwrap_or(0) as f64 / nf;
+        let top_template = count.iter().filter(|(&e, _)| self.kind(e) == TEMPLATE).map(|(_, &n)| n).max().unwrap_or(0) as f64 / nf;
+        let single_payer = on.iter().filter(|(&e, _)| self.kind(e) == PAYMENT).map(|(_, m)| m.len() as u32)
+            .chain(count.iter().filter(|(&e, _)| self.kind(e) == PAYMENT).map(|(_, &n)| n))
+            .max().unwrap_or(0) as f64 / nf;
         let largest_core = self.ops.list[cluster.op as usize].nodes.iter()
             .filter(|&&nd| nd & crate::weak::SINGLE == 0).map(|&c| self.cores.size(c)).max().unwrap_or(0) as f64;
-        let owned_weak = weak_shared.iter().filter(|&&e| on[&e].len() as f64 >= self.cfg.weak_purity_min * self.ent[e as usize].members.len() as f64).count();
+        let owned_weak = weak_shared.iter().filter(|&&e| count[&e] as f64 >= self.cfg.weak_purity_min * self.ent[e as usize].members.len() as f64).count();
 
         let values = vec![
             ("size", nf),
@@ -232,53 +242,75 @@ impl Graph {
             ("weak_attached_share", 1.0 - largest_core / nf),
         ];
 
-        let mut evidence = Vec::new();
         let limit = self.cfg.evidence_limit;
-        for e in strong.iter().chain(cohorts.iter()).chain(weak_shared.iter()).take(limit) {
-            let accounts = &on[e];
-            let (mut first, mut last) = (u32::MAX, 0u32);
-            for &a in accounts {
-                if let Some(l) = self.acct[a as usize].link(*e) {
-                    first = first.min(l.ts);
-                    last = last.max(l.ts);
+        let chosen: Vec<u32> = strong.iter().chain(cohorts.iter()).chain(weak_shared.iter()).take(limit).copied().collect();
+        let mut seen: FxHashMap<u32, (u32, u32)> = chosen.iter().map(|&e| (e, (u32::MAX, 0u32))).collect();
+        for &a in &members {
+            for l in &self.acct[a as usize].links {
+                if let Some(span) = seen.get_mut(&l.ent) {
+                    span.0 = span.0.min(l.ts);
+                    span.1 = span.1.max(l.ts);
                 }
             }
-            let full = name(*e);
-            evidence.push(Evidence { kind: full.as_bytes()[0], value: full[2..].to_owned(), members: accounts.len() as u32,
-                                     first_seen: first, last_seen: last });
         }
+        let evidence: Vec<Evidence> = chosen.iter().map(|&e| {
+            let full = name(e);
+            let (first, last) = seen[&e];
+            Evidence { kind: full.as_bytes()[0], value: full[2..].to_owned(), members: shared_count(e) as u32,
+                       first_seen: first, last_seen: last }
+        }).collect();
 
         // infrastructure shared with other tracked clusters: weak entities this cluster uses that
         // another cluster's cores also use (from the entity's per-core counts)
-        let mut shared: FxHashMap<(u32, u8), (u32, FxHashSet<u32>, u32)> = FxHashMap::default();
-        for (&e, accounts) in &on {
+        let mut others_on: FxHashMap<u32, Vec<u32>> = FxHashMap::default(); // weak entity -> other clusters on it
+        for (&e, _) in count.iter() {
             let kind = self.kind(e);
-            if kind != IP && kind != TEMPLATE {
-                continue;
+            if (kind != IP && kind != TEMPLATE) || self.ent[e as usize].members.len() > SHARED_MAX_DEGREE {
+                continue; // a carrier NAT or a framework's default prompt is nobody's lead
             }
-            let mut seen_here: FxHashSet<u32> = FxHashSet::default();
-            for &(core, count) in &self.ent[e as usize].hist {
-                let op = self.cores.list[core as usize].op;
-                if op == NONE {
-                    continue;
+            let mut others: Vec<u32> = Vec::new();
+            for &(core, _) in &self.ent[e as usize].hist {
+                let other = self.cores.list[core as usize].cluster; // settled at the end of every tick
+                if other != NONE && other != no && !others.contains(&other) {
+                    others.push(other);
                 }
-                let other = self.ops.list[op as usize].cluster;
-                if other == NONE || other == no || !seen_here.insert(other) {
-                    continue;
-                }
-                let entry = shared.entry((other, kind)).or_insert_with(|| (0, FxHashSet::default(), 0));
-                entry.0 += 1;
-                entry.1.extend(accounts.iter().copied());
-                entry.2 += count;
             }
-            for &a in accounts {
-                debug_assert!(in_cluster.contains(&a));
+            if !others.is_empty() {
+                others_on.insert(e, others);
+            }
+        }
+        // per (other cluster, kind): shared entities, distinct accounts here on them, distinct there
+        let mut shared: FxHashMap<(u32, u8), (u32, FxHashSet<u32>, FxHashSet<u32>)> = FxHashMap::default();
+        for (&e, others) in &others_on {
+            let kind = self.kind(e);
+            for &other in others {
+                shared.entry((other, kind)).or_insert_with(|| (0, FxHashSet::default(), FxHashSet::default())).0 += 1;
+            }
+            for &m in &self.ent[e as usize].members {
+                let c = self.acct[m as usize].cluster;
+                if c != NONE && c != no && others.contains(&c) {
+                    shared.get_mut(&(c, kind)).expect("counted above").2.insert(m);
+                }
+            }
+        }
+        if !others_on.is_empty() {
+            for &a in &members {
+                for l in &self.acct[a as usize].links {
+                    if let Some(others) = others_on.get(&l.ent) {
+                        let kind = self.kind(l.ent);
+                        for &other in others {
+                            shared.get_mut(&(other, kind)).expect("counted above").1.insert(a);
+                        }
+                    }
+                }
             }
         }
         let mut shared: Vec<SharedWith> = shared.into_iter()
-            .map(|((cluster, kind), (entities, here, there))| SharedWith { cluster, kind, entities, here: here.len() as u32, there })
+            .map(|((cluster, kind), (entities, here, there))| SharedWith {
+                cluster, kind, entities, here: here.len() as u32, there: there.len() as u32 })
             .collect();
         shared.sort_unstable_by(|x, y| y.entities.cmp(&x.entities).then(x.cluster.cmp(&y.cluster)).then(x.kind.cmp(&y.kind)));
+        shared.truncate(SHARED_LIMIT);
         Some(Features { values, evidence, shared, requests, tokens_out: tokens, newest })
     }
 

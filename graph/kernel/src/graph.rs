@@ -204,6 +204,8 @@ pub struct Graph {
     pub population_tokens_median: f64,
     pub counters: GraphCounters,
     pub last_watermark: f64,
+    /// per sending partition: its ids -> ours (accounts, entities); a cache, verified on every use
+    pub remap: FxHashMap<u32, (Vec<u32>, Vec<u32>)>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -223,7 +225,7 @@ impl Graph {
             clusters: FxHashMap::default(), next_cluster: 1, open_buckets: FxHashMap::default(),
             closed_minutes_before: 0, dirty: Dirty::default(), stamp: 1, now: i64::MIN, link_count: 0,
             deltas: FxHashMap::default(), population_tokens_median: 0.0,
-            counters: GraphCounters::default(), last_watermark: f64::NEG_INFINITY,
+            counters: GraphCounters::default(), last_watermark: f64::NEG_INFINITY, remap: FxHashMap::default(),
         }
     }
 
@@ -256,33 +258,47 @@ impl Graph {
         }
         let mut out = TickOut { tick_end, watermark: self.last_watermark, ..Default::default() };
 
-        let mut removes: Vec<(&str, &str)> = Vec::new();
-        let mut adds: Vec<(&str, &str, u32)> = Vec::new();
-        let mut activity: Vec<(&str, &str, u32)> = Vec::new();
-        for b in batches {
-            removes.extend(b.removes.iter().map(|&(a, e)| (b.accounts.get(a), b.entities.get(e))));
-            adds.extend(b.adds.iter().map(|&(a, e, t)| (b.accounts.get(a), b.entities.get(e), t)));
-            activity.extend(b.activity.iter().map(|&(a, e, m)| (b.accounts.get(a), b.entities.get(e), m)));
+        // Canonical order: by the names' stable hashes (names break the rare tie), so ids, and with
+        // them every tie-break, are the same however the input was partitioned.
+        type Ref = (u64, u64, usize, u32, u32); // (account hash, entity hash, batch, account, entity)
+        let mut removes: Vec<Ref> = Vec::new();
+        let mut adds: Vec<(Ref, u32)> = Vec::new();
+        for (bi, b) in batches.iter().enumerate() {
+            removes.extend(b.removes.iter().map(|&(a, e)| (b.accounts.hashes[a as usize], b.entities.hashes[e as usize], bi, a, e)));
+            adds.extend(b.adds.iter().map(|&(a, e, t)| ((b.accounts.hashes[a as usize], b.entities.hashes[e as usize], bi, a, e), t)));
         }
         let n_changes: usize = batches.iter().map(|b| b.changes()).sum();
         self.counters.changes += n_changes as u64;
-        removes.sort_unstable();
-        adds.sort_unstable();
-        activity.sort_unstable();
-
-        for (a, e) in removes {
-            match (self.accounts.lookup(a), self.entities.lookup(e)) {
+        let names = |r: &Ref| (batches[r.2].accounts.get(r.3), batches[r.2].entities.get(r.4));
+        removes.sort_unstable_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)).then_with(|| names(x).cmp(&names(y))));
+        adds.sort_unstable_by(|x, y| (x.0 .0, x.0 .1).cmp(&(y.0 .0, y.0 .1)).then_with(|| names(&x.0).cmp(&names(&y.0))));
+        for r in &removes {
+            let b = &batches[r.2];
+            match (self.resolve_account(b, r.3, false), self.resolve_entity(b, r.4, false)) {
                 (Some(a), Some(e)) if self.acct[a as usize].link(e).is_some() => self.remove_link(a, e),
                 _ => self.counters.unknown_removals += 1,
             }
         }
-        for (a, e, t) in adds {
-            let a = self.intern_account(a);
-            let e = self.intern_entity(e);
+        for (r, t) in &adds {
+            let b = &batches[r.2];
+            let a = self.resolve_account(b, r.3, true).expect("created");
+            let e = self.resolve_entity(b, r.4, true).expect("created");
             if self.acct[a as usize].link(e).is_none() {
-                self.add_link(a, e, t);
+                self.add_link(a, e, *t);
             }
         }
+        let mut activity: Vec<(u64, u64, u32, usize, u32, u32)> = Vec::new();
+        for (bi, b) in batches.iter().enumerate() {
+            activity.extend(b.activity.iter().map(|&(a, e, m)| (b.accounts.hashes[a as usize], b.entities.hashes[e as usize], m, bi, a, e)));
+        }
+        activity.sort_unstable_by(|x, y| (x.0, x.1, x.2).cmp(&(y.0, y.1, y.2)).then_with(|| {
+            (batches[x.3].accounts.get(x.4), batches[x.3].entities.get(x.5))
+                .cmp(&(batches[y.3].accounts.get(y.4), batches[y.3].entities.get(y.5)))
+        }));
+        let activity: Vec<(u32, u32, u32)> = activity.iter().filter_map(|&(_, _, m, bi, a, e)| {
+            let b = &batches[bi];
+            Some((self.resolve_account(b, a, false)?, self.resolve_entity(b, e, false)?, m))
+        }).collect();
         self.apply_facts(batches);
         let worked_before = !self.dirty.strong.is_empty() || !self.dirty.weak.is_empty() || !self.dirty.lost.is_empty()
             || !self.dirty.unite.is_empty();
@@ -298,6 +314,44 @@ impl Graph {
         }
         out.worked = worked_before || !out.lineage.is_empty() || !out.touched.is_empty();
         out
+    }
+
+    /// The graph's id for a batch's account name: the sender's id is tried first (a cache, checked by
+    /// comparing names), else the name is looked up (or, with `create`, interned).
+    fn resolve_account(&mut self, b: &ChangeBatch, i: u32, create: bool) -> Option<u32> {
+        let name = b.accounts.get(i);
+        let hint = b.accounts.ids[i as usize] as usize;
+        let cache = &self.remap.entry(b.partition).or_default().0;
+        if let Some(&id) = cache.get(hint) {
+            if id != NONE && self.accounts.is_live(id) && self.accounts.bytes(id) == name.as_bytes() {
+                return Some(id);
+            }
+        }
+        let id = if create { Some(self.intern_account(name)) } else { self.accounts.lookup(name) }?;
+        let cache = &mut self.remap.get_mut(&b.partition).expect("made above").0;
+        if cache.len() <= hint {
+            cache.resize(hint + 1, NONE);
+        }
+        cache[hint] = id;
+        Some(id)
+    }
+
+    fn resolve_entity(&mut self, b: &ChangeBatch, i: u32, create: bool) -> Option<u32> {
+        let name = b.entities.get(i);
+        let hint = b.entities.ids[i as usize] as usize;
+        let cache = &self.remap.entry(b.partition).or_default().1;
+        if let Some(&id) = cache.get(hint) {
+            if id != NONE && self.entities.is_live(id) && self.entities.bytes(id) == name.as_bytes() {
+                return Some(id);
+            }
+        }
+        let id = if create { Some(self.intern_entity(name)) } else { self.entities.lookup(name) }?;
+        let cache = &mut self.remap.get_mut(&b.partition).expect("made above").1;
+        if cache.len() <= hint {
+            cache.resize(hint + 1, NONE);
+        }
+        cache[hint] = id;
+        Some(id)
     }
 
     fn intern_account(&mut self, s: &str) -> u32 {
@@ -431,7 +485,7 @@ impl Graph {
     fn apply_facts(&mut self, batches: &[ChangeBatch]) {
         for b in batches {
             for &(a, t) in &b.signups {
-                if let Some(id) = self.accounts.lookup(b.accounts.get(a)) {
+                if let Some(id) = self.resolve_account(b, a, false) {
                     let acc = &mut self.acct[id as usize];
                     if acc.signup == NONE || t > acc.signup {
                         acc.signup = t;
@@ -439,13 +493,13 @@ impl Graph {
                 }
             }
             for &(a, d) in &b.domain_facts {
-                if let Some(id) = self.accounts.lookup(b.accounts.get(a)) {
+                if let Some(id) = self.resolve_account(b, a, false) {
                     let dom = self.domains.intern(b.domains.get(d)).0;
                     self.acct[id as usize].domain = dom;
                 }
             }
             for &(a, h) in &b.datacenter {
-                if let Some(id) = self.accounts.lookup(b.accounts.get(a)) {
+                if let Some(id) = self.resolve_account(b, a, false) {
                     let acc = &mut self.acct[id as usize];
                     if acc.dc_hour == NONE || h > acc.dc_hour {
                         acc.dc_hour = h;
@@ -453,7 +507,7 @@ impl Graph {
                 }
             }
             for &(a, h, r, t) in &b.usage {
-                if let Some(id) = self.accounts.lookup(b.accounts.get(a)) {
+                if let Some(id) = self.resolve_account(b, a, false) {
                     let usage = &mut self.acct[id as usize].usage;
                     match usage.binary_search_by_key(&h, |u| u.0) {
                         Ok(i) => {
@@ -472,10 +526,9 @@ impl Graph {
     /// `sync_min_accounts` accounts, and at least `sync_min_share` of the template's live accounts,
     /// used the template in that minute. An account whose template minutes are mostly synchronous
     /// (`hits >= sync_min_buckets` and `hits >= sync_min_ratio * uses`) joins the template's cohort.
-    fn lockstep(&mut self, activity: &[(&str, &str, u32)], tick_end: i64) {
+    fn lockstep(&mut self, activity: &[(u32, u32, u32)], tick_end: i64) {
         let bucket = self.cfg.sync_bucket_seconds as i64;
         for &(a, e, minute) in activity {
-            let (Some(a), Some(e)) = (self.accounts.lookup(a), self.entities.lookup(e)) else { continue };
             let Some(link) = self.acct[a as usize].link_mut(e) else { continue };
             link.uses = link.uses.saturating_add(1);
             self.dirty.cohort_check.push((a, e));

@@ -10,6 +10,27 @@ use std::hash::{BuildHasher, Hasher};
 
 pub const NONE: u32 = u32::MAX;
 
+/// The hash of `prefix` + `value`, computed over the concatenation (so a key interned in parts is
+/// found whole): short keys are joined on the stack.
+fn hash_bytes(hasher: &hashbrown::DefaultHashBuilder, prefix: &[u8], value: &[u8]) -> u64 {
+    let mut h = hasher.build_hasher();
+    let n = prefix.len() + value.len();
+    if prefix.is_empty() {
+        h.write(value);
+    } else if n <= 128 {
+        let mut buf = [0u8; 128];
+        buf[..prefix.len()].copy_from_slice(prefix);
+        buf[prefix.len()..n].copy_from_slice(value);
+        h.write(&buf[..n]);
+    } else {
+        let mut joined = Vec::with_capacity(n);
+        joined.extend_from_slice(prefix);
+        joined.extend_from_slice(value);
+        h.write(&joined);
+    }
+    h.finish()
+}
+
 #[derive(Default)]
 pub struct Interner {
     arena: Vec<u8>,
@@ -29,9 +50,7 @@ impl Interner {
     }
 
     fn hash(&self, s: &[u8]) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        h.write(s);
-        h.finish()
+        hash_bytes(&self.hasher, b"", s)
     }
 
     #[inline]
@@ -56,12 +75,18 @@ impl Interner {
 
     /// The id of `s`, adding it with no references if new. Returns (id, was_new).
     pub fn intern(&mut self, s: &str) -> (u32, bool) {
-        let b = s.as_bytes();
-        let h = self.hash(b);
+        self.intern_parts(b"", s.as_bytes())
+    }
+
+    /// The id of `prefix` + `value` (an entity key such as `d:` + device id), without building it.
+    pub fn intern_parts(&mut self, prefix: &[u8], value: &[u8]) -> (u32, bool) {
+        let h = hash_bytes(&self.hasher, prefix, value);
+        let plen = prefix.len();
         if let Some(&id) = self.table.find(h, |&id| {
             let i = id as usize;
             let st = self.start[i] as usize;
-            &self.arena[st..st + self.len[i] as usize] == b
+            let stored = &self.arena[st..st + self.len[i] as usize];
+            stored.len() == plen + value.len() && &stored[..plen] == prefix && &stored[plen..] == value
         }) {
             return (id, false);
         }
@@ -76,18 +101,17 @@ impl Interner {
         };
         let i = id as usize;
         self.start[i] = self.arena.len() as u32;
-        self.len[i] = b.len() as u32;
+        self.len[i] = (plen + value.len()) as u32;
         self.refs[i] = 0;
-        self.arena.extend_from_slice(b);
+        self.arena.extend_from_slice(prefix);
+        self.arena.extend_from_slice(value);
         self.live += 1;
         let (arena, start, len) = (&self.arena, &self.start, &self.len);
         let hasher = &self.hasher;
         self.table.insert_unique(h, id, |&other| {
             let o = other as usize;
             let st = start[o] as usize;
-            let mut hh = hasher.build_hasher();
-            hh.write(&arena[st..st + len[o] as usize]);
-            hh.finish()
+            hash_bytes(hasher, b"", &arena[st..st + len[o] as usize])
         });
         (id, true)
     }

@@ -3,6 +3,7 @@
 
 pub mod changes;
 pub mod check;
+pub mod contract;
 pub mod cores;
 pub mod features;
 pub mod graph;
@@ -49,12 +50,29 @@ fn opt_str<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
     Ok(Some(item.downcast::<PyString>()?.to_str()?))
 }
 
+/// One event from the 16 EventColumns fields, in their order (graph/events.py).
+fn row_from<'a>(source: u64, f: &'a [Bound<'_, PyAny>]) -> PyResult<window::EventRow<'a>> {
+    if f.len() != 16 {
+        return Err(PyValueError::new_err("a fallback event has 16 fields"));
+    }
+    let etype_s = f[1].downcast::<PyString>()?.to_str()?;
+    let etype = window::EVENT_TYPES.iter().position(|&t| t == etype_s)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown event type {etype_s:?}")))? as u8;
+    Ok(window::EventRow {
+        source, event_id: f[0].downcast::<PyString>()?.to_str()?, etype,
+        account: f[2].downcast::<PyString>()?.to_str()?, ts: f[3].extract()?,
+        device: opt_str(&f[4])?, ip: opt_str(&f[5])?, payment: opt_str(&f[6])?, template: opt_str(&f[7])?,
+        email_domain: opt_str(&f[8])?, asn: opt_str(&f[9])?, user_agent: opt_str(&f[10])?, country: opt_str(&f[11])?,
+        model: opt_str(&f[12])?, requests: opt_u64(&f[13])?, tokens_in: opt_u64(&f[14])?, tokens_out: opt_u64(&f[15])?,
+    })
+}
+
 fn opt_u64(item: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
     if item.is_none() {
         return Ok(None);
     }
-    let v: i64 = item.extract()?;
-    Ok(Some(v.max(0) as u64))
+    // the decoder bounds these below (>= 0, >= 1); above u64 they saturate
+    Ok(Some(item.extract::<u64>().unwrap_or(u64::MAX)))
 }
 
 #[pymethods]
@@ -111,6 +129,51 @@ impl Window {
                 tokens_in: opt_u64(&cols[15][i])?,
                 tokens_out: opt_u64(&cols[16][i])?,
             });
+        }
+        self.inner.feed(&rows, wall);
+        Ok(())
+    }
+
+    /// Decode and apply JSON values (the `account-events` contract) in one pass. A value the kernel's
+    /// strict decoder does not take is handed to `fallback(index)`, which returns the event as a tuple
+    /// of the 16 EventColumns fields (the adapter's decoder accepted it) or None (it dead-lettered it).
+    /// Each event's source number is `first_source + index`.
+    #[pyo3(signature = (values, first_source, fallback, wall=None))]
+    fn feed_json(&mut self, values: &Bound<'_, PyList>, first_source: u64, fallback: &Bound<'_, PyAny>,
+                 wall: Option<f64>) -> PyResult<()> {
+        let items: Vec<Bound<'_, PyAny>> = values.iter().collect();
+        let mut fast: Vec<Option<contract::Decoded>> = Vec::with_capacity(items.len());
+        let mut slow: Vec<(usize, Bound<'_, PyTuple>)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let raw = item.downcast::<PyBytes>()?.as_bytes();
+            match contract::decode(raw) {
+                Some(d) => fast.push(Some(d)),
+                None => {
+                    fast.push(None);
+                    let got = fallback.call1((i,))?;
+                    if !got.is_none() {
+                        slow.push((i, got.downcast_into::<PyTuple>()?));
+                    }
+                }
+            }
+        }
+        let slow_items: Vec<(usize, Vec<Bound<'_, PyAny>>)> = slow.iter().map(|(i, t)| (*i, t.iter().collect())).collect();
+        let mut slow_at = slow_items.iter().peekable();
+        let mut rows = Vec::with_capacity(items.len());
+        for (i, d) in fast.iter().enumerate() {
+            let source = first_source + i as u64;
+            if let Some(d) = d {
+                rows.push(window::EventRow {
+                    source, event_id: &d.event_id, etype: d.etype, account: &d.account, ts: d.ts,
+                    device: d.device.as_deref(), ip: d.ip.as_deref(), payment: d.payment.as_deref(),
+                    template: d.template.as_deref(), email_domain: d.email_domain.as_deref(), asn: d.asn.as_deref(),
+                    user_agent: d.user_agent.as_deref(), country: d.country.as_deref(), model: d.model.as_deref(),
+                    requests: d.requests, tokens_in: d.tokens_in, tokens_out: d.tokens_out,
+                });
+            } else if slow_at.peek().map(|(j, _)| *j == i).unwrap_or(false) {
+                let (_, f) = slow_at.next().unwrap();
+                rows.push(row_from(source, f)?);
+            }
         }
         self.inner.feed(&rows, wall);
         Ok(())
@@ -296,10 +359,10 @@ impl Graph {
         let Some(f) = self.inner.features(cluster) else { return Ok(None) };
         let values = PyDict::new(py);
         for (k, v) in &f.values {
-            values.set_item(*k, *v)?;
+            values.set_item(*k, (v * 10_000.0).round() / 10_000.0)?;
         }
-        let evidence: Vec<(&str, String, u32, u32, u32)> = f.evidence.into_iter()
-            .map(|e| (kind_name(e.kind), e.value, e.members, e.first_seen, e.last_seen)).collect();
+        let evidence: Vec<(&str, String, u32, f64, f64)> = f.evidence.into_iter()
+            .map(|e| (kind_name(e.kind), e.value, e.members, e.first_seen as f64, e.last_seen as f64)).collect();
         let shared: Vec<(u32, &str, u32, u32, u32)> = f.shared.into_iter()
             .map(|s| (s.cluster, kind_name(s.kind), s.entities, s.here, s.there)).collect();
         let t = PyTuple::new(py, [values.into_any(), evidence.into_pyobject(py)?.into_any(),
@@ -424,8 +487,36 @@ impl Graph {
     }
 }
 
+/// The kernel's strict JSON decoder on one value: the 16 EventColumns fields, or None where it defers
+/// to the adapter's decoder (for the differential test against it).
+#[pyfunction]
+fn fast_decode<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let Some(d) = contract::decode(raw) else { return Ok(None) };
+    let s = |v: &Option<std::borrow::Cow<'_, str>>| v.as_deref().map(str::to_owned);
+    let fields: Vec<PyObject> = vec![
+        d.event_id.as_ref().into_pyobject(py)?.into_any().unbind(),
+        window::EVENT_TYPES[d.etype as usize].into_pyobject(py)?.into_any().unbind(),
+        d.account.as_ref().into_pyobject(py)?.into_any().unbind(),
+        d.ts.into_pyobject(py)?.into_any().unbind(),
+        s(&d.device).into_pyobject(py)?.into_any().unbind(),
+        s(&d.ip).into_pyobject(py)?.into_any().unbind(),
+        s(&d.payment).into_pyobject(py)?.into_any().unbind(),
+        s(&d.template).into_pyobject(py)?.into_any().unbind(),
+        s(&d.email_domain).into_pyobject(py)?.into_any().unbind(),
+        s(&d.asn).into_pyobject(py)?.into_any().unbind(),
+        s(&d.user_agent).into_pyobject(py)?.into_any().unbind(),
+        s(&d.country).into_pyobject(py)?.into_any().unbind(),
+        s(&d.model).into_pyobject(py)?.into_any().unbind(),
+        d.requests.into_pyobject(py)?.into_any().unbind(),
+        d.tokens_in.into_pyobject(py)?.into_any().unbind(),
+        d.tokens_out.into_pyobject(py)?.into_any().unbind(),
+    ];
+    Ok(Some(PyTuple::new(py, fields)?))
+}
+
 #[pymodule]
 fn _kernel(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(fast_decode, m)?)?;
     m.add_class::<Window>()?;
     m.add_class::<Batch>()?;
     m.add_class::<Graph>()?;

@@ -188,7 +188,10 @@ impl Window {
                 }
                 Admission::Conflict => {
                     self.counters.id_conflict += 1;
-                    self.rejected.push((row.source, REJECT_CONFLICT, String::new()));
+                    let shown: String = row.event_id.chars().take(80).collect();
+                    let quoted = if shown.contains('\'') { format!("\"{shown}\"") } else { format!("'{shown}'") };
+                    self.rejected.push((row.source, REJECT_CONFLICT,
+                                        format!("event_id {quoted} was seen before with different content")));
                     continue;
                 }
                 Admission::New => {}
@@ -294,10 +297,7 @@ impl Window {
     }
 
     fn retain_entity(&mut self, prefix: &str, value: &str) -> u32 {
-        let mut key = String::with_capacity(prefix.len() + value.len());
-        key.push_str(prefix);
-        key.push_str(value);
-        let (id, _) = self.entities.intern(&key);
+        let (id, _) = self.entities.intern_parts(prefix.as_bytes(), value.as_bytes());
         self.entities.retain(id);
         id
     }
