@@ -16,7 +16,7 @@ from graph.config import DetectionConfig
 from graph.identity import ClusterRecord, LineageEvent, cluster_id
 from graph.scoring import ClusterScore, score_cluster
 from graph.vocab import LineageKind, Severity, Verdict
-from graph.window import Rejected
+from graph.window import PartitionWindow, Rejected
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +56,12 @@ class EngineOutput:
 
 
 class Detector:
-    def __init__(self, config: DetectionConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: DetectionConfig, clock: Callable[[], float] = time.time,
+                 window: PartitionWindow | None = None) -> None:
+        """With ``window`` (the one partition of a single process) the graph shares its names."""
         self.config = config
         self.clock = clock
-        self.graph = _kernel.Graph(config.kernel())
+        self.graph = _kernel.Graph(config.kernel(), window.kernel if window is not None else None)
         self.clusters: dict[str, ClusterRecord] = {}
         self.merged_into: dict[str, str] = {}  # absorbed id -> survivor, to follow old ids
         self.alerts = AlertBook(config)

@@ -32,7 +32,7 @@ class DetectionEngine:
     def __init__(self, config: DetectionConfig | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config = config or DetectionConfig()
         self.window = PartitionWindow(self.config)
-        self.detector = Detector(self.config, clock)
+        self.detector = Detector(self.config, clock, self.window)
 
     def process(self, events: Iterable[AccountEvent] | EventColumns, wall: float | None = None) -> EngineOutput:
         """Apply a batch. ``wall`` (the worker's wall clock, epoch seconds) also bounds event time;

@@ -79,7 +79,7 @@ class EventFactory:
                 out.append(self.event(a, ts, device=f"fd{hub % DEVICE_POOL}", ip=f"45.0.{hub % IP_POOL}.1", kind="signup"))
                 out.append(self.event(a, ts + 0.5, ip=f"45.0.{nxt % IP_POOL}.1", kind="api_usage"))
             elif case.kind == "api_servers":  # farm stars (one phone each) glued by the operation's own servers
-                star = f"st{case.hub_base}-{i % max(1, case.hubs)}"
+                star = f"st{case.hub_base}-{i % max(1, min(case.hubs, case.size // 6))}"  # stars of >= 6 accounts
                 out.append(self.event(a, ts, device=star, kind="signup"))
                 for k in range(3):
                     out.append(self.event(a, ts + 0.5 + k, ip=f"45.{case.hub_base}.0.{k}", kind="api_usage",

@@ -4,6 +4,7 @@
 //! cross. A batch names its accounts and entities by string (a per-batch string table), so it can
 //! travel between processes (`to_bytes` / `from_bytes`) and be applied by any worker.
 
+use crate::intern::Interner;
 use rustc_hash::FxHashMap;
 
 pub const FORMAT_VERSION: u8 = 2;
@@ -26,13 +27,19 @@ impl StrTable {
         self.hashes.push(crate::hashing::name_hash(s));
         (self.ends.len() - 1) as u32
     }
+    /// Shared names (one process): the sender's id and the name's hash, not the name itself.
+    pub fn push_id(&mut self, id: u32, hash: u64) -> u32 {
+        self.ids.push(id);
+        self.hashes.push(hash);
+        (self.ids.len() - 1) as u32
+    }
     pub fn get(&self, i: u32) -> &str {
         let i = i as usize;
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         unsafe { std::str::from_utf8_unchecked(&self.bytes[start..self.ends[i] as usize]) }
     }
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.ids.len()
     }
 }
 
@@ -42,6 +49,8 @@ pub struct ChangeBatch {
     pub tick_end: i64,
     pub watermark: f64,
     pub partition: u32,
+    /// the receiver shares the sender's names: tables hold ids only, each retained until applied
+    pub shared: bool,
     pub accounts: StrTable,
     pub entities: StrTable, // "d:", "p:", "i:", "t:" + value
     pub domains: StrTable,
@@ -65,7 +74,14 @@ impl ChangeBatch {
             + self.domain_facts.len() + self.datacenter.len()
     }
 
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        if self.shared {
+            return Err("a batch for a graph in the same process carries ids, not names: it cannot be sent".into());
+        }
+        Ok(self.encode())
+    }
+
+    fn encode(&self) -> Vec<u8> {
         let mut w = Writer(Vec::with_capacity(64 + self.accounts.bytes.len() + self.entities.bytes.len() + self.changes() * 12));
         w.0.extend_from_slice(b"FGCB");
         w.u8(FORMAT_VERSION);
@@ -231,33 +247,46 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Builds a batch from ids of the window's interners: each string is copied once per batch.
+/// Builds a batch from ids of the window's names: each name is copied (or, shared, retained) once per batch.
 #[derive(Default)]
 pub struct BatchBuilder {
     pub batch: ChangeBatch,
+    pub shared: bool,
     accounts: FxHashMap<u32, u32>,
     entities: FxHashMap<u32, u32>,
     domains: FxHashMap<u32, u32>,
 }
 
+fn add(map: &mut FxHashMap<u32, u32>, table: &mut StrTable, names: &mut Interner, id: u32, shared: bool) -> u32 {
+    if let Some(&i) = map.get(&id) {
+        return i;
+    }
+    let i = if shared {
+        names.retain(id); // released by the graph once applied
+        table.push_id(id, crate::hashing::name_hash(names.bytes(id)))
+    } else {
+        table.push(names.bytes(id), id)
+    };
+    map.insert(id, i);
+    i
+}
+
 impl BatchBuilder {
-    pub fn account(&mut self, id: u32, s: &[u8]) -> u32 {
-        let t = &mut self.batch.accounts;
-        *self.accounts.entry(id).or_insert_with(|| t.push(s, id))
+    pub fn account(&mut self, names: &mut Interner, id: u32) -> u32 {
+        add(&mut self.accounts, &mut self.batch.accounts, names, id, self.shared)
     }
-    pub fn entity(&mut self, id: u32, s: &[u8]) -> u32 {
-        let t = &mut self.batch.entities;
-        *self.entities.entry(id).or_insert_with(|| t.push(s, id))
+    pub fn entity(&mut self, names: &mut Interner, id: u32) -> u32 {
+        add(&mut self.entities, &mut self.batch.entities, names, id, self.shared)
     }
-    pub fn domain(&mut self, id: u32, s: &[u8]) -> u32 {
-        let t = &mut self.batch.domains;
-        *self.domains.entry(id).or_insert_with(|| t.push(s, id))
+    pub fn domain(&mut self, names: &mut Interner, id: u32) -> u32 {
+        add(&mut self.domains, &mut self.batch.domains, names, id, self.shared)
     }
     pub fn finish(&mut self, tick_end: i64, watermark: f64, partition: u32) -> ChangeBatch {
         let mut b = std::mem::take(&mut self.batch);
         b.tick_end = tick_end;
         b.watermark = watermark;
         b.partition = partition;
+        b.shared = self.shared;
         self.accounts.clear();
         self.entities.clear();
         self.domains.clear();
@@ -272,15 +301,19 @@ mod tests {
     #[test]
     fn a_batch_survives_the_wire_and_corruption_is_refused() {
         let mut b = BatchBuilder::default();
-        let a = b.account(5, b"acct");
-        let e = b.entity(9, b"d:phone");
-        let d = b.domain(1, b"x.com");
+        let mut names = crate::intern::Names::default();
+        let (acct, _) = names.accounts.intern("acct");
+        let (phone, _) = names.entities.intern("d:phone");
+        let (dom, _) = names.domains.intern("x.com");
+        let a = b.account(&mut names.accounts, acct);
+        let e = b.entity(&mut names.entities, phone);
+        let d = b.domain(&mut names.domains, dom);
         b.batch.adds.push((a, e, 100));
         b.batch.removes.push((a, e));
         b.batch.usage.push((a, 3, 40, 1 << 40));
         b.batch.domain_facts.push((a, d));
         let batch = b.finish(120, 60.0, 2);
-        let bytes = batch.to_bytes();
+        let bytes = batch.to_bytes().unwrap();
         let back = ChangeBatch::from_bytes(&bytes).unwrap();
         assert_eq!(back.tick_end, 120);
         assert_eq!(back.accounts.get(0), "acct");

@@ -14,7 +14,7 @@ impl Graph {
             if !acc.live {
                 continue;
             }
-            if !self.accounts.is_live(a) {
+            if !self.acc_is_live(a) {
                 bad.push(format!("account {a} live in the graph but freed in the interner"));
             }
             for l in &acc.links {
@@ -25,7 +25,7 @@ impl Graph {
             }
             let strong = acc.links.iter().any(|l| self.ent[l.ent as usize].binding);
             if strong != acc.strong {
-                bad.push(format!("account {} strong flag {} but binding links say {strong}: {:?}", self.accounts.get_str(a), acc.strong, acc.links.iter().map(|l| (self.entities.get_str(l.ent).to_owned(), self.ent[l.ent as usize].binding, self.ent[l.ent as usize].members.len())).collect::<Vec<_>>()));
+                bad.push(format!("account {} strong flag {} but binding links say {strong}: {:?}", self.acc_str(a), acc.strong, acc.links.iter().map(|l| (self.ent_str(l.ent).to_owned(), self.ent[l.ent as usize].binding, self.ent[l.ent as usize].members.len())).collect::<Vec<_>>()));
             }
             if acc.core != NONE {
                 let core = &self.cores.list[acc.core as usize];

@@ -127,7 +127,7 @@ impl Graph {
                 newest = newest.max(l.ts);
             }
         }
-        let name = |e: u32| self.entities.get_str(e);
+        let name = |e: u32| self.ent_str(e);
         let mut strong: Vec<u32> = on.iter().filter(|(_, m)| m.len() >= 2).map(|(&e, _)| e).collect();
         strong.sort_unstable_by(|&x, &y| on[&y].len().cmp(&on[&x].len()).then_with(|| name(x).cmp(name(y))));
         let by_count = |pred: &dyn Fn(u8, u32) -> bool| -> Vec<u32> {
@@ -187,7 +187,7 @@ impl Graph {
             if acc.dc_hour != NONE && acc.dc_hour >= horizon_hour {
                 datacenter += 1;
             }
-            if acc.domain != NONE && !self.cfg.freemail.contains(self.domains.get_str(acc.domain)) {
+            if acc.domain != NONE && !self.cfg.freemail.contains(self.names.domains.get_str(acc.domain)) {
                 *domains.entry(acc.domain).or_insert(0) += 1;
             }
             let (mut r, mut t) = (0u64, 0u64);
@@ -323,7 +323,7 @@ impl Graph {
             for l in &self.acct[a as usize].links {
                 let k = self.kind(l.ent);
                 if (k == DEVICE || k == PAYMENT) && self.ent[l.ent as usize].binding && seen.insert(l.ent) {
-                    out.push(self.entities.get_str(l.ent).to_owned());
+                    out.push(self.ent_str(l.ent).to_owned());
                 }
             }
         }

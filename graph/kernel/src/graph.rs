@@ -13,7 +13,7 @@
 //!    public ids and lineage (`identity.rs`).
 
 use crate::changes::ChangeBatch;
-use crate::intern::{Interner, NONE};
+use crate::intern::{Names, Space, NONE};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 pub const DEVICE: u8 = b'd';
@@ -184,9 +184,10 @@ pub struct Dirty {
 
 pub struct Graph {
     pub cfg: GraphConfig,
-    pub accounts: Interner,
-    pub entities: Interner,
-    pub domains: Interner,
+    pub names: Names,
+    /// the graph's own ids for accounts and entities (see intern::Space)
+    pub acc_space: Space,
+    pub ent_space: Space,
     pub acct: Vec<AcctB>,
     pub ent: Vec<EntB>,
     pub cores: crate::cores::Cores,
@@ -217,10 +218,72 @@ pub struct GraphCounters {
     pub split_steps: u64, // accounts the split check expanded (its cost)
 }
 
+fn account_name<'a>(names: &'a Names, b: &'a ChangeBatch, i: u32) -> &'a str {
+    if b.shared { names.accounts.get_str(b.accounts.ids[i as usize]) } else { b.accounts.get(i) }
+}
+
+fn entity_name<'a>(names: &'a Names, b: &'a ChangeBatch, i: u32) -> &'a str {
+    if b.shared { names.entities.get_str(b.entities.ids[i as usize]) } else { b.entities.get(i) }
+}
+
 impl Graph {
+    // -- names through the graph's ids ------------------------------------------------------------
+    #[inline]
+    pub fn acc_str(&self, b: u32) -> &str {
+        self.names.accounts.get_str(self.acc_space.to_names(b))
+    }
+    #[inline]
+    pub fn acc_bytes(&self, b: u32) -> &[u8] {
+        self.names.accounts.bytes(self.acc_space.to_names(b))
+    }
+    pub fn acc_lookup(&self, s: &str) -> Option<u32> {
+        self.acc_space.lookup(&self.names.accounts, s)
+    }
+    pub fn acc_intern(&mut self, s: &str) -> (u32, bool) {
+        self.acc_space.intern(&mut self.names.accounts, s)
+    }
+    pub fn acc_retain(&mut self, b: u32) {
+        self.acc_space.retain(&mut self.names.accounts, b)
+    }
+    pub fn acc_release(&mut self, b: u32) -> bool {
+        self.acc_space.release(&mut self.names.accounts, b)
+    }
+    pub fn acc_is_live(&self, b: u32) -> bool {
+        self.acc_space.is_live(&self.names.accounts, b)
+    }
+    pub fn acc_count(&self) -> usize {
+        self.acc_space.count(&self.names.accounts)
+    }
+    #[inline]
+    pub fn ent_str(&self, b: u32) -> &str {
+        self.names.entities.get_str(self.ent_space.to_names(b))
+    }
+    #[inline]
+    pub fn ent_bytes(&self, b: u32) -> &[u8] {
+        self.names.entities.bytes(self.ent_space.to_names(b))
+    }
+    pub fn ent_lookup(&self, s: &str) -> Option<u32> {
+        self.ent_space.lookup(&self.names.entities, s)
+    }
+    pub fn ent_intern(&mut self, s: &str) -> (u32, bool) {
+        self.ent_space.intern(&mut self.names.entities, s)
+    }
+    pub fn ent_retain(&mut self, b: u32) {
+        self.ent_space.retain(&mut self.names.entities, b)
+    }
+    pub fn ent_release(&mut self, b: u32) -> bool {
+        self.ent_space.release(&mut self.names.entities, b)
+    }
+    pub fn ent_is_live(&self, b: u32) -> bool {
+        self.ent_space.is_live(&self.names.entities, b)
+    }
+    pub fn ent_count(&self) -> usize {
+        self.ent_space.count(&self.names.entities)
+    }
+
     pub fn new(cfg: GraphConfig) -> Self {
         Graph {
-            cfg, accounts: Interner::new(), entities: Interner::new(), domains: Interner::new(), acct: Vec::new(),
+            cfg, names: Names::default(), acc_space: Space::default(), ent_space: Space::default(), acct: Vec::new(),
             ent: Vec::new(), cores: Default::default(), weak: Default::default(), ops: Default::default(),
             clusters: FxHashMap::default(), next_cluster: 1, open_buckets: FxHashMap::default(),
             closed_minutes_before: 0, dirty: Dirty::default(), stamp: 1, now: i64::MIN, link_count: 0,
@@ -269,9 +332,13 @@ impl Graph {
         }
         let n_changes: usize = batches.iter().map(|b| b.changes()).sum();
         self.counters.changes += n_changes as u64;
-        let names = |r: &Ref| (batches[r.2].accounts.get(r.3), batches[r.2].entities.get(r.4));
-        removes.sort_unstable_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)).then_with(|| names(x).cmp(&names(y))));
-        adds.sort_unstable_by(|x, y| (x.0 .0, x.0 .1).cmp(&(y.0 .0, y.0 .1)).then_with(|| names(&x.0).cmp(&names(&y.0))));
+        {
+            // (ties of 64-bit name hashes are broken by the names)
+            let n = &self.names;
+            let names = |r: &Ref| (account_name(n, &batches[r.2], r.3), entity_name(n, &batches[r.2], r.4));
+            removes.sort_unstable_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)).then_with(|| names(x).cmp(&names(y))));
+            adds.sort_unstable_by(|x, y| (x.0 .0, x.0 .1).cmp(&(y.0 .0, y.0 .1)).then_with(|| names(&x.0).cmp(&names(&y.0))));
+        }
         for r in &removes {
             let b = &batches[r.2];
             match (self.resolve_account(b, r.3, false), self.resolve_entity(b, r.4, false)) {
@@ -291,10 +358,13 @@ impl Graph {
         for (bi, b) in batches.iter().enumerate() {
             activity.extend(b.activity.iter().map(|&(a, e, m)| (b.accounts.hashes[a as usize], b.entities.hashes[e as usize], m, bi, a, e)));
         }
-        activity.sort_unstable_by(|x, y| (x.0, x.1, x.2).cmp(&(y.0, y.1, y.2)).then_with(|| {
-            (batches[x.3].accounts.get(x.4), batches[x.3].entities.get(x.5))
-                .cmp(&(batches[y.3].accounts.get(y.4), batches[y.3].entities.get(y.5)))
-        }));
+        {
+            let n = &self.names;
+            activity.sort_unstable_by(|x, y| (x.0, x.1, x.2).cmp(&(y.0, y.1, y.2)).then_with(|| {
+                (account_name(n, &batches[x.3], x.4), entity_name(n, &batches[x.3], x.5))
+                    .cmp(&(account_name(n, &batches[y.3], y.4), entity_name(n, &batches[y.3], y.5)))
+            }));
+        }
         let activity: Vec<(u32, u32, u32)> = activity.iter().filter_map(|&(_, _, m, bi, a, e)| {
             let b = &batches[bi];
             Some((self.resolve_account(b, a, false)?, self.resolve_entity(b, e, false)?, m))
@@ -313,21 +383,50 @@ impl Graph {
             self.refresh_population();
         }
         out.worked = worked_before || !out.lineage.is_empty() || !out.touched.is_empty();
+        for b in batches.iter().filter(|b| b.shared) {
+            // the window retained every name it sent by id until we applied it (its ids, not ours)
+            for &id in &b.accounts.ids {
+                self.names.accounts.release(id);
+            }
+            for &id in &b.entities.ids {
+                self.names.entities.release(id);
+            }
+            for &id in &b.domains.ids {
+                self.names.domains.release(id);
+            }
+        }
         out
     }
 
     /// The graph's id for a batch's account name: the sender's id is tried first (a cache, checked by
     /// comparing names), else the name is looked up (or, with `create`, interned).
     fn resolve_account(&mut self, b: &ChangeBatch, i: u32, create: bool) -> Option<u32> {
+        if b.shared {
+            let a = b.accounts.ids[i as usize];
+            let id = match self.acc_space.mapped(a) {
+                Some(id) if self.acct[id as usize].live => return Some(id),
+                Some(id) => id,
+                None if !create => return None,
+                None => self.acc_space.map(&mut self.names.accounts, a).0,
+            };
+            if !create {
+                return None;
+            }
+            if id as usize >= self.acct.len() {
+                self.acct.resize(id as usize + 1, AcctB::default());
+            }
+            self.acct[id as usize] = AcctB::fresh();
+            return Some(id);
+        }
         let name = b.accounts.get(i);
         let hint = b.accounts.ids[i as usize] as usize;
         let cache = &self.remap.entry(b.partition).or_default().0;
         if let Some(&id) = cache.get(hint) {
-            if id != NONE && self.accounts.is_live(id) && self.accounts.bytes(id) == name.as_bytes() {
+            if id != NONE && self.acc_is_live(id) && self.acc_bytes(id) == name.as_bytes() {
                 return Some(id);
             }
         }
-        let id = if create { Some(self.intern_account(name)) } else { self.accounts.lookup(name) }?;
+        let id = if create { Some(self.intern_account(name)) } else { self.acc_lookup(name) }?;
         let cache = &mut self.remap.get_mut(&b.partition).expect("made above").0;
         if cache.len() <= hint {
             cache.resize(hint + 1, NONE);
@@ -337,15 +436,29 @@ impl Graph {
     }
 
     fn resolve_entity(&mut self, b: &ChangeBatch, i: u32, create: bool) -> Option<u32> {
+        if b.shared {
+            let a = b.entities.ids[i as usize];
+            let id = match self.ent_space.mapped(a) {
+                Some(id) if (id as usize) < self.ent.len() && self.ent[id as usize].live => return Some(id),
+                Some(id) => id,
+                None if !create => return None,
+                None => self.ent_space.map(&mut self.names.entities, a).0,
+            };
+            if !create {
+                return None;
+            }
+            self.fresh_entity(id);
+            return Some(id);
+        }
         let name = b.entities.get(i);
         let hint = b.entities.ids[i as usize] as usize;
         let cache = &self.remap.entry(b.partition).or_default().1;
         if let Some(&id) = cache.get(hint) {
-            if id != NONE && self.entities.is_live(id) && self.entities.bytes(id) == name.as_bytes() {
+            if id != NONE && self.ent_is_live(id) && self.ent_bytes(id) == name.as_bytes() {
                 return Some(id);
             }
         }
-        let id = if create { Some(self.intern_entity(name)) } else { self.entities.lookup(name) }?;
+        let id = if create { Some(self.intern_entity(name)) } else { self.ent_lookup(name) }?;
         let cache = &mut self.remap.get_mut(&b.partition).expect("made above").1;
         if cache.len() <= hint {
             cache.resize(hint + 1, NONE);
@@ -355,25 +468,30 @@ impl Graph {
     }
 
     fn intern_account(&mut self, s: &str) -> u32 {
-        let (id, new) = self.accounts.intern(s);
-        if new {
-            if id as usize >= self.acct.len() {
-                self.acct.resize(id as usize + 1, AcctB::default());
-            }
+        let (id, _new) = self.acc_intern(s);
+        if id as usize >= self.acct.len() {
+            self.acct.resize(id as usize + 1, AcctB::default());
+        }
+        if !self.acct[id as usize].live {
             self.acct[id as usize] = AcctB::fresh();
         }
         id
     }
 
     pub fn intern_entity(&mut self, s: &str) -> u32 {
-        let (id, new) = self.entities.intern(s);
-        if new {
-            if id as usize >= self.ent.len() {
-                self.ent.resize(id as usize + 1, EntB::default());
-            }
-            self.ent[id as usize] = EntB { kind: s.as_bytes()[0], live: true, cohort: NONE, ..Default::default() };
+        let (id, _new) = self.ent_intern(s);
+        if (id as usize) >= self.ent.len() || !self.ent[id as usize].live {
+            self.fresh_entity(id);
         }
         id
+    }
+
+    fn fresh_entity(&mut self, id: u32) {
+        if id as usize >= self.ent.len() {
+            self.ent.resize(id as usize + 1, EntB::default());
+        }
+        let kind = self.ent_bytes(id)[0];
+        self.ent[id as usize] = EntB { kind, live: true, cohort: NONE, ..Default::default() };
     }
 
     // -- links ----------------------------------------------------------------------------------
@@ -381,8 +499,8 @@ impl Graph {
         let pos = self.ent[e as usize].members.len() as u32;
         self.ent[e as usize].members.push(a);
         self.acct[a as usize].links.push(Link { ent: e, pos, ts: t, uses: 0, hits: 0 });
-        self.accounts.retain(a);
-        self.entities.retain(e);
+        self.acc_retain(a);
+        self.ent_retain(e);
         self.link_count += 1;
         self.dirty.touched_accounts.push(a);
         let kind = self.kind(e);
@@ -450,17 +568,19 @@ impl Graph {
                 }
             }
         }
-        if self.entities.release(e) {
+        let freed = self.ent_release(e);
+        if freed || (deg == 0 && kind != COHORT) {
+            // the graph is done with it (with shared names the window may still hold the name)
             let cohort = self.ent[e as usize].cohort;
             self.ent[e as usize] = EntB::default();
-            if cohort != NONE && self.entities.release(cohort) {
+            if cohort != NONE && self.ent_release(cohort) {
                 self.ent[cohort as usize] = EntB::default();
             }
         }
-        if self.accounts.refs(a) == 1 && self.acct[a as usize].links.is_empty() {
-            self.dirty.free_accounts.push(a); // freed at the end of the tick (its cluster is settled first)
+        if self.acct[a as usize].links.is_empty() {
+            self.dirty.free_accounts.push(a); // forgotten at the end of the tick (its cluster is settled first)
         } else {
-            self.accounts.release(a);
+            self.acc_release(a);
         }
     }
 
@@ -494,8 +614,15 @@ impl Graph {
             }
             for &(a, d) in &b.domain_facts {
                 if let Some(id) = self.resolve_account(b, a, false) {
-                    let dom = self.domains.intern(b.domains.get(d)).0;
-                    self.acct[id as usize].domain = dom;
+                    let dom = if b.shared { b.domains.ids[d as usize] } else { self.names.domains.intern(b.domains.get(d)).0 };
+                    let acc = &mut self.acct[id as usize];
+                    if acc.domain != dom {
+                        if acc.domain != NONE {
+                            self.names.domains.release(acc.domain);
+                        }
+                        self.names.domains.retain(dom);
+                        self.acct[id as usize].domain = dom;
+                    }
                 }
             }
             for &(a, h) in &b.datacenter {
@@ -540,7 +667,7 @@ impl Graph {
         if closed_before > self.closed_minutes_before {
             let mut closing: Vec<(u32, u32)> =
                 self.open_buckets.keys().filter(|k| k.1 < closed_before).copied().collect();
-            closing.sort_unstable_by_key(|k| (k.1, self.entities.get_str(k.0).to_owned()));
+            closing.sort_unstable_by_key(|k| (k.1, self.ent_str(k.0).to_owned()));
             for key in closing {
                 let accounts = self.open_buckets.remove(&key).unwrap_or_default();
                 let (tpl, _minute) = key;
@@ -574,10 +701,10 @@ impl Graph {
             let has = cohort != NONE && self.acct[a as usize].link(cohort).is_some();
             if member && !has {
                 let c = if cohort == NONE {
-                    let name = format!("s:{}", &self.entities.get_str(tpl)[2..]);
+                    let name = format!("s:{}", &self.ent_str(tpl)[2..]);
                     let c = self.intern_entity(&name);
                     self.ent[tpl as usize].cohort = c;
-                    self.entities.retain(c); // the template holds its cohort's id
+                    self.ent_retain(c); // the template holds its cohort's id
                     c
                 } else {
                     cohort
@@ -680,12 +807,10 @@ impl Graph {
         out.touched = touched;
         let frees = std::mem::take(&mut self.dirty.free_accounts);
         for a in frees {
-            if self.acct[a as usize].links.is_empty() && self.accounts.refs(a) == 1 {
-                self.acct[a as usize] = AcctB::default();
-                self.accounts.release(a);
-            } else {
-                self.accounts.release(a);
+            if self.acct[a as usize].links.is_empty() {
+                self.acct[a as usize] = AcctB::default(); // no link left: the account is forgotten
             }
+            self.acc_release(a);
         }
         self.dirty.flipped_on.clear();
         self.dirty.flipped_off.clear();
@@ -731,6 +856,26 @@ impl Graph {
         }
     }
 
+    /// Heap bytes by part (capacity, not length).
+    pub fn heap_parts(&self) -> Vec<(&'static str, usize)> {
+        let links: usize = self.acct.iter().map(|a| a.links.capacity() * std::mem::size_of::<Link>()).sum();
+        let usage: usize = self.acct.iter().map(|a| a.usage.capacity() * 16).sum();
+        let members: usize = self.ent.iter().map(|e| e.members.capacity() * 4).sum();
+        let hist: usize = self.ent.iter().map(|e| e.hist.capacity() * 8).sum();
+        vec![
+            ("account slots", self.acct.capacity() * std::mem::size_of::<AcctB>()),
+            ("account links", links),
+            ("account usage", usage),
+            ("entity slots", self.ent.capacity() * std::mem::size_of::<EntB>()),
+            ("entity members", members),
+            ("entity per-core counts", hist),
+            ("names", if self.acc_space.shared { self.acc_space.heap_bytes() + self.ent_space.heap_bytes() } else { self.names.heap_bytes() }),
+            ("cores", self.cores.heap_bytes()),
+            ("weak edges", self.weak.heap_bytes()),
+            ("operations", self.ops.heap_bytes()),
+        ]
+    }
+
     pub fn heap_bytes(&self) -> usize {
         let mut n = self.acct.capacity() * std::mem::size_of::<AcctB>() + self.ent.capacity() * std::mem::size_of::<EntB>();
         for a in &self.acct {
@@ -739,7 +884,6 @@ impl Graph {
         for e in &self.ent {
             n += e.members.capacity() * 4 + e.hist.capacity() * 8;
         }
-        n + self.accounts.heap_bytes() + self.entities.heap_bytes() + self.domains.heap_bytes()
-            + self.cores.heap_bytes() + self.weak.heap_bytes() + self.ops.heap_bytes()
+        n + self.names.heap_bytes() + self.cores.heap_bytes() + self.weak.heap_bytes() + self.ops.heap_bytes()
     }
 }

@@ -223,3 +223,120 @@ mod tests {
         assert_eq!(i.lookup("beta"), Some(b));
     }
 }
+
+/// The names a stage uses. One process running both stages shares one (graph/kernel/src/lib.rs), so
+/// a name is stored once and the batches between the stages carry ids only.
+#[derive(Default)]
+pub struct Names {
+    pub accounts: Interner,
+    pub entities: Interner,
+    pub domains: Interner,
+}
+
+impl Names {
+    pub fn heap_bytes(&self) -> usize {
+        self.accounts.heap_bytes() + self.entities.heap_bytes() + self.domains.heap_bytes()
+    }
+}
+
+/// The graph's ids for one kind of name. On its own (names sent between processes) the graph's ids
+/// are its interner's. Sharing a window's names (one process), the graph still allocates its own
+/// dense ids — in its canonical order, so every tie-break stays independent of how events arrived
+/// at the window — and maps them to the window's ids (8 bytes a name instead of a second copy).
+#[derive(Default)]
+pub struct Space {
+    pub shared: bool,
+    b2a: Vec<u32>,
+    a2b: Vec<u32>,
+    refs: Vec<u32>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+impl Space {
+    #[inline]
+    pub fn to_names(&self, b: u32) -> u32 {
+        if self.shared { self.b2a[b as usize] } else { b }
+    }
+
+    /// The graph's id for the window's id `a` (shared names only), mapping it if new.
+    pub fn map(&mut self, names: &mut Interner, a: u32) -> (u32, bool) {
+        debug_assert!(self.shared);
+        if let Some(&b) = self.a2b.get(a as usize) {
+            if b != NONE {
+                return (b, false);
+            }
+        }
+        let b = match self.free.pop() {
+            Some(b) => b,
+            None => {
+                self.b2a.push(NONE);
+                self.refs.push(0);
+                (self.b2a.len() - 1) as u32
+            }
+        };
+        if self.a2b.len() <= a as usize {
+            self.a2b.resize(a as usize + 1, NONE);
+        }
+        self.a2b[a as usize] = b;
+        self.b2a[b as usize] = a;
+        self.refs[b as usize] = 0;
+        self.live += 1;
+        names.retain(a); // the graph holds the name while it maps it
+        (b, true)
+    }
+
+    pub fn mapped(&self, a: u32) -> Option<u32> {
+        self.a2b.get(a as usize).copied().filter(|&b| b != NONE)
+    }
+
+    pub fn intern(&mut self, names: &mut Interner, s: &str) -> (u32, bool) {
+        let (a, new) = names.intern(s);
+        if self.shared { self.map(names, a) } else { (a, new) }
+    }
+
+    pub fn lookup(&self, names: &Interner, s: &str) -> Option<u32> {
+        let a = names.lookup(s)?;
+        if self.shared { self.mapped(a) } else { Some(a) }
+    }
+
+    pub fn retain(&mut self, names: &mut Interner, b: u32) {
+        if self.shared {
+            self.refs[b as usize] += 1;
+        } else {
+            names.retain(b);
+        }
+    }
+
+    /// Drop one of the graph's references; true when the graph's id was freed.
+    pub fn release(&mut self, names: &mut Interner, b: u32) -> bool {
+        if !self.shared {
+            return names.release(b);
+        }
+        let r = &mut self.refs[b as usize];
+        debug_assert!(*r > 0);
+        *r -= 1;
+        if *r > 0 {
+            return false;
+        }
+        let a = self.b2a[b as usize];
+        self.a2b[a as usize] = NONE;
+        self.b2a[b as usize] = NONE;
+        self.free.push(b);
+        self.live -= 1;
+        names.release(a);
+        true
+    }
+
+    pub fn is_live(&self, names: &Interner, b: u32) -> bool {
+        if self.shared { (b as usize) < self.b2a.len() && self.b2a[b as usize] != NONE } else { names.is_live(b) }
+    }
+
+    pub fn count(&self, names: &Interner) -> usize {
+        if self.shared { self.live } else { names.live() }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        (self.b2a.capacity() + self.a2b.capacity() + self.refs.capacity() + self.free.capacity()) * 4
+    }
+}

@@ -19,6 +19,7 @@ use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use rustc_hash::FxHashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::intern::NONE;
 
@@ -41,6 +42,53 @@ fn whole_seconds(d: &Bound<'_, PyDict>, key: &str) -> PyResult<i64> {
 #[pyclass(module = "graph._kernel")]
 struct Window {
     inner: window::Window,
+    names: SharedNames,
+}
+
+/// Names a window and a graph in one process share (each call moves them into the stage it runs).
+type SharedNames = Arc<Mutex<intern::Names>>;
+
+trait HasNames {
+    fn names_mut(&mut self) -> &mut intern::Names;
+}
+impl HasNames for window::Window {
+    fn names_mut(&mut self) -> &mut intern::Names {
+        &mut self.names
+    }
+}
+impl HasNames for graph::Graph {
+    fn names_mut(&mut self) -> &mut intern::Names {
+        &mut self.names
+    }
+}
+
+/// A stage with the shared names moved in for the length of one call, and back out when it ends.
+struct Entered<'a, T: HasNames> {
+    stage: &'a mut T,
+    names: MutexGuard<'a, intern::Names>,
+}
+impl<'a, T: HasNames> Entered<'a, T> {
+    fn new(stage: &'a mut T, names: &'a SharedNames) -> Self {
+        let mut names = names.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::swap(stage.names_mut(), &mut *names);
+        Entered { stage, names }
+    }
+}
+impl<T: HasNames> Drop for Entered<'_, T> {
+    fn drop(&mut self) {
+        std::mem::swap(self.stage.names_mut(), &mut *self.names);
+    }
+}
+impl<T: HasNames> std::ops::Deref for Entered<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.stage
+    }
+}
+impl<T: HasNames> std::ops::DerefMut for Entered<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.stage
+    }
 }
 
 fn opt_str<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
@@ -89,12 +137,14 @@ impl Window {
             datacenter_asns: asns.into_iter().collect::<FxHashSet<String>>(),
             partition: config.get_item("partition")?.map(|v| v.extract()).transpose()?.unwrap_or(0),
         };
-        Ok(Window { inner: window::Window::new(cfg) })
+        Ok(Window { inner: window::Window::new(cfg), names: Arc::new(Mutex::new(intern::Names::default())) })
     }
 
     /// Apply a batch given as columns (see graph/events.py:EventColumns.kernel_columns).
     #[pyo3(signature = (columns, wall=None))]
     fn feed(&mut self, columns: &Bound<'_, PyTuple>, wall: Option<f64>) -> PyResult<()> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
         if columns.len() != 17 {
             return Err(PyValueError::new_err("feed expects 17 columns"));
         }
@@ -130,7 +180,7 @@ impl Window {
                 tokens_out: opt_u64(&cols[16][i])?,
             });
         }
-        self.inner.feed(&rows, wall);
+        inner.feed(&rows, wall);
         Ok(())
     }
 
@@ -141,6 +191,8 @@ impl Window {
     #[pyo3(signature = (values, first_source, fallback, wall=None))]
     fn feed_json(&mut self, values: &Bound<'_, PyList>, first_source: u64, fallback: &Bound<'_, PyAny>,
                  wall: Option<f64>) -> PyResult<()> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
         let items: Vec<Bound<'_, PyAny>> = values.iter().collect();
         let mut fast: Vec<Option<contract::Decoded>> = Vec::with_capacity(items.len());
         let mut slow: Vec<(usize, Bound<'_, PyTuple>)> = Vec::new();
@@ -175,45 +227,61 @@ impl Window {
                 rows.push(row_from(source, f)?);
             }
         }
-        self.inner.feed(&rows, wall);
+        inner.feed(&rows, wall);
         Ok(())
     }
 
     #[pyo3(signature = (wall=None))]
     fn flush(&mut self, wall: Option<f64>) {
-        self.inner.flush(wall);
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.flush(wall);
     }
 
     fn pop_batch(&mut self) -> Option<Batch> {
-        self.inner.pop_batch().map(|b| Batch { inner: Some(b) })
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.pop_batch().map(|b| Batch { inner: Some(b) })
     }
 
     /// Refused events since the last call: (source, kind, reason); kind 1 clock skew, 2 id conflict.
     fn take_rejected(&mut self) -> Vec<(u64, u8, String)> {
-        std::mem::take(&mut self.inner.rejected)
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        std::mem::take(&mut inner.rejected)
     }
 
-    fn guard_sources(&self) -> Vec<u64> {
-        self.inner.guard_sources()
-    }
-
-    #[getter]
-    fn guard_len(&self) -> usize {
-        self.inner.guard_len()
-    }
-
-    #[getter]
-    fn watermark(&self) -> f64 {
-        self.inner.watermark()
+    fn guard_sources(&mut self) -> Vec<u64> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.guard_sources()
     }
 
     #[getter]
-    fn next_tick(&self) -> Option<i64> {
-        self.inner.next_tick()
+    fn guard_len(&mut self) -> usize {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.guard_len()
     }
 
-    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let c = self.inner.counters;
+    #[getter]
+    fn watermark(&mut self) -> f64 {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.watermark()
+    }
+
+    #[getter]
+    fn next_tick(&mut self) -> Option<i64> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.next_tick()
+    }
+
+    fn counters<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        let c = inner.counters;
         let d = PyDict::new(py);
         for (k, v) in [("events", c.events), ("duplicates", c.duplicates), ("late", c.late), ("too_old", c.too_old),
                        ("expired_links", c.expired_links), ("clock_skew", c.clock_skew), ("id_conflict", c.id_conflict)] {
@@ -222,21 +290,33 @@ impl Window {
         Ok(d)
     }
 
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn stats<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
         let d = PyDict::new(py);
-        for (k, v) in self.inner.stats() {
+        for (k, v) in inner.stats() {
             d.set_item(k, v)?;
         }
         Ok(d)
     }
 
-    fn heap_bytes(&self) -> usize {
-        self.inner.heap_bytes()
+    fn heap_bytes(&mut self) -> usize {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.heap_bytes()
+    }
+
+    fn heap_parts(&mut self) -> Vec<(&'static str, usize)> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.heap_parts()
     }
 
     #[getter]
-    fn held_events(&self) -> usize {
-        self.inner.held_events()
+    fn held_events(&mut self) -> usize {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.held_events()
     }
 }
 
@@ -274,7 +354,7 @@ impl Batch {
         Ok(self.get()?.is_empty())
     }
     fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        Ok(PyBytes::new(py, &self.get()?.to_bytes()))
+        Ok(PyBytes::new(py, &self.get()?.to_bytes().map_err(PyValueError::new_err)?))
     }
     #[staticmethod]
     fn from_bytes(data: &[u8]) -> PyResult<Batch> {
@@ -286,6 +366,7 @@ impl Batch {
 #[pyclass(module = "graph._kernel")]
 struct Graph {
     inner: graph::Graph,
+    names: SharedNames,
 }
 
 fn opt_id(v: u32) -> Option<u32> {
@@ -311,8 +392,10 @@ type TickTuple = (i64, f64, Vec<(u32, &'static str, u32, Option<u32>)>, Vec<u32>
 
 #[pymethods]
 impl Graph {
+    /// With `window`, the graph shares the window's names (one process): batches then carry ids only.
     #[new]
-    fn new(config: &Bound<'_, PyDict>) -> PyResult<Self> {
+    #[pyo3(signature = (config, window=None))]
+    fn new(config: &Bound<'_, PyDict>, window: Option<PyRefMut<'_, Window>>) -> PyResult<Self> {
         let freemail: Vec<String> = get(config, "freemail_domains")?;
         let cfg = graph::GraphConfig {
             window: whole_seconds(config, "window_seconds")?,
@@ -338,25 +421,44 @@ impl Graph {
         if cfg.weak_min_entities < 1 || cfg.track_min_size < 2 {
             return Err(PyValueError::new_err("weak_min_entities must be >= 1 and track_min_size >= 2"));
         }
-        Ok(Graph { inner: graph::Graph::new(cfg) })
+        let names = match window {
+            Some(mut w) => {
+                if w.inner.next_tick().is_some() {
+                    return Err(PyValueError::new_err("share a window's names before it is fed"));
+                }
+                w.inner.share_names();
+                w.names.clone()
+            }
+            None => Arc::new(Mutex::new(intern::Names::default())),
+        };
+        let mut inner = graph::Graph::new(cfg);
+        if Arc::strong_count(&names) > 1 {
+            inner.acc_space.shared = true;
+            inner.ent_space.shared = true;
+        }
+        Ok(Graph { inner, names })
     }
 
     /// Apply one tick's batches (one per partition) and detect. Returns
     /// (tick_end, watermark, lineage, changed, touched, gone, worked); lineage rows are
     /// (cluster, kind, size, other cluster or None).
     fn apply(&mut self, batches: Vec<PyRefMut<'_, Batch>>) -> PyResult<TickTuple> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
         let mut owned = Vec::with_capacity(batches.len());
         for mut b in batches {
             owned.push(b.inner.take().ok_or_else(|| PyValueError::new_err("this batch was already applied"))?);
         }
-        let out = self.inner.apply(&owned);
+        let out = inner.apply(&owned);
         let lineage = out.lineage.iter().map(|&(c, k, s, o)| (c, k.name(), s, opt_id(o))).collect();
         Ok((out.tick_end, out.watermark, lineage, out.changed, out.touched, out.gone, out.worked))
     }
 
     /// (features, evidence, shared infrastructure, requests, output tokens, newest link time) of a cluster.
-    fn features<'py>(&self, py: Python<'py>, cluster: u32) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let Some(f) = self.inner.features(cluster) else { return Ok(None) };
+    fn features<'py>(&mut self, py: Python<'py>, cluster: u32) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        let Some(f) = inner.features(cluster) else { return Ok(None) };
         let values = PyDict::new(py);
         for (k, v) in &f.values {
             values.set_item(*k, (v * 10_000.0).round() / 10_000.0)?;
@@ -371,45 +473,61 @@ impl Graph {
         Ok(Some(t))
     }
 
-    fn members(&self, cluster: u32) -> Vec<String> {
-        let mut v: Vec<String> = self.inner.cluster_members(cluster).into_iter()
-            .map(|a| self.inner.accounts.get_str(a).to_owned()).collect();
+    fn members(&mut self, cluster: u32) -> Vec<String> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        let mut v: Vec<String> = inner.cluster_members(cluster).into_iter()
+            .map(|a| inner.acc_str(a).to_owned()).collect();
         v.sort_unstable();
         v
     }
 
     /// Accounts added to and removed from a cluster in the last applied tick.
-    fn deltas(&self, cluster: u32) -> (Vec<String>, Vec<String>) {
-        self.inner.deltas.get(&cluster).cloned().unwrap_or_default()
+    fn deltas(&mut self, cluster: u32) -> (Vec<String>, Vec<String>) {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.deltas.get(&cluster).cloned().unwrap_or_default()
     }
 
-    fn size(&self, cluster: u32) -> Option<u32> {
-        self.inner.clusters.get(&cluster).map(|c| c.size)
+    fn size(&mut self, cluster: u32) -> Option<u32> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.clusters.get(&cluster).map(|c| c.size)
     }
 
-    fn born_at(&self, cluster: u32) -> Option<i64> {
-        self.inner.clusters.get(&cluster).map(|c| c.born_at)
+    fn born_at(&mut self, cluster: u32) -> Option<i64> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.clusters.get(&cluster).map(|c| c.born_at)
     }
 
-    fn clusters(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self.inner.clusters.keys().copied().collect();
+    fn clusters(&mut self) -> Vec<u32> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        let mut v: Vec<u32> = inner.clusters.keys().copied().collect();
         v.sort_unstable();
         v
     }
 
-    fn cluster_of(&self, account: &str) -> Option<u32> {
-        self.inner.accounts.lookup(account).and_then(|a| opt_id(self.inner.acct[a as usize].cluster))
+    fn cluster_of(&mut self, account: &str) -> Option<u32> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.acc_lookup(account).and_then(|a| opt_id(inner.acct[a as usize].cluster))
     }
 
-    fn strong_entities(&self, cluster: u32) -> Vec<String> {
-        self.inner.strong_entities(cluster)
+    fn strong_entities(&mut self, cluster: u32) -> Vec<String> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.strong_entities(cluster)
     }
 
     /// An account's live links: (entity type, value, time it appeared).
-    fn links_of(&self, account: &str) -> Vec<(&'static str, String, u32)> {
-        let Some(a) = self.inner.accounts.lookup(account) else { return Vec::new() };
-        let mut v: Vec<(&'static str, String, u32)> = self.inner.acct[a as usize].links.iter().map(|l| {
-            let s = self.inner.entities.get_str(l.ent);
+    fn links_of(&mut self, account: &str) -> Vec<(&'static str, String, u32)> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        let Some(a) = inner.acc_lookup(account) else { return Vec::new() };
+        let mut v: Vec<(&'static str, String, u32)> = inner.acct[a as usize].links.iter().map(|l| {
+            let s = inner.ent_str(l.ent);
             (kind_name(s.as_bytes()[0]), s[2..].to_owned(), l.ts)
         }).collect();
         v.sort_unstable();
@@ -418,14 +536,18 @@ impl Graph {
 
     /// The time of the last applied tick (None before any).
     #[getter]
-    fn now(&self) -> Option<i64> {
-        if self.inner.now == i64::MIN { None } else { Some(self.inner.now) }
+    fn now(&mut self) -> Option<i64> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        if inner.now == i64::MIN { None } else { Some(inner.now) }
     }
 
     /// Every live link as (account, entity key), sorted; `derived` also lists lockstep cohort links.
     #[pyo3(signature = (derived=false))]
-    fn live_links(&self, derived: bool) -> Vec<(String, String)> {
-        let g = &self.inner;
+    fn live_links(&mut self, derived: bool) -> Vec<(String, String)> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        let g = &*inner;
         let mut v = Vec::with_capacity(g.link_count);
         for (a, acc) in g.acct.iter().enumerate() {
             if !acc.live {
@@ -433,7 +555,7 @@ impl Graph {
             }
             for l in &acc.links {
                 if (g.kind(l.ent) == graph::COHORT) == derived {
-                    v.push((g.accounts.get_str(a as u32).to_owned(), g.entities.get_str(l.ent).to_owned()));
+                    v.push((g.acc_str(a as u32).to_owned(), g.ent_str(l.ent).to_owned()));
                 }
             }
         }
@@ -442,36 +564,54 @@ impl Graph {
     }
 
     /// Inconsistencies between the incremental structures (empty when all holds; tests only).
-    fn check(&self) -> Vec<String> {
-        self.inner.check()
+    fn check(&mut self) -> Vec<String> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.check()
     }
 
-    fn partition(&self) -> Vec<Vec<String>> {
-        self.inner.partition()
+    fn partition(&mut self) -> Vec<Vec<String>> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.partition()
     }
 
-    fn full_partition(&self) -> Vec<Vec<String>> {
-        self.inner.full_partition()
+    fn full_partition(&mut self) -> Vec<Vec<String>> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.full_partition()
     }
 
     /// Binding strong entities (for tests against an independent oracle).
-    fn binding_entities(&self) -> Vec<String> {
-        let mut v: Vec<String> = (0..self.inner.ent.len() as u32)
-            .filter(|&e| self.inner.ent[e as usize].live && self.inner.ent[e as usize].binding)
-            .map(|e| self.inner.entities.get_str(e).to_owned()).collect();
+    fn binding_entities(&mut self) -> Vec<String> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        let mut v: Vec<String> = (0..inner.ent.len() as u32)
+            .filter(|&e| inner.ent[e as usize].live && inner.ent[e as usize].binding)
+            .map(|e| inner.ent_str(e).to_owned()).collect();
         v.sort_unstable();
         v
     }
 
-    fn heap_bytes(&self) -> usize {
-        self.inner.heap_bytes()
+    fn heap_bytes(&mut self) -> usize {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.heap_bytes()
     }
 
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let g = &self.inner;
+    fn heap_parts(&mut self) -> Vec<(&'static str, usize)> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.heap_parts()
+    }
+
+    fn stats<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        let g = &*inner;
         let d = PyDict::new(py);
-        d.set_item("accounts", g.accounts.live())?;
-        d.set_item("entities", g.entities.live())?;
+        d.set_item("accounts", g.acc_count())?;
+        d.set_item("entities", g.ent_count())?;
         d.set_item("links", g.link_count)?;
         d.set_item("clusters", g.clusters.len())?;
         d.set_item("binding_entities", g.ent.iter().filter(|e| e.live && e.binding).count())?;

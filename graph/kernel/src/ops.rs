@@ -361,7 +361,7 @@ impl Graph {
             return;
         }
         self.acct[a as usize].cluster = id;
-        let name = self.accounts.get_str(a).to_owned();
+        let name = self.acc_str(a).to_owned();
         if old != NONE && !gone.contains(&old) {
             self.deltas.entry(old).or_default().1.push(name.clone());
             changed.insert(old);

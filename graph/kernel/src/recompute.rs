@@ -112,9 +112,9 @@ impl Graph {
             let mut accounts: Vec<String> = Vec::new();
             for node in comp {
                 if node >= 1 << 40 {
-                    accounts.push(self.accounts.get_str((node & 0xffff_ffff) as u32).to_owned());
+                    accounts.push(self.acc_str((node & 0xffff_ffff) as u32).to_owned());
                 } else {
-                    accounts.extend(cores[node as usize].iter().map(|&a| self.accounts.get_str(a).to_owned()));
+                    accounts.extend(cores[node as usize].iter().map(|&a| self.acc_str(a).to_owned()));
                 }
             }
             if accounts.len() as u32 >= self.cfg.track_min_size {
@@ -129,7 +129,7 @@ impl Graph {
     /// The tracked clusters as the incremental state has them (canonical order).
     pub fn partition(&self) -> Vec<Vec<String>> {
         let mut out: Vec<Vec<String>> = self.clusters.keys().map(|&no| {
-            let mut v: Vec<String> = self.cluster_members(no).into_iter().map(|a| self.accounts.get_str(a).to_owned()).collect();
+            let mut v: Vec<String> = self.cluster_members(no).into_iter().map(|a| self.acc_str(a).to_owned()).collect();
             v.sort_unstable();
             v
         }).collect();

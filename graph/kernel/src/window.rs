@@ -14,7 +14,7 @@
 
 use crate::changes::{BatchBuilder, ChangeBatch};
 use crate::hashing::{id_hash, ContentHasher};
-use crate::intern::{Interner, NONE};
+use crate::intern::{Names, NONE};
 use crate::ordering::{Admission, ClockGuard, Dedupe, Reorder, SkewRejection};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
@@ -124,9 +124,7 @@ pub const REJECT_CONFLICT: u8 = 2;
 
 pub struct Window {
     cfg: WindowConfig,
-    accounts: Interner,
-    entities: Interner,
-    domains: Interner,
+    pub names: Names,
     acct: Vec<Acct>,
     dedupe: Dedupe,
     guard: ClockGuard,
@@ -165,7 +163,7 @@ impl Window {
         let guard = ClockGuard::new(cfg.max_skew, cfg.skew_sample);
         let reorder = Reorder::new(cfg.lateness);
         Window {
-            cfg, accounts: Interner::new(), entities: Interner::new(), domains: Interner::new(), acct: Vec::new(),
+            cfg, names: Names::default(), acct: Vec::new(),
             dedupe: Dedupe::new(retention), guard, reorder, slots: Vec::new(), free_slots: Vec::new(),
             due: BinaryHeap::new(), buckets: FxHashMap::default(), next_tick: None, builder: BatchBuilder::default(),
             ready: VecDeque::new(), usage_pending: Vec::new(), link_count: 0, counters: Counters::default(),
@@ -175,6 +173,11 @@ impl Window {
 
     pub fn watermark(&self) -> f64 {
         self.reorder.watermark()
+    }
+
+    /// Batches from now on name accounts and entities by id: the graph shares these names.
+    pub fn share_names(&mut self) {
+        self.builder.shared = true;
     }
 
     // -- input ----------------------------------------------------------------------------------
@@ -266,7 +269,7 @@ impl Window {
             }
         }
         let domain = match row.email_domain {
-            Some(d) if !d.is_empty() => self.domains.intern(d).0,
+            Some(d) if !d.is_empty() => self.names.domains.intern(d).0,
             _ => NONE,
         };
         let datacenter = row.asn.map(|a| self.cfg.datacenter_asns.contains(a)).unwrap_or(false);
@@ -288,8 +291,8 @@ impl Window {
     }
 
     fn retain_account(&mut self, s: &str) -> u32 {
-        let (id, _) = self.accounts.intern(s);
-        self.accounts.retain(id);
+        let (id, _) = self.names.accounts.intern(s);
+        self.names.accounts.retain(id);
         if id as usize >= self.acct.len() {
             self.acct.resize(id as usize + 1, Acct::default());
         }
@@ -297,13 +300,13 @@ impl Window {
     }
 
     fn retain_entity(&mut self, prefix: &str, value: &str) -> u32 {
-        let (id, _) = self.entities.intern_parts(prefix.as_bytes(), value.as_bytes());
-        self.entities.retain(id);
+        let (id, _) = self.names.entities.intern_parts(prefix.as_bytes(), value.as_bytes());
+        self.names.entities.retain(id);
         id
     }
 
     fn release_account(&mut self, id: u32) {
-        if self.accounts.release(id) {
+        if self.names.accounts.release(id) {
             self.acct[id as usize] = Acct::default();
         }
     }
@@ -312,7 +315,7 @@ impl Window {
         let h = self.slots[slot as usize];
         for e in h.ents {
             if e != NONE {
-                self.entities.release(e);
+                self.names.entities.release(e);
             }
         }
         self.release_account(h.account);
@@ -357,14 +360,14 @@ impl Window {
         if register {
             a.reg = bucket;
         }
-        self.accounts.retain(account);
-        self.entities.retain(entity);
+        self.names.accounts.retain(account);
+        self.names.entities.retain(entity);
         self.link_count += 1;
         if register {
             self.register(account, bucket);
         }
-        let ai = self.builder.account(account, self.accounts.bytes(account));
-        let ei = self.builder.entity(entity, self.entities.bytes(entity));
+        let ai = self.builder.account(&mut self.names.accounts, account);
+        let ei = self.builder.entity(&mut self.names.entities, entity);
         self.builder.batch.adds.push((ai, ei, t));
     }
 
@@ -379,13 +382,13 @@ impl Window {
     fn note_facts(&mut self, h: &Held, t: u32) {
         let account = h.account;
         if h.etype == SIGNUP {
-            let ai = self.builder.account(account, self.accounts.bytes(account));
+            let ai = self.builder.account(&mut self.names.accounts, account);
             self.builder.batch.signups.push((ai, t));
         }
         if h.domain != NONE && self.acct[account as usize].domain != h.domain {
             self.acct[account as usize].domain = h.domain;
-            let ai = self.builder.account(account, self.accounts.bytes(account));
-            let di = self.builder.domain(h.domain, self.domains.bytes(h.domain));
+            let ai = self.builder.account(&mut self.names.accounts, account);
+            let di = self.builder.domain(&mut self.names.domains, h.domain);
             self.builder.batch.domain_facts.push((ai, di));
         }
         if h.etype != API_USAGE {
@@ -394,7 +397,7 @@ impl Window {
         let hour = (h.ts.max(0.0) / 3600.0).floor() as u32;
         if h.datacenter && self.acct[account as usize].dc_hour != hour {
             self.acct[account as usize].dc_hour = hour;
-            let ai = self.builder.account(account, self.accounts.bytes(account));
+            let ai = self.builder.account(&mut self.names.accounts, account);
             self.builder.batch.datacenter.push((ai, hour));
         }
         self.add_usage(account, hour, h.requests, h.tokens_out);
@@ -405,8 +408,8 @@ impl Window {
             if a.act_tpl != tpl || a.act_min != minute {
                 a.act_tpl = tpl;
                 a.act_min = minute;
-                let ai = self.builder.account(account, self.accounts.bytes(account));
-                let ei = self.builder.entity(tpl, self.entities.bytes(tpl));
+                let ai = self.builder.account(&mut self.names.accounts, account);
+                let ei = self.builder.entity(&mut self.names.entities, tpl);
                 self.builder.batch.activity.push((ai, ei, minute));
             }
         }
@@ -421,16 +424,16 @@ impl Window {
         }
         if a.usage_hour != NONE && hour < a.usage_hour {
             // a late event for an hour already moved on from: its own record
-            let ai = self.builder.account(account, self.accounts.bytes(account));
+            let ai = self.builder.account(&mut self.names.accounts, account);
             self.builder.batch.usage.push((ai, hour, requests, tokens_out));
             return;
         }
         if a.usage_hour != NONE {
             let (h0, r0, t0) = (a.usage_hour, a.usage_req, a.usage_tok);
-            let ai = self.builder.account(account, self.accounts.bytes(account));
+            let ai = self.builder.account(&mut self.names.accounts, account);
             self.builder.batch.usage.push((ai, h0, r0, t0));
         } else {
-            self.accounts.retain(account); // the pending hour keeps the account's id alive
+            self.names.accounts.retain(account); // the pending hour keeps the account's id alive
             self.usage_pending.push(account);
         }
         let a = &mut self.acct[account as usize];
@@ -454,7 +457,7 @@ impl Window {
                 continue;
             }
             let (h0, r0, t0) = (a.usage_hour, a.usage_req, a.usage_tok);
-            let ai = self.builder.account(account, self.accounts.bytes(account));
+            let ai = self.builder.account(&mut self.names.accounts, account);
             self.builder.batch.usage.push((ai, h0, r0, t0));
             let a = &mut self.acct[account as usize];
             a.usage_hour = NONE;
@@ -520,7 +523,7 @@ impl Window {
     }
 
     fn expire_account(&mut self, account: u32, bucket: u32, cutoff: u32) -> u64 {
-        if !self.accounts.is_live(account) {
+        if !self.names.accounts.is_live(account) {
             return 0;
         }
         let links = std::mem::take(&mut self.acct[account as usize].links);
@@ -536,9 +539,9 @@ impl Window {
         let oldest = keep.iter().map(|l| l.1).min();
         let n = gone.len() as u64;
         if !gone.is_empty() {
-            let ai = self.builder.account(account, self.accounts.bytes(account));
+            let ai = self.builder.account(&mut self.names.accounts, account);
             for e in &gone {
-                let ei = self.builder.entity(*e, self.entities.bytes(*e));
+                let ei = self.builder.entity(&mut self.names.entities, *e);
                 self.builder.batch.removes.push((ai, ei));
             }
         }
@@ -556,7 +559,7 @@ impl Window {
         }
         self.link_count -= gone.len();
         for e in gone {
-            self.entities.release(e);
+            self.names.entities.release(e);
             self.release_account(account);
         }
         n
@@ -585,15 +588,26 @@ impl Window {
     }
 
     pub fn stats(&self) -> [(&'static str, u64); 6] {
-        [("accounts", self.accounts.live() as u64), ("entities", self.entities.live() as u64),
+        [("accounts", self.names.accounts.live() as u64), ("entities", self.names.entities.live() as u64),
          ("links", self.link_count as u64), ("held_events", self.held_events() as u64),
          ("remembered_event_ids", self.dedupe.len() as u64), ("pending_batches", self.ready.len() as u64)]
     }
 
+    pub fn heap_parts(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("account slots", self.acct.capacity() * std::mem::size_of::<Acct>()),
+            ("account links", self.acct.iter().map(|a| a.links.capacity() * 8).sum()),
+            ("names", self.names.heap_bytes()),
+            ("de-duplication", self.dedupe.heap_bytes()),
+            ("held events", self.slots.capacity() * std::mem::size_of::<Held>()),
+            ("expiry index", self.buckets.values().map(|v| v.capacity() * 4 + 16).sum::<usize>() + self.due.capacity() * 4),
+        ]
+    }
+
     pub fn heap_bytes(&self) -> usize {
         let links: usize = self.acct.iter().map(|a| a.links.capacity() * 8).sum();
-        links + self.acct.capacity() * std::mem::size_of::<Acct>() + self.accounts.heap_bytes()
-            + self.entities.heap_bytes() + self.domains.heap_bytes() + self.dedupe.heap_bytes()
+        links + self.acct.capacity() * std::mem::size_of::<Acct>() + self.names.accounts.heap_bytes()
+            + self.names.entities.heap_bytes() + self.names.domains.heap_bytes() + self.dedupe.heap_bytes()
             + self.slots.capacity() * std::mem::size_of::<Held>()
             + self.buckets.values().map(|v| v.capacity() * 4 + 16).sum::<usize>() + self.due.capacity() * 4
     }
