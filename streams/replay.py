@@ -19,6 +19,7 @@ from streams.pipeline import Emitted, Pipeline
 
 
 BLOCK_BYTES = 4 << 20
+AUDIT_FLUSH_ROWS = 200_000
 
 
 def read_batches(path: Path, batch: int = 5000) -> Iterator[tuple[list[bytes], int]]:
@@ -97,6 +98,8 @@ def replay(paths: list[Path], pipeline: Pipeline, dlq_path: Path | None = None, 
             for lines, first in read_batches(path, batch):
                 account(pipeline.handle_lines(lines, first, path.name))
                 totals["records"] += len(lines)
+                if pipeline.audit is not None and pipeline.audit.pending() >= AUDIT_FLUSH_ROWS:
+                    pipeline.flush_audit()  # segments as it goes: memory stays bounded, readers see progress
                 now = time.monotonic()
                 if progress and now - last_report >= 2.0:
                     last_report = now

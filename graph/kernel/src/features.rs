@@ -191,10 +191,11 @@ impl Graph {
                 *domains.entry(acc.domain).or_insert(0) += 1;
             }
             let (mut r, mut t) = (0u64, 0u64);
+            let first_hour = horizon_hour + 1;
             for u in &acc.usage {
-                if u.0 > horizon_hour {
+                if crate::graph::bucket_in_window(u.0, first_hour) {
                     r += u.1 as u64;
-                    t += u.2;
+                    t += u.2 as u64;
                 }
             }
             requests += r;
@@ -269,7 +270,7 @@ impl Graph {
                 continue; // a carrier NAT or a framework's default prompt is nobody's lead
             }
             let mut others: Vec<u32> = Vec::new();
-            for &(core, _) in &self.ent[e as usize].hist {
+            for &(core, _) in self.ent[e as usize].hist() {
                 let other = self.cores.list[core as usize].cluster; // settled at the end of every tick
                 if other != NONE && other != no && !others.contains(&other) {
                     others.push(other);

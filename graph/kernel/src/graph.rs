@@ -13,8 +13,19 @@
 //!    public ids and lineage (`identity.rs`).
 
 use crate::changes::ChangeBatch;
-use crate::intern::{Names, Space, NONE};
+use crate::intern::{grow_to, Names, Space, NONE};
 use rustc_hash::{FxHashMap, FxHashSet};
+use smallvec::SmallVec;
+
+/// Usage is kept per account in buckets of this many hours (damage figures are exact to a bucket at
+/// the window's edge: within USAGE_BUCKET_HOURS / window of the truth).
+pub const USAGE_BUCKET_HOURS: u32 = 4;
+
+/// Does usage bucket `b` reach into the window whose first whole hour is `first_hour`?
+#[inline]
+pub fn bucket_in_window(b: u32, first_hour: u32) -> bool {
+    (b + 1) * USAGE_BUCKET_HOURS > first_hour
+}
 
 pub const DEVICE: u8 = b'd';
 pub const PAYMENT: u8 = b'p';
@@ -72,7 +83,7 @@ pub struct AcctB {
     pub signup: u32,  // NONE: no signup seen
     pub domain: u32,
     pub dc_hour: u32,
-    pub usage: Vec<(u32, u32, u64)>, // (hour, API exchanges, output tokens), hours ascending
+    pub usage: Vec<(u32, u32, u32)>, // (bucket of USAGE_BUCKET_HOURS, API exchanges, output tokens), ascending
     pub strong: bool, // has a binding strong entity (device, card or cohort)
     pub live: bool,
 }
@@ -90,35 +101,46 @@ impl AcctB {
     }
 }
 
+/// An entity. Most are used by one or two accounts (a home line, an own phone, an own template):
+/// those members sit inline; the per-core counts exist only for weak entities that cores use.
 #[derive(Clone, Default)]
 pub struct EntB {
+    pub members: SmallVec<[u32; 2]>,
+    /// weak entities: members per core (only accounts in a core; the rest are loose)
+    hist: Option<Box<Vec<(u32, u32)>>>,
+    pub cohort: u32, // template: its cohort entity
+    pub stamp: u32,  // per-tick dedupe of dirty marks (an entity is strong or weak, never both)
     pub kind: u8,
     pub binding: bool,
     pub live: bool,
-    pub members: Vec<u32>,
-    /// weak entities: members per core (only accounts in a core; the rest are loose)
-    pub hist: Vec<(u32, u32)>,
-    pub cohort: u32, // template: its cohort entity
-    pub stamp: u32,  // per-tick dedupe of dirty marks
-    pub wstamp: u32,
 }
 
 impl EntB {
+    pub fn hist(&self) -> &[(u32, u32)] {
+        self.hist.as_deref().map(|v| v.as_slice()).unwrap_or(&[])
+    }
     pub fn hist_add(&mut self, core: u32, n: i64) {
-        if let Some(i) = self.hist.iter().position(|h| h.0 == core) {
-            let v = self.hist[i].1 as i64 + n;
+        let hist = self.hist.get_or_insert_with(Default::default);
+        if let Some(i) = hist.iter().position(|h| h.0 == core) {
+            let v = hist[i].1 as i64 + n;
             debug_assert!(v >= 0);
             if v <= 0 {
-                self.hist.swap_remove(i);
+                hist.swap_remove(i);
             } else {
-                self.hist[i].1 = v as u32;
+                hist[i].1 = v as u32;
             }
         } else if n > 0 {
-            self.hist.push((core, n as u32));
+            hist.push((core, n as u32));
+        }
+        if hist.is_empty() {
+            self.hist = None;
         }
     }
     pub fn hist_get(&self, core: u32) -> u32 {
-        self.hist.iter().find(|h| h.0 == core).map(|h| h.1).unwrap_or(0)
+        self.hist().iter().find(|h| h.0 == core).map(|h| h.1).unwrap_or(0)
+    }
+    pub fn hist_bytes(&self) -> usize {
+        self.hist.as_ref().map(|h| 24 + h.capacity() * 8).unwrap_or(0)
     }
 }
 
@@ -413,7 +435,7 @@ impl Graph {
                 return None;
             }
             if id as usize >= self.acct.len() {
-                self.acct.resize(id as usize + 1, AcctB::default());
+                grow_to(&mut self.acct, id as usize, AcctB::default());
             }
             self.acct[id as usize] = AcctB::fresh();
             return Some(id);
@@ -470,7 +492,7 @@ impl Graph {
     fn intern_account(&mut self, s: &str) -> u32 {
         let (id, _new) = self.acc_intern(s);
         if id as usize >= self.acct.len() {
-            self.acct.resize(id as usize + 1, AcctB::default());
+            grow_to(&mut self.acct, id as usize, AcctB::default());
         }
         if !self.acct[id as usize].live {
             self.acct[id as usize] = AcctB::fresh();
@@ -488,7 +510,7 @@ impl Graph {
 
     fn fresh_entity(&mut self, id: u32) {
         if id as usize >= self.ent.len() {
-            self.ent.resize(id as usize + 1, EntB::default());
+            grow_to(&mut self.ent, id as usize, EntB::default());
         }
         let kind = self.ent_bytes(id)[0];
         self.ent[id as usize] = EntB { kind, live: true, cohort: NONE, ..Default::default() };
@@ -498,7 +520,11 @@ impl Graph {
     pub fn add_link(&mut self, a: u32, e: u32, t: u32) {
         let pos = self.ent[e as usize].members.len() as u32;
         self.ent[e as usize].members.push(a);
-        self.acct[a as usize].links.push(Link { ent: e, pos, ts: t, uses: 0, hits: 0 });
+        let links = &mut self.acct[a as usize].links;
+        if links.len() == links.capacity() {
+            links.reserve_exact(2.max(links.len() / 4)); // a quarter at a time: link lists are most of the state
+        }
+        links.push(Link { ent: e, pos, ts: t, uses: 0, hits: 0 });
         self.acc_retain(a);
         self.ent_retain(e);
         self.link_count += 1;
@@ -596,8 +622,8 @@ impl Graph {
     pub fn mark_weak(&mut self, e: u32) {
         let stamp = self.stamp;
         let ent = &mut self.ent[e as usize];
-        if ent.wstamp != stamp {
-            ent.wstamp = stamp;
+        if ent.stamp != stamp {
+            ent.stamp = stamp;
             self.dirty.weak.push(e);
         }
     }
@@ -636,12 +662,14 @@ impl Graph {
             for &(a, h, r, t) in &b.usage {
                 if let Some(id) = self.resolve_account(b, a, false) {
                     let usage = &mut self.acct[id as usize].usage;
-                    match usage.binary_search_by_key(&h, |u| u.0) {
+                    let bucket = h / USAGE_BUCKET_HOURS;
+                    let t = t.min(u32::MAX as u64) as u32;
+                    match usage.binary_search_by_key(&bucket, |u| u.0) {
                         Ok(i) => {
                             usage[i].1 = usage[i].1.saturating_add(r);
-                            usage[i].2 += t;
+                            usage[i].2 = usage[i].2.saturating_add(t);
                         }
-                        Err(i) => usage.insert(i, (h, r, t)),
+                        Err(i) => usage.insert(i, (bucket, r, t)),
                     }
                 }
             }
@@ -818,10 +846,10 @@ impl Graph {
         self.dirty.unite.clear();
         self.dirty.weak.clear();
         // drop usage hours that left the window
-        let horizon_hour = ((self.now - self.cfg.window).max(0) / 3600) as u32;
-        if self.now % 3600 == 0 {
+        let first_hour = ((self.now - self.cfg.window).max(0) / 3600) as u32 + 1;
+        if self.now % (3600 * USAGE_BUCKET_HOURS as i64) == 0 {
             for acc in self.acct.iter_mut().filter(|a| a.live && !a.usage.is_empty()) {
-                let keep = acc.usage.partition_point(|u| u.0 <= horizon_hour);
+                let keep = acc.usage.partition_point(|u| !bucket_in_window(u.0, first_hour));
                 if keep > 0 {
                     acc.usage.drain(..keep);
                 }
@@ -834,10 +862,10 @@ impl Graph {
     /// measured. Clustered accounts are left out, so a stream where rings are the majority still
     /// measures them against ordinary users.
     fn refresh_population(&mut self) {
-        let horizon_hour = ((self.now - self.cfg.window).max(0) / 3600) as u32;
+        let first_hour = ((self.now - self.cfg.window).max(0) / 3600) as u32 + 1;
         let mut volumes: Vec<u64> = self.acct.iter()
             .filter(|a| a.live && !a.usage.is_empty() && a.cluster == NONE)
-            .map(|a| a.usage.iter().filter(|u| u.0 > horizon_hour).map(|u| u.2).sum())
+            .map(|a| a.usage.iter().filter(|u| bucket_in_window(u.0, first_hour)).map(|u| u.2 as u64).sum())
             .filter(|&v| v > 0)
             .collect();
         if volumes.is_empty() {
@@ -859,9 +887,9 @@ impl Graph {
     /// Heap bytes by part (capacity, not length).
     pub fn heap_parts(&self) -> Vec<(&'static str, usize)> {
         let links: usize = self.acct.iter().map(|a| a.links.capacity() * std::mem::size_of::<Link>()).sum();
-        let usage: usize = self.acct.iter().map(|a| a.usage.capacity() * 16).sum();
-        let members: usize = self.ent.iter().map(|e| e.members.capacity() * 4).sum();
-        let hist: usize = self.ent.iter().map(|e| e.hist.capacity() * 8).sum();
+        let usage: usize = self.acct.iter().map(|a| a.usage.capacity() * 12).sum();
+        let members: usize = self.ent.iter().filter(|e| e.members.spilled()).map(|e| e.members.capacity() * 4).sum();
+        let hist: usize = self.ent.iter().map(|e| e.hist_bytes()).sum();
         vec![
             ("account slots", self.acct.capacity() * std::mem::size_of::<AcctB>()),
             ("account links", links),
@@ -879,10 +907,10 @@ impl Graph {
     pub fn heap_bytes(&self) -> usize {
         let mut n = self.acct.capacity() * std::mem::size_of::<AcctB>() + self.ent.capacity() * std::mem::size_of::<EntB>();
         for a in &self.acct {
-            n += a.links.capacity() * std::mem::size_of::<Link>() + a.usage.capacity() * 16;
+            n += a.links.capacity() * std::mem::size_of::<Link>() + a.usage.capacity() * 12;
         }
         for e in &self.ent {
-            n += e.members.capacity() * 4 + e.hist.capacity() * 8;
+            n += if e.members.spilled() { e.members.capacity() * 4 } else { 0 } + e.hist_bytes();
         }
         n + self.names.heap_bytes() + self.cores.heap_bytes() + self.weak.heap_bytes() + self.ops.heap_bytes()
     }

@@ -10,6 +10,19 @@ use std::hash::{BuildHasher, Hasher};
 
 pub const NONE: u32 = u32::MAX;
 
+/// Grow a per-id table to hold `index`, by a quarter at a time rather than doubling: these tables
+/// are the bulk of the state, and doubling leaves up to half of them empty.
+pub fn grow_to<T: Clone>(v: &mut Vec<T>, index: usize, fill: T) {
+    if index < v.len() {
+        return;
+    }
+    if index >= v.capacity() {
+        let want = (index + 1).max(v.capacity() + v.capacity() / 4).max(1024);
+        v.reserve_exact(want - v.len());
+    }
+    v.resize(index + 1, fill);
+}
+
 /// The hash of `prefix` + `value`, computed over the concatenation (so a key interned in parts is
 /// found whole): short keys are joined on the stack.
 fn hash_bytes(hasher: &hashbrown::DefaultHashBuilder, prefix: &[u8], value: &[u8]) -> u64 {
@@ -93,10 +106,11 @@ impl Interner {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
-                self.start.push(0);
-                self.len.push(NONE);
-                self.refs.push(0);
-                (self.start.len() - 1) as u32
+                let id = self.start.len();
+                grow_to(&mut self.start, id, 0);
+                grow_to(&mut self.len, id, NONE);
+                grow_to(&mut self.refs, id, 0);
+                id as u32
             }
         };
         let i = id as usize;
@@ -270,14 +284,13 @@ impl Space {
         let b = match self.free.pop() {
             Some(b) => b,
             None => {
-                self.b2a.push(NONE);
-                self.refs.push(0);
-                (self.b2a.len() - 1) as u32
+                let b = self.b2a.len();
+                grow_to(&mut self.b2a, b, NONE);
+                grow_to(&mut self.refs, b, 0);
+                b as u32
             }
         };
-        if self.a2b.len() <= a as usize {
-            self.a2b.resize(a as usize + 1, NONE);
-        }
+        grow_to(&mut self.a2b, a as usize, NONE);
         self.a2b[a as usize] = b;
         self.b2a[b as usize] = a;
         self.refs[b as usize] = 0;

@@ -75,7 +75,7 @@ impl Graph {
         let deg = ent.members.len() as f64;
         let mut heavy: Vec<u32> = Vec::new();
         let mut mass = 0u32;
-        for &(c, n) in &ent.hist {
+        for &(c, n) in ent.hist() {
             if n as f64 >= self.heavy_threshold(self.cores.size(c)) {
                 heavy.push(c);
                 mass += n;

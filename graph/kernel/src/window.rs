@@ -294,7 +294,7 @@ impl Window {
         let (id, _) = self.names.accounts.intern(s);
         self.names.accounts.retain(id);
         if id as usize >= self.acct.len() {
-            self.acct.resize(id as usize + 1, Acct::default());
+            crate::intern::grow_to(&mut self.acct, id as usize, Acct::default());
         }
         id
     }
@@ -353,6 +353,9 @@ impl Window {
                 link.1 = t; // a refresh: no graph change, nothing crosses
             }
             return;
+        }
+        if a.links.len() == a.links.capacity() {
+            a.links.reserve_exact(2.max(a.links.len() / 4));
         }
         a.links.push((entity, t));
         let bucket = t / self.cfg.tick as u32;
