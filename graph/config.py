@@ -103,7 +103,7 @@ class DetectionConfig:
     rescore_min_change: int = 5
     """... and by at least this many accounts (or crossed a severity size; membership deltas of an
     alerted cluster reach the audit store at every tick regardless)."""
-    rescore_seconds: float = 900.0
+    rescore_seconds: float = 1800.0
     """A tracked cluster whose members saw new links is re-scored at most this often (event time)."""
     alert_regrowth: float = 0.25
     """An open alert is re-published when its cluster grew by this share."""

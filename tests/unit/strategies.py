@@ -32,7 +32,7 @@ class Case:
 cases = st.builds(
     Case,
     kind=st.sampled_from(["farm", "farm", "card_pool", "crowd", "household", "ip_group", "api_servers",
-                          "lockstep", "lockstep", "proxy"]),
+                          "api_servers", "api_servers", "lockstep", "lockstep", "proxy"]),
     first=st.integers(0, ACCOUNT_POOL - 1),
     size=st.integers(3, 60),
     hubs=st.integers(1, 6),
@@ -54,6 +54,12 @@ class EventFactory:
                             device_id=device, payment_id=payment, ip=ip, prompt_fingerprint=template,
                             requests=50 if template else None, tokens_out=90_000 if template else None)
 
+    def ordinary_use(self, account: int, ts: float) -> AccountEvent:
+        self.n += 1
+        return AccountEvent(event_id=f"e{self.n:06d}", type="api_usage", account_id=f"a{account % ACCOUNT_POOL:03d}",
+                            ts=ts, ip=f"98.{account % 250}.0.1", requests=2, tokens_out=400,
+                            prompt_fingerprint=f"own-{account}")
+
     def case(self, case: Case, t: float, step: float) -> list[AccountEvent]:
         """The events of one case starting at ``t``, one account every ``step`` seconds."""
         out = []
@@ -72,6 +78,7 @@ class EventFactory:
                           "ip": {"ip": f"100.64.0.{case.hub_base}"}}[case.hub_kind]
                 out.append(self.event(a, ts, device=f"own{a}", ip=f"98.{a}.0.1"))
                 out.append(self.event(a, ts + 0.5, **hub_kw))
+                out.append(self.ordinary_use(a, ts + 0.7))  # ordinary API volume: what extraction is measured against
             elif case.kind == "household":  # a tablet and a card for 2-5 people, on a home line that is a proxy exit
                 out.append(self.event(a, ts, device=f"tab{case.hub_base}", payment=f"fam{case.hub_base}",
                                       ip=f"77.1.{case.hub_base % PROXY_POOL}.1"))
@@ -87,6 +94,7 @@ class EventFactory:
             elif case.kind == "lockstep":  # fresh device and card each; one template, the same minutes
                 out.append(self.event(a, ts, device=f"fresh{a}-{case.hub_base}", payment=f"vc{a}-{case.hub_base}",
                                       kind="signup"))
+                out.append(self.ordinary_use(a + 200, ts + 1))  # someone else's ordinary volume beside the ring
                 minute0 = (t // 60 + 1) * 60
                 for k in range(4):
                     out.append(self.event(a, minute0 + 60 * k + (i % 40), ip=f"45.77.{case.hub_base % 4}.1",

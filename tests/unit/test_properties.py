@@ -17,7 +17,8 @@ from tests.conftest import T0, small_config
 from tests.unit import oracle
 from tests.unit.strategies import EventFactory, cases
 
-SETTINGS = settings(max_examples=150, stateful_step_count=30, deadline=None,
+# derandomized: CI runs the same examples every time (a failure reproduces; a pass is not luck)
+SETTINGS = settings(max_examples=150, stateful_step_count=30, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -130,7 +131,7 @@ def fingerprint(engine, outputs):
 DELIVERY = {"examples": 0, "with_alerts": 0}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(cases, min_size=1, max_size=6), st.integers(0, 2**32 - 1), st.floats(0.0, 0.5), st.integers(1, 60))
 def test_duplicates_and_reordering_within_lateness_change_nothing(case_list, seed, dup_rate, batch):
     config = small_config()

@@ -42,6 +42,23 @@ impl Graph {
                 }
             }
         }
+        for (e, ent) in self.ent.iter().enumerate() {
+            if ent.live && (ent.kind == crate::graph::DEVICE || ent.kind == crate::graph::PAYMENT) {
+                let fresh = ent.members.iter().filter(|&&a| !self.has_private(a, ent.kind)).count() as u32;
+                if fresh != ent.exclusive || self.strong_binds_fresh(e as u32) != ent.binding {
+                    bad.push(format!("entity {} counts {} exclusive members, fresh {fresh}", self.ent_str(e as u32), ent.exclusive));
+                }
+            }
+        }
+        for (a, acc) in self.acct.iter().enumerate() {
+            if acc.live {
+                for kind in [crate::graph::DEVICE, crate::graph::PAYMENT] {
+                    if acc.has_private_cached(kind) != self.has_private(a as u32, kind) {
+                        bad.push(format!("account {} private flag for {} is stale", self.acc_str(a as u32), kind as char));
+                    }
+                }
+            }
+        }
         for (c, core) in self.cores.list.iter().enumerate() {
             if !core.live {
                 continue;

@@ -294,12 +294,24 @@ impl Graph {
             self.split_core(c, &t);
         }
         self.dirty.lost = lost;
-        // 2. gains: every binding entity with new members (or that started binding) joins its members
-        let mut ents = std::mem::take(&mut self.dirty.unite);
-        ents.extend(self.dirty.flipped_on.iter().copied());
-        ents.sort_unstable();
-        ents.dedup();
-        for e in ents {
+        // 2. gains: an entity that started binding joins all its members; a new member of an entity
+        //    that already bound joins the entity's core
+        let mut joins = std::mem::take(&mut self.dirty.unite);
+        joins.sort_unstable();
+        joins.dedup();
+        let mut flipped = self.dirty.flipped_on.clone();
+        flipped.sort_unstable();
+        for (e, a) in joins {
+            if !self.ent[e as usize].live || !self.ent[e as usize].binding || flipped.binary_search(&e).is_ok()
+                || self.acct[a as usize].link(e).is_none() {
+                continue;
+            }
+            let members = &self.ent[e as usize].members;
+            if let Some(&other) = members.iter().find(|&&m| m != a) {
+                self.unite(other, a);
+            }
+        }
+        for e in flipped {
             if !self.ent[e as usize].live || !self.ent[e as usize].binding {
                 continue;
             }

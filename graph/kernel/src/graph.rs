@@ -34,6 +34,11 @@ pub const TEMPLATE: u8 = b't';
 pub const COHORT: u8 = b's';
 
 #[inline]
+pub fn private_bit(kind: u8) -> u8 {
+    if kind == DEVICE { 1 } else { 2 }
+}
+
+#[inline]
 pub fn is_strong(kind: u8) -> bool {
     kind == DEVICE || kind == PAYMENT || kind == COHORT
 }
@@ -86,12 +91,18 @@ pub struct AcctB {
     pub usage: Vec<(u32, u32, u32)>, // (bucket of USAGE_BUCKET_HOURS, API exchanges, output tokens), ascending
     pub strong: bool, // has a binding strong entity (device, card or cohort)
     pub live: bool,
+    /// "uses a device (bit 0) / card (bit 1) no other account uses", as last settled (graph::rebind)
+    pub private: u8,
 }
 
 impl AcctB {
     fn fresh() -> Self {
         AcctB { core: NONE, core_pos: NONE, op: NONE, cluster: NONE, signup: NONE, domain: NONE, dc_hour: NONE,
                 live: true, ..Default::default() }
+    }
+    #[inline]
+    pub fn has_private_cached(&self, kind: u8) -> bool {
+        self.private & private_bit(kind) != 0
     }
     pub fn link(&self, ent: u32) -> Option<&Link> {
         self.links.iter().find(|l| l.ent == ent)
@@ -108,8 +119,9 @@ pub struct EntB {
     pub members: SmallVec<[u32; 2]>,
     /// weak entities: members per core (only accounts in a core; the rest are loose)
     hist: Option<Box<Vec<(u32, u32)>>>,
-    pub cohort: u32, // template: its cohort entity
-    pub stamp: u32,  // per-tick dedupe of dirty marks (an entity is strong or weak, never both)
+    pub cohort: u32,    // template: its cohort entity
+    pub stamp: u32,     // per-tick dedupe of dirty marks (an entity is strong or weak, never both)
+    pub exclusive: u32, // device/card: members with no private entity of its kind (kept as they change)
     pub kind: u8,
     pub binding: bool,
     pub live: bool,
@@ -195,7 +207,7 @@ pub struct Dirty {
     pub strong: Vec<u32>,             // strong entities to re-evaluate
     pub moved_kind: Vec<(u32, u8)>,   // (account, kind) whose "has a private one" may differ
     pub lost: Vec<(u32, u32)>,        // (account, entity) binding connections removed
-    pub unite: Vec<u32>,              // binding entities with new members
+    pub unite: Vec<(u32, u32)>,       // (binding entity, its new member)
     pub weak: Vec<u32>,               // weak entities whose Q(e) may differ
     pub flipped_off: Vec<u32>,
     pub flipped_on: Vec<u32>,
@@ -541,8 +553,11 @@ impl Graph {
                     self.dirty.moved_kind.push((first, kind));
                 }
             }
+            if kind != COHORT && !self.acct[a as usize].has_private_cached(kind) {
+                self.ent[e as usize].exclusive += 1;
+            }
             if self.ent[e as usize].binding {
-                self.dirty.unite.push(e);
+                self.dirty.unite.push((e, a));
             }
         } else {
             let core = self.acct[a as usize].core;
@@ -573,6 +588,9 @@ impl Graph {
             if self.ent[e as usize].binding {
                 self.dirty.lost.push((a, e));
             }
+            if kind != COHORT && !self.acct[a as usize].has_private_cached(kind) {
+                self.ent[e as usize].exclusive -= 1;
+            }
             self.mark_strong(e);
             if kind != COHORT {
                 self.dirty.moved_kind.push((a, kind));
@@ -597,6 +615,9 @@ impl Graph {
         let freed = self.ent_release(e);
         if freed || (deg == 0 && kind != COHORT) {
             // the graph is done with it (with shared names the window may still hold the name)
+            if kind == TEMPLATE && !self.open_buckets.is_empty() {
+                self.open_buckets.retain(|k, _| k.0 != e); // its minutes must not count for a reused id
+            }
             let cohort = self.ent[e as usize].cohort;
             self.ent[e as usize] = EntB::default();
             if cohort != NONE && self.ent_release(cohort) {
@@ -695,7 +716,7 @@ impl Graph {
         if closed_before > self.closed_minutes_before {
             let mut closing: Vec<(u32, u32)> =
                 self.open_buckets.keys().filter(|k| k.1 < closed_before).copied().collect();
-            closing.sort_unstable_by_key(|k| (k.1, self.ent_str(k.0).to_owned()));
+            closing.sort_unstable_by_key(|k| (k.1, k.0)); // (counting hits commutes; the order is for reading)
             for key in closing {
                 let accounts = self.open_buckets.remove(&key).unwrap_or_default();
                 let (tpl, _minute) = key;
@@ -754,8 +775,20 @@ impl Graph {
         })
     }
 
+    /// The device/card rule with the exclusive count kept incrementally (O(1)).
     pub fn strong_binds(&self, e: u32) -> bool {
         let ent = &self.ent[e as usize];
+        self.binds_with(ent, ent.exclusive)
+    }
+
+    /// The same rule counted from scratch (the full recompute and the consistency check use it).
+    pub fn strong_binds_fresh(&self, e: u32) -> bool {
+        let ent = &self.ent[e as usize];
+        let exclusive = ent.members.iter().filter(|&&a| !self.has_private(a, ent.kind)).count() as u32;
+        self.binds_with(ent, exclusive)
+    }
+
+    fn binds_with(&self, ent: &EntB, exclusive: u32) -> bool {
         let deg = ent.members.len() as u32;
         if deg < 2 {
             return false;
@@ -766,19 +799,30 @@ impl Graph {
         if deg > self.max_degree(ent.kind) {
             return false;
         }
-        let exclusive = ent.members.iter().filter(|&&a| !self.has_private(a, ent.kind)).count() as f64;
-        exclusive >= self.cfg.exclusivity_min * deg as f64
+        exclusive as f64 >= self.cfg.exclusivity_min * deg as f64
     }
 
     fn rebind(&mut self) {
-        let moved = std::mem::take(&mut self.dirty.moved_kind);
+        // settle each moved account's "has a private one" and carry changes to its entities' counts
+        let mut moved = std::mem::take(&mut self.dirty.moved_kind);
+        moved.sort_unstable();
+        moved.dedup();
         for (a, kind) in moved {
             if !self.acct[a as usize].live {
                 continue;
             }
-            let ents: Vec<u32> = self.acct[a as usize].links.iter().map(|l| l.ent).filter(|&e| self.kind(e) == kind).collect();
-            for e in ents {
-                self.mark_strong(e);
+            let truth = self.has_private(a, kind);
+            if truth == self.acct[a as usize].has_private_cached(kind) {
+                continue;
+            }
+            self.acct[a as usize].private ^= private_bit(kind);
+            for i in 0..self.acct[a as usize].links.len() {
+                let e = self.acct[a as usize].links[i].ent;
+                if self.kind(e) == kind {
+                    let ent = &mut self.ent[e as usize];
+                    if truth { ent.exclusive -= 1 } else { ent.exclusive += 1 }
+                    self.mark_strong(e);
+                }
             }
         }
         let mut dirty = std::mem::take(&mut self.dirty.strong);
@@ -807,9 +851,7 @@ impl Graph {
         for &(a, _e) in &self.dirty.lost {
             status.push(a);
         }
-        for &e in &self.dirty.unite {
-            status.extend(self.ent[e as usize].members.iter().copied());
-        }
+        status.extend(self.dirty.unite.iter().map(|&(_e, a)| a)); // new members of binding entities
         status.sort_unstable();
         status.dedup();
         for a in status {

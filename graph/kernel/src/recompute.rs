@@ -9,7 +9,7 @@ impl Graph {
     pub fn full_partition(&self) -> Vec<Vec<String>> {
         let live_accounts: Vec<u32> = (0..self.acct.len() as u32).filter(|&a| self.acct[a as usize].live && !self.acct[a as usize].links.is_empty()).collect();
         let binding: FxHashSet<u32> = (0..self.ent.len() as u32)
-            .filter(|&e| self.ent[e as usize].live && is_strong(self.ent[e as usize].kind) && self.strong_binds(e))
+            .filter(|&e| self.ent[e as usize].live && is_strong(self.ent[e as usize].kind) && self.strong_binds_fresh(e))
             .collect();
         // cores by breadth-first search over binding entities
         let mut core_of: FxHashMap<u32, u32> = FxHashMap::default();
