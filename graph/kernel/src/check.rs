@@ -50,6 +50,14 @@ impl Graph {
                 }
             }
         }
+        for (e, ent) in self.ent.iter().enumerate() {
+            if ent.live && (ent.kind == crate::graph::IP || ent.kind == crate::graph::TEMPLATE) {
+                let in_cores = ent.members.iter().filter(|&&a| self.acct[a as usize].core != NONE).count() as u32;
+                if in_cores != ent.exclusive {
+                    bad.push(format!("entity {} counts {} members in cores, really {in_cores}", self.ent_str(e as u32), ent.exclusive));
+                }
+            }
+        }
         for (a, acc) in self.acct.iter().enumerate() {
             if acc.live {
                 for kind in [crate::graph::DEVICE, crate::graph::PAYMENT] {

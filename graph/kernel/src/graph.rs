@@ -121,7 +121,9 @@ pub struct EntB {
     hist: Option<Box<Vec<(u32, u32)>>>,
     pub cohort: u32,    // template: its cohort entity
     pub stamp: u32,     // per-tick dedupe of dirty marks (an entity is strong or weak, never both)
-    pub exclusive: u32, // device/card: members with no private entity of its kind (kept as they change)
+    /// device/card: members with no private entity of its kind; IP/template: members in a core
+    /// (both kept as they change)
+    pub exclusive: u32,
     pub kind: u8,
     pub binding: bool,
     pub live: bool,
@@ -132,6 +134,7 @@ impl EntB {
         self.hist.as_deref().map(|v| v.as_slice()).unwrap_or(&[])
     }
     pub fn hist_add(&mut self, core: u32, n: i64) {
+        self.exclusive = (self.exclusive as i64 + n) as u32; // members in a core
         let hist = self.hist.get_or_insert_with(Default::default);
         if let Some(i) = hist.iter().position(|h| h.0 == core) {
             let v = hist[i].1 as i64 + n;
@@ -237,6 +240,7 @@ pub struct Graph {
     pub link_count: usize,
     pub deltas: FxHashMap<u32, (Vec<String>, Vec<String>)>, // cluster -> (added, removed) accounts, this tick
     pub population_tokens_median: f64,
+    usage_seen: bool,
     pub counters: GraphCounters,
     pub last_watermark: f64,
     /// per sending partition: its ids -> ours (accounts, entities); a cache, verified on every use
@@ -250,7 +254,11 @@ pub struct GraphCounters {
     pub sync_buckets: u64,
     pub unknown_removals: u64,
     pub split_steps: u64, // accounts the split check expanded (its cost)
+    pub phase_ns: [u64; 10], // time per phase of apply (see PHASES)
 }
+
+pub const PHASES: [&str; 10] = ["sort", "links", "facts", "lockstep", "binding", "cores", "weak", "operations",
+                                "identity", "finish"];
 
 fn account_name<'a>(names: &'a Names, b: &'a ChangeBatch, i: u32) -> &'a str {
     if b.shared { names.accounts.get_str(b.accounts.ids[i as usize]) } else { b.accounts.get(i) }
@@ -321,7 +329,7 @@ impl Graph {
             ent: Vec::new(), cores: Default::default(), weak: Default::default(), ops: Default::default(),
             clusters: FxHashMap::default(), next_cluster: 1, open_buckets: FxHashMap::default(),
             closed_minutes_before: 0, dirty: Dirty::default(), stamp: 1, now: i64::MIN, link_count: 0,
-            deltas: FxHashMap::default(), population_tokens_median: 0.0,
+            deltas: FxHashMap::default(), population_tokens_median: 0.0, usage_seen: false,
             counters: GraphCounters::default(), last_watermark: f64::NEG_INFINITY, remap: FxHashMap::default(),
         }
     }
@@ -364,6 +372,12 @@ impl Graph {
             removes.extend(b.removes.iter().map(|&(a, e)| (b.accounts.hashes[a as usize], b.entities.hashes[e as usize], bi, a, e)));
             adds.extend(b.adds.iter().map(|&(a, e, t)| ((b.accounts.hashes[a as usize], b.entities.hashes[e as usize], bi, a, e), t)));
         }
+        let mut clock = std::time::Instant::now();
+        let mut phase = |g: &mut GraphCounters, i: usize| {
+            let now = std::time::Instant::now();
+            g.phase_ns[i] += (now - clock).as_nanos() as u64;
+            clock = now;
+        };
         let n_changes: usize = batches.iter().map(|b| b.changes()).sum();
         self.counters.changes += n_changes as u64;
         {
@@ -373,6 +387,7 @@ impl Graph {
             removes.sort_unstable_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)).then_with(|| names(x).cmp(&names(y))));
             adds.sort_unstable_by(|x, y| (x.0 .0, x.0 .1).cmp(&(y.0 .0, y.0 .1)).then_with(|| names(&x.0).cmp(&names(&y.0))));
         }
+        phase(&mut self.counters, 0);
         for r in &removes {
             let b = &batches[r.2];
             match (self.resolve_account(b, r.3, false), self.resolve_entity(b, r.4, false)) {
@@ -403,20 +418,30 @@ impl Graph {
             let b = &batches[bi];
             Some((self.resolve_account(b, a, false)?, self.resolve_entity(b, e, false)?, m))
         }).collect();
+        phase(&mut self.counters, 1);
         self.apply_facts(batches);
+        phase(&mut self.counters, 2);
         let worked_before = !self.dirty.strong.is_empty() || !self.dirty.weak.is_empty() || !self.dirty.lost.is_empty()
             || !self.dirty.unite.is_empty();
         self.lockstep(&activity, tick_end);
+        phase(&mut self.counters, 3);
         self.rebind();
+        phase(&mut self.counters, 4);
         self.update_cores();
+        phase(&mut self.counters, 5);
         self.update_weak();
+        phase(&mut self.counters, 6);
         self.update_ops();
+        phase(&mut self.counters, 7);
         self.reconcile(tick_end, &mut out);
+        phase(&mut self.counters, 8);
         self.finish_tick(&mut out);
-        if tick_end % 3600 == 0 || self.population_tokens_median == 0.0 {
+        if tick_end % (3600 * USAGE_BUCKET_HOURS as i64) == 0 || (self.population_tokens_median == 0.0 && self.usage_seen) {
+            self.usage_seen = false;
             self.refresh_population();
         }
         out.worked = worked_before || !out.lineage.is_empty() || !out.touched.is_empty();
+        phase(&mut self.counters, 9);
         for b in batches.iter().filter(|b| b.shared) {
             // the window retained every name it sent by id until we applied it (its ids, not ours)
             for &id in &b.accounts.ids {
@@ -680,6 +705,7 @@ impl Graph {
                     }
                 }
             }
+            self.usage_seen |= !b.usage.is_empty();
             for &(a, h, r, t) in &b.usage {
                 if let Some(id) = self.resolve_account(b, a, false) {
                     let usage = &mut self.acct[id as usize].usage;

@@ -622,6 +622,9 @@ impl Graph {
         d.set_item("changes", g.counters.changes)?;
         d.set_item("unknown_removals", g.counters.unknown_removals)?;
         d.set_item("split_steps", g.counters.split_steps)?;
+        for (name, ns) in graph::PHASES.iter().zip(g.counters.phase_ns.iter()) {
+            d.set_item(format!("seconds_{name}"), *ns as f64 / 1e9)?;
+        }
         d.set_item("population_tokens_median", g.population_tokens_median)?;
         Ok(d)
     }

@@ -73,6 +73,9 @@ impl Graph {
             return Vec::new();
         }
         let deg = ent.members.len() as f64;
+        if ((ent.exclusive + 1) as f64) < self.cfg.weak_purity_min * deg {
+            return Vec::new(); // even every member in a core could not own it: a NAT, a popular prompt
+        }
         let mut heavy: Vec<u32> = Vec::new();
         let mut mass = 0u32;
         for &(c, n) in ent.hist() {
