@@ -36,6 +36,7 @@ class AlertUpdate:
     members_removed: tuple[str, ...]
     requests: int = 0  # API exchanges of the members within the window, as of the score
     tokens_out: int = 0
+    evidence_json: str = "[]"
 
 
 @dataclass(slots=True)
@@ -49,6 +50,7 @@ class _OpenAlert:
     score: float = 0.0
     features: dict[str, float] = field(default_factory=dict)
     evidence: tuple[Evidence, ...] = ()
+    evidence_json: str = "[]"
     requests: int = 0
     tokens_out: int = 0
     added: set[str] = field(default_factory=set)  # since the last version
@@ -83,8 +85,8 @@ class AlertBook:
 
     def on_scored(self, cluster_id: str, members: Iterable[str] | None, size: int, verdict: str | None,
                   severity: str | None, score: float, features: dict[str, float], evidence: tuple[Evidence, ...],
-                  detected_at: float, requests: int, tokens_out: int, at: float, wall: float, reason: str
-                  ) -> AlertUpdate | None:
+                  detected_at: float, requests: int, tokens_out: int, at: float, wall: float, reason: str,
+                  evidence_json: str = "[]") -> AlertUpdate | None:
         """A re-score. ``members`` (all of them) is needed only when this opens an alert."""
         current = self.open.get(cluster_id)
         if current is None:
@@ -106,13 +108,13 @@ class AlertBook:
             action = AlertAction.MEMBERS  # keep the audit store's member list exact between publications
         else:
             current.score, current.features, current.evidence = score, features, evidence
-            current.requests, current.tokens_out = requests, tokens_out
+            current.evidence_json, current.requests, current.tokens_out = evidence_json, requests, tokens_out
             return None
         if SEVERITY_RANK[severity] > SEVERITY_RANK[current.severity]:
             current.severity = severity  # type: ignore[assignment]
             current.detected_at = detected_at
         current.score, current.features, current.evidence = score, features, evidence
-        current.requests, current.tokens_out = requests, tokens_out
+        current.evidence_json, current.requests, current.tokens_out = evidence_json, requests, tokens_out
         notify = action != AlertAction.MEMBERS
         if notify:
             current.published_size = size
@@ -132,7 +134,7 @@ class AlertBook:
         current.version += 1
         return AlertUpdate(current.alert_id, cluster_id, action, notify, current.version, current.severity,
                            current.score, size, current.detected_at, at, wall, reason, current.features,
-                           current.evidence, added, removed, current.requests, current.tokens_out)
+                           current.evidence, added, removed, current.requests, current.tokens_out, current.evidence_json)
 
     def on_gone(self, cluster_id: str, at: float, wall: float, why: str) -> AlertUpdate | None:
         current = self.open.pop(cluster_id, None)

@@ -29,6 +29,8 @@ evidence (:func:`severity_of`).
 from __future__ import annotations
 
 import math
+
+import orjson
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -65,6 +67,7 @@ class ClusterScore:
     requests: int = 0  # API exchanges of the members within the window (the damage)
     tokens_out: int = 0  # output tokens of those exchanges
     shared: tuple[SharedInfrastructure, ...] = ()
+    evidence_json: str = "[]"  # the evidence as the audit store keeps it (made once per score)
 
 
 class FeatureSource(Protocol):
@@ -133,7 +136,9 @@ def score_cluster(graph: FeatureSource, number: int, config: DetectionConfig) ->
     features.update({k: v for k, v in parts.items() if k != "score"})
     score = parts["score"]
     size = int(values["size"])
+    found = tuple(map(Evidence._make, evidence))
     return ClusterScore(
-        score, severity_of(size, score, evidence_entities(values), config), features,
-        tuple(map(Evidence._make, evidence)), float(newest), requests, tokens_out,
-        tuple(SharedInfrastructure(cluster_id(other), kind, n, here, there) for other, kind, n, here, there in shared))
+        score, severity_of(size, score, evidence_entities(values), config), features, found, float(newest), requests,
+        tokens_out,
+        tuple(SharedInfrastructure(cluster_id(other), kind, n, here, there) for other, kind, n, here, there in shared),
+        orjson.dumps([e._asdict() for e in found]).decode())

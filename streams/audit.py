@@ -25,11 +25,11 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from graph.alerts import AlertUpdate
 from graph.engine import ClusterSnapshot, EngineOutput
-from graph.scoring import Evidence
 
 LinksOf = Callable[[str], Iterable[tuple[str, str, float]]]  # account -> (entity type, value, seen)
 TS = pa.timestamp("us", tz="UTC")
@@ -231,25 +231,29 @@ class AuditStore:
                 if links_of is not None and update.members_added:
                     self._add_links(update.cluster_id, update.members_added, links_of)
             if out.lineage:
-                written = _ts(self.clock())
+                written = self.clock()
                 c = self._cols["cluster_lineage_rows"]
-                for e in out.lineage:
-                    _row(c, e.cluster_id, e.kind, _ts(e.at), e.size, e.other, written)
+                n = len(out.lineage)
+                c[0].extend([e.cluster_id for e in out.lineage])
+                c[1].extend([e.kind for e in out.lineage])
+                c[2].extend([e.at for e in out.lineage])
+                c[3].extend([e.size for e in out.lineage])
+                c[4].extend([e.other for e in out.lineage])
+                c[5].extend([written] * n)
             for snapshot in out.clusters:
                 self._add_cluster(snapshot)
             if out.gone:
-                now = _ts(out.watermark)
+                now = out.watermark
                 c = self._cols["cluster_snapshots"]
                 for cluster_id in out.gone:
                     _row(c, cluster_id, now, 0, 0.0, None, None, None, now, "{}", "gone", 0, 0)
 
     def _add_alert(self, u: AlertUpdate) -> None:
         _row(self._cols["alert_versions"], u.alert_id, u.version, u.cluster_id, u.action, u.notify, u.severity, u.score,
-             u.member_count, _ts(u.detected_at), _ts(u.alerted_at), _ts(u.created_at), u.reason,
-             orjson.dumps(u.features, option=orjson.OPT_SORT_KEYS).decode(),
-             orjson.dumps([_evidence(e) for e in u.evidence]).decode(), u.requests, u.tokens_out)
+             u.member_count, u.detected_at, u.alerted_at, u.created_at, u.reason,
+             orjson.dumps(u.features, option=orjson.OPT_SORT_KEYS).decode(), u.evidence_json, u.requests, u.tokens_out)
         c = self._cols["alert_member_changes"]
-        at = _ts(u.created_at)
+        at = u.created_at
         for accounts, added in ((u.members_added, True), (u.members_removed, False)):
             n = len(accounts)
             if n:
@@ -260,9 +264,9 @@ class AuditStore:
                 c[4].extend([at] * n)
 
     def _add_cluster(self, s: ClusterSnapshot) -> None:
-        at = _ts(s.scored_at)
+        at = s.scored_at
         _row(self._cols["cluster_snapshots"], s.cluster_id, at, len(s.members), s.scored.score, s.scored.severity,
-             s.verdict, _ts(s.born_at), _ts(s.updated_at),
+             s.verdict, s.born_at, s.updated_at,
              orjson.dumps(s.scored.features, option=orjson.OPT_SORT_KEYS).decode(), "live", s.scored.requests,
              s.scored.tokens_out)
         m = self._cols["cluster_member_snapshots"]
@@ -270,29 +274,34 @@ class AuditStore:
         m[0].extend([s.cluster_id] * n)
         m[1].extend([at] * n)
         m[2].extend(s.members)
-        c = self._cols["cluster_evidence_snapshots"]
-        for e in s.scored.evidence:
-            _row(c, s.cluster_id, at, e.entity_type, e.entity_value, e.members_sharing, _ts(e.first_seen),
-                 _ts(e.last_seen))
-        c = self._cols["cluster_link_snapshots"]
-        for x in s.scored.shared:
-            _row(c, s.cluster_id, at, x.other_cluster_id, x.entity_type, x.shared_entities, x.accounts_here,
-                 x.accounts_there)
+        for table, rows in (("cluster_evidence_snapshots", s.scored.evidence), ("cluster_link_snapshots", s.scored.shared)):
+            if rows:
+                c = self._cols[table]
+                c[0].extend([s.cluster_id] * len(rows))
+                c[1].extend([at] * len(rows))
+                for column, values in zip(c[2:], zip(*rows), strict=True):
+                    column.extend(values)
 
     def _add_links(self, cluster_id: str, accounts: Iterable[str], links_of: LinksOf) -> None:
         """The links behind an alert, captured as each account joins it."""
         c = self._cols["account_link_rows"]
         for account in accounts:
-            for kind, value, seen in links_of(account):
-                _row(c, account, kind, value, _ts(seen), cluster_id)
+            links = links_of(account)
+            if links:
+                kinds, values, seen = zip(*links)
+                c[0].extend([account] * len(links))
+                c[1].extend(kinds)
+                c[2].extend(values)
+                c[3].extend(seen)
+                c[4].extend([cluster_id] * len(links))
 
     def add_publication(self, alert_id: str, version: int, at: float) -> None:
         with self._lock:
-            _row(self._cols["alert_publications"], alert_id, version, _ts(at))
+            _row(self._cols["alert_publications"], alert_id, version, at)
 
     def add_verdict(self, verdict_id: str, cluster_id: str, verdict: str, analyst: str, note: str, at: float) -> None:
         with self._lock:
-            _row(self._cols["verdict_rows"], verdict_id, cluster_id, verdict, analyst, note, _ts(at))
+            _row(self._cols["verdict_rows"], verdict_id, cluster_id, verdict, analyst, note, at)
 
     # -- writing ----------------------------------------------------------------------------
     def pending(self) -> int:
@@ -310,7 +319,7 @@ class AuditStore:
             while pending:
                 name, cols = pending[0]
                 self._seq += 1
-                table = pa.Table.from_arrays([pa.array(col, type=field.type) for col, field in zip(cols, SCHEMAS[name])],
+                table = pa.Table.from_arrays([_column(col, field.type) for col, field in zip(cols, SCHEMAS[name])],
                                              schema=SCHEMAS[name])
                 folder = self.parts / name
                 final = folder / f"{stamp}-{self._seq:06d}.parquet"
@@ -329,8 +338,8 @@ class AuditStore:
             folder = self.parts / "audit_flushes"
             final = folder / f"{stamp}-{self._seq:06d}-f.parquet"
             tmp = folder / f".{final.name}.tmp"
-            pq.write_table(pa.Table.from_pylist(
-                [{"flushed_at": _ts(self.clock()), "rows": written, "pid": os.getpid()}],
+            pq.write_table(pa.Table.from_arrays(
+                [_column([self.clock()], TS), pa.array([written], pa.int64()), pa.array([os.getpid()], pa.int64())],
                 schema=SCHEMAS["audit_flushes"]), tmp)
             os.replace(tmp, final)
         self.rows_written += written
@@ -389,9 +398,15 @@ def _row(columns: list[list[Any]], *values: Any) -> None:
         column.append(value)
 
 
-def _evidence(e: Evidence) -> dict[str, Any]:
-    return {"entity_type": e.entity_type, "entity_value": e.entity_value, "members_sharing": e.members_sharing,
-            "first_seen": e.first_seen, "last_seen": e.last_seen}
+def _column(values: list[Any], kind: pa.DataType) -> pa.Array:
+    """One buffered column as Arrow; times are buffered as epoch seconds and converted here at once
+    (microseconds; infinite times, e.g. before the first event, become null)."""
+    if kind != TS:
+        return pa.array(values, type=kind)
+    seconds = pa.array(values, type=pa.float64())
+    finite = pc.is_finite(seconds)
+    micros = pc.cast(pc.round(pc.multiply(pc.if_else(finite, seconds, 0.0), 1_000_000.0)), pa.int64())
+    return pc.if_else(finite, micros, pa.scalar(None, pa.int64())).cast(TS)
 
 
 def connect_read_only(db_path: str | os.PathLike[str], attempts: int = 20) -> duckdb.DuckDBPyConnection:

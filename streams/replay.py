@@ -48,10 +48,15 @@ def read_batches(path: Path, batch: int = 5000) -> Iterator[tuple[list[bytes], i
                 tail = block
                 continue
             tail = block[cut + 1:]
-            lines = block[:cut].split(b"\n")
+            body = block[:cut]
+            clean = b"\r" not in body and b"\n\n" not in body and not body.startswith(b"\n")  # one memchr each
+            lines = body.split(b"\n")
             for i in range(0, len(lines), batch):
                 part = lines[i:i + batch]
-                yield from _non_blank(part, line)
+                if clean:
+                    yield part, line
+                else:
+                    yield from _non_blank(part, line)
                 line += len(part)
     if tail:
         yield from _non_blank([tail], line)
