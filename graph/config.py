@@ -49,9 +49,15 @@ class DetectionConfig:
     # -- lockstep: synchronous use of one prompt template -----------------------------------------
     sync_min_accounts: int = 5
     """A (template, minute) bucket is synchronous when at least this many accounts used it ..."""
-    sync_min_share: float = 0.05
-    """... and at least this share of the template's live accounts (a framework's default prompt,
-    used by thousands, is never synchronous: its users do not act in the same minute)."""
+    sync_min_lift: float = 2.0
+    """... at least this many times the template's usual accounts per minute (a burst: a steady crowd
+    of always-on scripts on a framework's default prompt never is one) ..."""
+    sync_min_overlap: float = 0.5
+    """... and at least this share of it (and ``sync_min_accounts`` accounts) also used the template
+    together in one of its recent crowded minutes (the same crowd again: a popular template's rush
+    hour is a different crowd every minute). Those accounts get a synchronous minute."""
+    sync_recent_buckets: int = 8
+    """Crowded minutes per template kept for that comparison."""
     sync_min_buckets: int = 3
     """An account joins a template's lockstep cohort after this many synchronous minutes ..."""
     sync_min_ratio: float = 0.5
@@ -124,13 +130,15 @@ class DetectionConfig:
             raise ValueError("severity sizes must satisfy low <= medium <= high")
         if self.track_min_size < 2 or self.weak_min_entities < 1 or self.sync_min_buckets < 1:
             raise ValueError("track_min_size must be >= 2, weak_min_entities and sync_min_buckets >= 1")
+        if self.sync_min_accounts < 2 or self.sync_recent_buckets < 1 or not 0 < self.sync_min_overlap <= 1:
+            raise ValueError("sync_min_accounts must be >= 2, sync_recent_buckets >= 1, 0 < sync_min_overlap <= 1")
 
     def kernel(self, partition: int = 0) -> dict[str, Any]:
         """The settings the Rust kernel reads (graph/kernel/src/lib.rs)."""
         names = ("window_seconds", "tick_seconds", "allowed_lateness_seconds", "max_clock_skew_seconds",
                  "skew_sample", "device_max_degree", "payment_max_degree", "exclusivity_min", "sync_min_accounts",
-                 "sync_min_share", "sync_min_buckets", "sync_min_ratio", "weak_cover_min", "weak_min_accounts",
-                 "weak_purity_min", "weak_min_entities", "weak_max_groups", "track_min_size", "hub_copy_overlap",
+                 "sync_min_lift", "sync_min_overlap", "sync_recent_buckets", "sync_min_buckets", "sync_min_ratio",
+                 "weak_cover_min", "weak_min_accounts", "weak_purity_min", "weak_min_entities", "weak_max_groups", "track_min_size", "hub_copy_overlap",
                  "evidence_limit")
         out: dict[str, Any] = {name: getattr(self, name) for name in names}
         out["datacenter_asns"] = sorted(self.datacenter_asns)

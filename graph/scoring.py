@@ -73,7 +73,7 @@ class ClusterScore:
 class FeatureSource(Protocol):
     """The kernel graph's read side (``graph._kernel.Graph``)."""
 
-    def features(self, cluster: int, /) -> tuple[dict[str, float], list[tuple[str, str, int, int, int]],
+    def features(self, cluster: int, /) -> tuple[dict[str, float], list[tuple[str, str, int, float, float]],
                                                  list[tuple[int, str, int, int, int]], int, int, int] | None: ...
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from graph.alerts import AlertUpdate
 from graph.engine import ClusterSnapshot, EngineOutput
 
-LinksOf = Callable[[str], Iterable[tuple[str, str, float]]]  # account -> (entity type, value, seen)
+LinksOf = Callable[[str], Sequence[tuple[str, str, float]]]  # account -> (entity type, value, seen)
 TS = pa.timestamp("us", tz="UTC")
 SCHEMAS: dict[str, pa.Schema] = {
     "alert_versions": pa.schema([

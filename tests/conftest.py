@@ -13,10 +13,11 @@ _ids = itertools.count()
 
 
 def ev(account: str, ts: float, *, device: str | None = None, ip: str | None = None, payment: str | None = None,
-       kind: str = "login", asn: str | None = None, domain: str | None = None, event_id: str | None = None
-       ) -> AccountEvent:
+       kind: str = "login", asn: str | None = None, domain: str | None = None, event_id: str | None = None,
+       template: str | None = None, requests: int | None = None, tokens_out: int | None = None) -> AccountEvent:
     return AccountEvent(event_id=event_id or f"t{next(_ids)}", type=kind, account_id=account, ts=ts,
-                        device_id=device, ip=ip, payment_id=payment, asn=asn, email_domain=domain)
+                        device_id=device, ip=ip, payment_id=payment, asn=asn, email_domain=domain,
+                        prompt_fingerprint=template, requests=requests, tokens_out=tokens_out)
 
 
 def small_config(**overrides) -> DetectionConfig:

@@ -42,6 +42,7 @@ class Traffic:
         self.extra_rng = random.Random(config.seed + 3)  # the cases added later draw here: the rest stays as it was
         self.stops_at: dict[str, float] = {}  # account -> event time after which it emits nothing
         self.exits: list[str] = []  # residential proxy exits (benign home lines)
+        self.hubs: list[str] = []  # benign NAT / wifi IPs camouflage logins borrow (set by sim.rings)
         self._ip_n = 0
 
     # -- helpers ----------------------------------------------------------------------------

@@ -96,8 +96,9 @@ class EventFactory:
                                       kind="signup"))
                 out.append(self.ordinary_use(a + 200, ts + 1))  # someone else's ordinary volume beside the ring
                 minute0 = (t // 60 + 1) * 60
-                for k in range(4):
-                    out.append(self.event(a, minute0 + 60 * k + (i % 40), ip=f"45.77.{case.hub_base % 4}.1",
+                for k in range(6):  # two sessions of three calls, two minutes apart, twenty minutes between
+                    at = minute0 + 1200 * (k // 3) + 120 * (k % 3) + (i % 40)
+                    out.append(self.event(a, at, ip=f"45.77.{case.hub_base % 4}.1",
                                           kind="api_usage", template=f"tpl{case.hub_base % TEMPLATE_POOL}"))
             else:  # proxy: a card pool rotating through the shared residential exits
                 out.append(self.event(a, ts, device=f"own{a}", payment=f"px{hub % CARD_POOL}", kind="signup"))

@@ -55,7 +55,9 @@ pub struct GraphConfig {
     pub exclusivity_min: f64,
     pub sync_bucket_seconds: u32,
     pub sync_min_accounts: u32,
-    pub sync_min_share: f64,
+    pub sync_min_lift: f64,
+    pub sync_min_overlap: f64,
+    pub sync_recent_buckets: usize,
     pub sync_min_buckets: u16,
     pub sync_min_ratio: f64,
     pub weak_cover_min: f64,
@@ -127,6 +129,71 @@ pub struct EntB {
     pub kind: u8,
     pub binding: bool,
     pub live: bool,
+}
+
+/// A template's API rhythm: account-minutes since it was first used, and its recent crowded minutes
+/// (sorted account ids) for the recurrence test.
+#[derive(Clone, Debug)]
+pub struct Rhythm {
+    first_minute: u32,
+    account_minutes: u64,
+    recent: std::collections::VecDeque<Vec<u32>>,
+}
+
+impl Rhythm {
+    fn new(first_minute: u32) -> Self {
+        Rhythm { first_minute, account_minutes: 0, recent: Default::default() }
+    }
+
+    /// Closes one minute (its accounts sorted and distinct, minutes closed in time order) and returns
+    /// the accounts it credits with a synchronous minute.
+    fn close(&mut self, minute: u32, accounts: Vec<u32>, cfg: &GraphConfig) -> Vec<u32> {
+        let d = accounts.len();
+        let span = minute.saturating_sub(self.first_minute) as u64 + 1;
+        let usual = (self.account_minutes as f64 / span as f64).max(1.0);
+        self.account_minutes += d as u64;
+        if d < cfg.sync_min_accounts as usize {
+            return Vec::new();
+        }
+        let mut hits: Vec<u32> = Vec::new();
+        if d as f64 >= cfg.sync_min_lift * usual {
+            for past in &self.recent {
+                let common = intersect(&accounts, past);
+                if common.len() >= cfg.sync_min_accounts as usize
+                    && common.len() as f64 >= cfg.sync_min_overlap * d.min(past.len()) as f64
+                {
+                    hits.extend(common);
+                }
+            }
+            hits.sort_unstable();
+            hits.dedup();
+        }
+        if self.recent.len() >= cfg.sync_recent_buckets.max(1) {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(accounts);
+        hits
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.recent.capacity() * std::mem::size_of::<Vec<u32>>() + self.recent.iter().map(|v| v.capacity() * 4).sum::<usize>()
+    }
+}
+
+fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
 }
 
 impl EntB {
@@ -234,6 +301,8 @@ pub struct Graph {
     pub next_cluster: u32,
     pub open_buckets: FxHashMap<(u32, u32), Vec<u32>>,
     pub closed_minutes_before: u32,
+    /// per template with API activity: its rhythm and its recent crowded minutes (graph::lockstep)
+    pub rhythm: FxHashMap<u32, Rhythm>,
     pub dirty: Dirty,
     pub stamp: u32,
     pub now: i64,
@@ -328,7 +397,7 @@ impl Graph {
             cfg, names: Names::default(), acc_space: Space::default(), ent_space: Space::default(), acct: Vec::new(),
             ent: Vec::new(), cores: Default::default(), weak: Default::default(), ops: Default::default(),
             clusters: FxHashMap::default(), next_cluster: 1, open_buckets: FxHashMap::default(),
-            closed_minutes_before: 0, dirty: Dirty::default(), stamp: 1, now: i64::MIN, link_count: 0,
+            closed_minutes_before: 0, rhythm: FxHashMap::default(), dirty: Dirty::default(), stamp: 1, now: i64::MIN, link_count: 0,
             deltas: FxHashMap::default(), population_tokens_median: 0.0, usage_seen: false,
             counters: GraphCounters::default(), last_watermark: f64::NEG_INFINITY, remap: FxHashMap::default(),
         }
@@ -640,8 +709,11 @@ impl Graph {
         let freed = self.ent_release(e);
         if freed || (deg == 0 && kind != COHORT) {
             // the graph is done with it (with shared names the window may still hold the name)
-            if kind == TEMPLATE && !self.open_buckets.is_empty() {
-                self.open_buckets.retain(|k, _| k.0 != e); // its minutes must not count for a reused id
+            if kind == TEMPLATE {
+                if !self.open_buckets.is_empty() {
+                    self.open_buckets.retain(|k, _| k.0 != e); // its minutes must not count for a reused id
+                }
+                self.rhythm.remove(&e);
             }
             let cohort = self.ent[e as usize].cohort;
             self.ent[e as usize] = EntB::default();
@@ -724,9 +796,16 @@ impl Graph {
     }
 
     // -- lockstep: synchronous template buckets → cohorts --------------------------------------
-    /// API activity per (template, minute). A bucket is *synchronous* when at least
-    /// `sync_min_accounts` accounts, and at least `sync_min_share` of the template's live accounts,
-    /// used the template in that minute. An account whose template minutes are mostly synchronous
+    /// API activity per (template, minute). A minute is *synchronous* for the accounts that make
+    /// it so — lockstep is "the same accounts, at the same times, when the template is otherwise
+    /// quiet", so a closing minute with `d >= sync_min_accounts` accounts counts when both hold:
+    /// - **burst**: `d >= sync_min_lift x` the template's usual accounts per minute (its account-
+    ///   minutes over the minutes since it was first used) — a steady crowd of always-on scripts is
+    ///   never a burst;
+    /// - **recurrence**: one of the template's last `sync_recent_buckets` crowded minutes shares at
+    ///   least `sync_min_accounts` accounts and `sync_min_overlap` of the smaller minute with it —
+    ///   a popular template's rush hour is a different crowd every minute.
+    /// The accounts in those overlaps get a hit. An account whose template minutes are mostly hits
     /// (`hits >= sync_min_buckets` and `hits >= sync_min_ratio * uses`) joins the template's cohort.
     fn lockstep(&mut self, activity: &[(u32, u32, u32)], tick_end: i64) {
         let bucket = self.cfg.sync_bucket_seconds as i64;
@@ -742,24 +821,26 @@ impl Graph {
         if closed_before > self.closed_minutes_before {
             let mut closing: Vec<(u32, u32)> =
                 self.open_buckets.keys().filter(|k| k.1 < closed_before).copied().collect();
-            closing.sort_unstable_by_key(|k| (k.1, k.0)); // (counting hits commutes; the order is for reading)
+            closing.sort_unstable_by_key(|k| (k.1, k.0)); // minutes in time order: each sees its past
             for key in closing {
-                let accounts = self.open_buckets.remove(&key).unwrap_or_default();
-                let (tpl, _minute) = key;
+                let mut accounts = self.open_buckets.remove(&key).unwrap_or_default();
+                let (tpl, minute) = key;
                 if !self.ent[tpl as usize].live {
                     continue;
                 }
-                let users = self.ent[tpl as usize].members.len() as f64;
-                let d = accounts.len() as f64;
-                if d >= self.cfg.sync_min_accounts as f64 && d >= self.cfg.sync_min_share * users {
+                accounts.sort_unstable();
+                accounts.dedup();
+                let hits = self.rhythm.entry(tpl).or_insert_with(|| Rhythm::new(minute))
+                    .close(minute, accounts, &self.cfg);
+                if !hits.is_empty() {
                     self.counters.sync_buckets += 1;
-                    for a in accounts {
-                        if let Some(link) = self.acct[a as usize].link_mut(tpl) {
-                            link.hits = link.hits.saturating_add(1);
-                        }
-                    }
-                    // every account of the bucket was queued for a check by its activity
                 }
+                for a in hits {
+                    if let Some(link) = self.acct[a as usize].link_mut(tpl) {
+                        link.hits = link.hits.saturating_add(1);
+                    }
+                }
+                // every account of the bucket was queued for a check by its activity
             }
             self.closed_minutes_before = closed_before;
         }
@@ -969,6 +1050,8 @@ impl Graph {
             ("cores", self.cores.heap_bytes()),
             ("weak edges", self.weak.heap_bytes()),
             ("operations", self.ops.heap_bytes()),
+            ("template rhythm", self.rhythm.capacity() * (std::mem::size_of::<Rhythm>() + 8)
+                + self.rhythm.values().map(Rhythm::heap_bytes).sum::<usize>()),
         ]
     }
 
