@@ -198,6 +198,8 @@ class Pipeline:
         for rejected in out.rejected:
             record = self._record_of(rejected.source)
             emitted.dead.append(DeadLetter(record, rejected.reason, rejected.kind.value, "engine"))
+        if len(emitted.dead) > 1:  # in source order, whichever stage refused them
+            emitted.dead.sort(key=lambda d: (d.record.topic, d.record.partition, d.record.offset))
         if self.audit is not None and out:
             self.audit.add_output(out, self.engine.detector.graph.links_of)
         m = self.metrics

@@ -1,189 +1,270 @@
-"""Engine speed and memory at 1x, 2x and 4x traffic (replay path, no Kafka).
+"""Throughput and memory, beside a naive batch detector on the same input, in one run.
 
-    .venv/bin/python -m tests.benchmarks.speed [--base-benign 25000] [--base-ring-scale 0.25] [--scales 1,2,4]
+    .venv/bin/python -m tests.benchmarks.speed [--benign 200000] [--benign-long 50000] [--scales 0.1,1,4]
 
-Each scale runs in a fresh process (so memory is its own): simulated traffic is written to JSON Lines,
-then streamed back through decode + engine in batches of 5,000. Reported: events/s through the engine
-(decode timed apart), per-tick re-clustering time of the dirty region (p50/p95/max over ticks that had
-work) against one full Leiden and one full from-scratch recompute of the same final graph, detection
-lag in event time (event that made a cluster alert-worthy -> alerting tick), wall time to process the
-batch holding that event, and resident memory per million live links.
+Traffic: the simulator's (households, NAT, wifi, VPN and proxy exits, companies, look-alikes, a
+24k-account network of cells, proxy operations, lockstep rings), with 1 % re-deliveries and 2 % late
+events, written once as .jsonl.gz (cached under ~/.cache/fraudgraph/bench). Two streams: 3 days of
+``--benign`` accounts and 12 days of ``--benign-long`` (links expire at every tick past day 7).
+Every measurement runs in a process of its own, so peak RSS is its own.
+
+1. **Whole replay**: ``fraudgraph replay FILE --audit-db ...`` — read, decode, engine, audit store,
+   end to end, wall time of the command. Beside it, a naive batch detector on the same file: read
+   every line with orjson, keep the links of the last 7 days, hub cap 20 + connected components.
+2. **Engine only**: the same file through ``DetectionEngine.process_json`` (decode in the kernel,
+   window, graph, scoring); reading and decompressing are not timed. Tick p50/p99 and the largest
+   cluster; at the end, one full Leiden (igraph, modularity) on the live account–entity graph and the
+   kernel's from-scratch evaluation of its own rules, against the tick.
+3. **Memory** at ``--scales`` times the 3-day traffic: peak RSS, and bytes per live link at the peak
+   (RSS above the process before the engine existed, and the kernel's own heap accounting).
+4. **Window length**: the 12-day stream with 1-, 3- and 7-day windows: live links and bytes per link.
+5. **Tick vs largest cluster**: tests/benchmarks/cluster_size.py.
+Prints markdown; --out appends it to a file.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import platform
-import random
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
-import orjson
+CACHE = Path.home() / ".cache" / "fraudgraph" / "bench"
+DAY = 86400.0
 
 
-def rss_bytes() -> int:
+def rss() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def one_scale(benign: int, ring_scale: float, seed: int) -> dict:
+def run_measured(argv: list[str]) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS bytes, stdout) of one child process."""
+    started = time.perf_counter()
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = child.stdout.read().decode() if child.stdout else ""
+    _pid, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"speed: {' '.join(argv)} exited {child.returncode}")
+    return seconds, usage.ru_maxrss * 1024, out
+
+
+def stream(benign: int, ring_scale: float, days: float, seed: int) -> tuple[Path, int]:
+    """The simulated stream as .jsonl.gz, and its line count."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"sim-b{benign}-r{ring_scale:g}-d{days:g}-s{seed}.jsonl.gz"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp.gz")
+        subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(tmp), "--benign", str(benign),
+                        "--ring-scale", str(ring_scale), "--days", str(days), "--seed", str(seed),
+                        "--duplicates", "0.01", "--late", "0.02"], check=True, stdout=subprocess.DEVNULL)
+        tmp.rename(path)
+    with gzip.open(path, "rb") as handle:
+        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 22), b""))
+    return path, lines
+
+
+# -- children -------------------------------------------------------------------------------------
+def child_naive(path: str) -> dict[str, float]:
+    """A batch job a user would write first: every line parsed, the last week's links, hub cap 20 + CC."""
+    import orjson
+
+    links: dict[str, dict[str, float]] = defaultdict(dict)  # entity -> account -> last seen
+    end = 0.0
+    from datetime import datetime
+
+    with gzip.open(path, "rb") as handle:
+        for line in handle:
+            e = orjson.loads(line)
+            ts = datetime.fromisoformat(e["ts"]).timestamp()
+            end = max(end, ts)
+            for field, prefix in (("device_id", "d:"), ("payment_id", "p:"), ("ip", "i:")):
+                value = e.get(field)
+                if value:
+                    links[prefix + value][e["account_id"]] = ts
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for accounts in links.values():
+        live = [a for a, seen in accounts.items() if seen > end - 7 * DAY]
+        if 2 <= len(live) <= 20:
+            first = find(live[0])
+            for other in live[1:]:
+                root = find(other)
+                if root != first:
+                    parent[root] = first
+    groups: dict[str, int] = defaultdict(int)
+    for account in parent:
+        groups[find(account)] += 1
+    return {"groups": sum(1 for n in groups.values() if n >= 50)}
+
+
+def child_engine(path: str, window_days: float, leiden: bool) -> dict[str, float]:
     import igraph
 
     from graph import DetectionConfig, DetectionEngine
+    from graph.events import EventColumns
     from streams.contract import decode_event
-    from streams.simulate import SimConfig, default_rings, generate
+    from streams.replay import read_batches
 
-    workdir = Path(tempfile.mkdtemp(prefix="fg-speed-"))
-    path = workdir / "events.jsonl"
-    stream, _labels = generate(SimConfig(seed=seed, benign_accounts=benign, rings=default_rings(ring_scale)))
-    with open(path, "wb") as handle:
-        for event in stream:
-            handle.write(orjson.dumps(event) + b"\n")
-    del stream, _labels
-
-    engine = DetectionEngine(DetectionConfig(), clock=time.time)
+    before = rss()
+    engine = DetectionEngine(DetectionConfig(window_seconds=window_days * DAY), clock=lambda: 0.0)
     engine.tick_timings = []
-    base_rss = rss_bytes()
-    decode_s = engine_s = 0.0
-    events = 0
-    lags: list[float] = []
-    wall_latency: list[float] = []
-    peak_links = 0
-    batch: list = []
 
-    def push(batch_events: list) -> None:
-        nonlocal engine_s, peak_links
-        t = time.perf_counter()
-        out = engine.process(batch_events)
-        spent = time.perf_counter() - t
-        engine_s += spent
-        for update in out.alerts:
-            if update.action in ("opened", "escalated"):
-                lags.append(update.alerted_at - update.detected_at)
-                wall_latency.append(spent)
-        peak_links = max(peak_links, engine.window.link_count)
+    def heap() -> int:
+        return sum(engine.heap_bytes().values())
 
-    with open(path, "rb") as handle:
-        for line in handle:
-            t = time.perf_counter()
-            batch.append(decode_event(line))
-            decode_s += time.perf_counter() - t
-            if len(batch) >= 5000:
-                events += len(batch)
-                push(batch)
-                batch = []
-    if batch:
-        events += len(batch)
-        push(batch)
-    live_links = engine.window.link_count
-    rss = rss_bytes() - base_rss
-    t = time.perf_counter()
+    seconds = 0.0
+    events = peak_links = 0
+    peak_rss = before
+    heap_at_peak, heap_links = 0, 1
+    for n, (lines, first) in enumerate(read_batches(Path(path), 5000)):
+        def fallback(i: int, lines: list[bytes] = lines) -> tuple[object, ...]:  # what the fast path leaves
+            return EventColumns.fields(decode_event(lines[i]))
+
+        started = time.perf_counter()
+        engine.process_json(lines, list(range(first, first + len(lines))), fallback)
+        seconds += time.perf_counter() - started
+        events += len(lines)
+        links = int(engine.graph.stats()["links"])
+        if links >= peak_links:
+            peak_links, peak_rss = links, max(peak_rss, rss())
+            if n % 20 == 0:  # the kernel's accounting walks every slot: sampled
+                heap_at_peak, heap_links = heap(), links
+    started = time.perf_counter()
     engine.flush()
-    engine_s += time.perf_counter() - t
-
-    # The same final graph, clustered from scratch: components, and a full Leiden on the binding graph.
-    t = time.perf_counter()
-    engine.full_recompute_partition()
-    full_components_s = time.perf_counter() - t
-    bound = engine.binding.binding
-    index: dict[str, int] = {}
-    edges = []
-    for entity in bound:
-        e = index.setdefault(entity, len(index))
-        for account in engine.window.members.get(entity, ()):
-            edges.append((index.setdefault(account, len(index)), e))
-    for account, entities in engine.window.links_of.items():  # the rest of the window too
-        a = index.setdefault(account, len(index))
-        for entity in entities:
-            if entity not in bound:
-                edges.append((a, index.setdefault(entity, len(index))))
-    graph = igraph.Graph(n=len(index), edges=edges)
-    igraph.set_random_number_generator(random.Random(7))
-    t = time.perf_counter()
-    graph.community_leiden(objective_function="modularity", n_iterations=2)
-    full_leiden_s = time.perf_counter() - t
-
-    ticks = sorted(engine.tick_timings)
-    path.unlink()
-    workdir.rmdir()
-    return {
-        "benign": benign, "ring_scale": ring_scale, "events": events,
-        "engine_events_per_s": events / engine_s, "decode_us": decode_s / events * 1e6,
-        "end_to_end_events_per_s": events / (engine_s + decode_s),
-        "ticks_with_work": len(ticks),
-        "tick_p50_ms": _q(ticks, 0.5) * 1e3, "tick_p95_ms": _q(ticks, 0.95) * 1e3, "tick_max_ms": ticks[-1] * 1e3,
-        "full_leiden_s": full_leiden_s, "full_graph_nodes": graph.vcount(), "full_graph_edges": graph.ecount(),
-        "full_components_s": full_components_s,
-        "lag_p50_s": _q(sorted(lags), 0.5), "lag_p95_s": _q(sorted(lags), 0.95),
-        "wall_batch_p50_ms": _q(sorted(wall_latency), 0.5) * 1e3, "wall_batch_p95_ms": _q(sorted(wall_latency), 0.95) * 1e3,
-        "live_links": live_links, "peak_links": peak_links, "rss_mb": rss / 2**20,
-        "bytes_per_live_link": rss / max(1, live_links),
-        "alerts": len(lags),
+    seconds += time.perf_counter() - started
+    ticks = sorted(engine.tick_timings or [0.0])
+    largest = max((c.size for c in engine.clusters.values()), default=0)
+    out: dict[str, float] = {
+        "events": events, "seconds": seconds, "events_per_s": events / seconds, "ticks": len(ticks),
+        "tick_p50_ms": ticks[len(ticks) // 2] * 1e3, "tick_p99_ms": ticks[int(len(ticks) * 0.99)] * 1e3,
+        "largest": largest, "peak_links": peak_links, "rss_per_link": (peak_rss - before) / max(1, peak_links),
+        "heap_per_link": heap_at_peak / heap_links, "end_links": engine.graph.stats()["links"],
+        "end_heap_per_link": heap() / max(1, engine.graph.stats()["links"]),
     }
+    if leiden:
+        started = time.perf_counter()
+        engine.graph.full_partition()
+        out["scratch_s"] = time.perf_counter() - started
+        live = engine.graph.live_links()
+        index: dict[str, int] = {}
+        edges = [(index.setdefault(a, len(index)), index.setdefault(e, len(index))) for a, e in live]
+        graph = igraph.Graph(n=len(index), edges=edges)
+        started = time.perf_counter()
+        graph.community_leiden(objective_function="modularity", n_iterations=2)
+        out["leiden_s"] = time.perf_counter() - started
+    return out
 
 
-def _q(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(q * len(values)))]
+# -- the run ----------------------------------------------------------------------------------------
+def me(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tests.benchmarks.speed", "--child", *args]
+
+
+def replay_row(name: str, path: Path, lines: int) -> tuple[str, float]:
+    with tempfile.TemporaryDirectory(prefix="fg-speed-") as tmp:
+        seconds, peak, _ = run_measured([sys.executable, "-m", "streams.cli", "replay", str(path), "--audit-db",
+                                         f"{tmp}/audit.duckdb", "--quiet"])
+    naive_s, naive_peak, _ = run_measured(me("naive", str(path)))
+    rate = lines / seconds
+    return (f"| {name} | {lines:,} | **{rate:,.0f}** | {seconds:.1f} s | {peak / 2**20:,.0f} MiB | "
+            f"{lines / naive_s:,.0f} | {naive_peak / 2**20:,.0f} MiB | {rate / (lines / naive_s):.2f}x |"), rate
+
+
+def engine_child(path: Path, window_days: float = 7.0, leiden: bool = False) -> tuple[dict[str, float], int]:
+    _s, peak, out = run_measured(me("engine", str(path), str(window_days), "1" if leiden else "0"))
+    return json.loads(out.strip().splitlines()[-1]), peak
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base-benign", type=int, default=25_000)
-    parser.add_argument("--base-ring-scale", type=float, default=0.25)
-    parser.add_argument("--scales", default="1,2,4")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", help="append the table to this markdown file")
-    parser.add_argument("--one", nargs=2, metavar=("BENIGN", "RING_SCALE"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.one:
-        print(json.dumps(one_scale(int(args.one[0]), float(args.one[1]), args.seed)))
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--child":
+        kind, rest = argv[1], argv[2:]
+        result = child_naive(rest[0]) if kind == "naive" else child_engine(rest[0], float(rest[1]), rest[2] == "1")
+        print(json.dumps(result))
         return 0
-    results = []
-    for scale in (int(s) for s in args.scales.split(",")):
-        benign, rings = args.base_benign * scale, args.base_ring_scale * scale
-        proc = subprocess.run([sys.executable, "-m", "tests.benchmarks.speed", "--one", str(benign), str(rings),
-                               "--seed", str(args.seed)], capture_output=True, text=True, check=True)
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        result["scale"] = scale
-        results.append(result)
-        print(json.dumps(result), flush=True)
-    rows = [
-        f"### Speed and memory — {', '.join(str(r['scale']) + 'x' for r in results)} traffic",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. Command: "
-        f"`python -m tests.benchmarks.speed --base-benign {args.base_benign} --base-ring-scale {args.base_ring_scale} "
-        f"--scales {args.scales}`. Engine = everything after decode (dedupe, lateness buffer, window, binding, "
-        "clustering, scoring, alerts); full Leiden = igraph Leiden (modularity, 2 iterations) on the whole final "
-        "account–entity graph.",
-        "",
-        "| traffic | events | engine events/s | decode µs/event | decode+engine events/s | dirty-region tick p50 / p95 / max ms "
-        "| full Leiden s (nodes / edges) | full recompute s | p95 tick vs full Leiden | detection lag event-time p50 / p95 s "
-        "| batch wall p50 / p95 ms | live links | RSS MB | bytes per live link |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        rows.append(
-            f"| {r['scale']}x ({r['benign']:,} benign) | {r['events']:,} | {r['engine_events_per_s']:,.0f} | "
-            f"{r['decode_us']:.1f} | {r['end_to_end_events_per_s']:,.0f} | "
-            f"{r['tick_p50_ms']:.2f} / {r['tick_p95_ms']:.2f} / {r['tick_max_ms']:.0f} | "
-            f"{r['full_leiden_s']:.2f} ({r['full_graph_nodes']:,} / {r['full_graph_edges']:,}) | "
-            f"{r['full_components_s']:.2f} | {r['full_leiden_s'] / (r['tick_p95_ms'] / 1e3):,.0f}x | "
-            f"{r['lag_p50_s']:.0f} / {r['lag_p95_s']:.0f} | {r['wall_batch_p50_ms']:.0f} / {r['wall_batch_p95_ms']:.0f} | "
-            f"{r['live_links']:,} | {r['rss_mb']:,.0f} | {r['bytes_per_live_link']:.0f} |")
-    table = "\n".join(rows) + "\n"
-    print("\n" + table)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--benign", type=int, default=200_000, help="benign accounts, 3-day stream")
+    parser.add_argument("--benign-long", type=int, default=50_000, help="benign accounts, 12-day stream")
+    parser.add_argument("--ring-scale", type=float, default=1.0)
+    parser.add_argument("--scales", default="0.1,1,4", help="memory: multiples of the 3-day traffic")
+    parser.add_argument("--sizes", default="1000,10000,50000", help="tick vs largest cluster")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", help="append the markdown to this file")
+    args = parser.parse_args(argv)
+
+    short, short_n = stream(args.benign, args.ring_scale, 3, args.seed)
+    long, long_n = stream(args.benign_long, args.ring_scale, 12, args.seed)
+    text = [f"## Speed and memory — `python -m tests.benchmarks.speed --benign {args.benign} --benign-long "
+            f"{args.benign_long} --ring-scale {args.ring_scale:g} --scales {args.scales} --seed {args.seed}`", "",
+            f"Machine: {platform.machine()}, {os.cpu_count()} vCPU, Python {platform.python_version()}, "
+            f"{time.strftime('%Y-%m-%d')}. Single runs; every row a fresh process.", "",
+            "### Whole replay vs a naive batch detector (same file)", "",
+            "| stream | events | fraudgraph replay events/s | wall | peak RSS | naive batch events/s | naive peak RSS "
+            "| fraudgraph / naive |",
+            "|---|---|---|---|---|---|---|---|"]
+    rows = [replay_row("3 days", short, short_n), replay_row("12 days (7-day window)", long, long_n)]
+    text += [r for r, _ in rows]
+    text += ["", "Whole replay: read (.jsonl.gz, 4 MiB blocks) + decode + engine + audit store (Parquet segments, "
+             "DuckDB views), the command's wall time including start-up. Naive: orjson per line, the last 7 days' "
+             "device/card/IP links, hub cap 20 + connected components, no window, no ordering, no scoring, no output.",
+             "", "### Engine only", "",
+             "| stream | events/s | ticks | tick p50 / p99 | largest cluster | full Leiden | Leiden / tick p99 "
+             "| from scratch (same rules) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, path in (("3 days", short), ("12 days", long)):
+        r, _peak = engine_child(path, leiden=True)
+        text.append(f"| {name} | **{r['events_per_s']:,.0f}** | {r['ticks']:,.0f} | {r['tick_p50_ms']:.2f} / "
+                    f"{r['tick_p99_ms']:.2f} ms | {r['largest']:,.0f} | {r['leiden_s']:.2f} s | "
+                    f"{r['leiden_s'] * 1e3 / r['tick_p99_ms']:,.0f}x | {r['scratch_s']:.2f} s |")
+    text += ["", "Engine: `DetectionEngine.process_json` on batches of 5,000 lines (the kernel decodes); reading "
+             "not timed. Full Leiden: igraph `community_leiden` (modularity, 2 iterations) on the live account–entity "
+             "graph at the end — what re-clustering from scratch at a tick would cost.", "",
+             "### Memory vs traffic (3-day stream, engine only)", "",
+             "| scale | benign accounts | events | peak live links | peak RSS | RSS above start per live link "
+             "| kernel heap per live link |",
+             "|---|---|---|---|---|---|---|"]
+    for scale in (float(s) for s in args.scales.split(",")):
+        benign = int(args.benign * scale)
+        path, n = stream(benign, args.ring_scale * scale, 3, args.seed)
+        r, peak = engine_child(path)
+        text.append(f"| {scale:g}x | {benign:,} | {n:,} | {r['peak_links']:,.0f} | {peak / 2**20:,.0f} MiB | "
+                    f"**{r['rss_per_link']:.0f} B** | {r['heap_per_link']:.0f} B |")
+    text += ["", "RSS above start: resident memory when live links peaked, minus the process's before the engine "
+             "existed (interpreter, modules), per live link — all state included (window, de-duplication, reorder "
+             "buffer, graph, clusters, names). Kernel heap: the kernel's own accounting of its allocations.", "",
+             "### Memory vs window length (12-day stream, engine only)", "",
+             "| window | live links at the end | RSS above start per live link | kernel heap per live link |",
+             "|---|---|---|---|"]
+    for days in (1.0, 3.0, 7.0):
+        r, _peak = engine_child(long, window_days=days)
+        text.append(f"| {days:g} days | {r['end_links']:,.0f} | {r['rss_per_link']:.0f} B | "
+                    f"{r['end_heap_per_link']:.0f} B |")
+    from tests.benchmarks import cluster_size
+
+    text += ["", cluster_size.table([int(s) for s in args.sizes.split(",")], 14.0, 5, 1.0)]
+    out = "\n".join(text)
+    print(out)
     if args.out:
         with open(args.out, "a") as handle:
-            handle.write("\n" + table)
+            handle.write(out + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())
