@@ -112,7 +112,7 @@ def evidence_entities(f: dict[str, float]) -> int:
 def severity_of(size: int, score: float, evidence: int, config: DetectionConfig) -> str | None:
     """Severity from size, score and how many distinct entities of evidence hold the cluster.
 
-    >>> severity_of(150, 0.9, 12, DetectionConfig())
+    >>> str(severity_of(150, 0.9, 12, DetectionConfig()))
     'high'
     >>> severity_of(150, 0.1, 1, DetectionConfig()) is None
     True

@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from graph import DetectionEngine
 from tests.conftest import T0, small_config
 from tests.unit import oracle
-from tests.unit.strategies import EventFactory, cases
+from tests.unit.strategies import Case, EventFactory, cases
 
 # derandomized: CI runs the same examples every time (a failure reproduces; a pass is not luck)
 SETTINGS = settings(max_examples=150, stateful_step_count=30, deadline=None, derandomize=True,
@@ -118,7 +118,7 @@ def test_incremental_equals_an_independent_oracle_through_growth_merges_splits_a
     assert r.with_alerts >= 0.3 * r.examples, vars(r)
     assert r.with_merges >= 0.1 * r.examples, vars(r)
     assert r.with_splits >= 0.05 * r.examples, vars(r)
-    assert r.with_lockstep >= 0.1 * r.checks and r.with_weak_edges >= 0.05 * r.checks, vars(r)
+    assert r.with_lockstep >= 0.1 * r.checks and r.with_weak_edges >= 0.02 * r.checks, vars(r)
 
 
 def fingerprint(engine, outputs):
@@ -131,9 +131,17 @@ def fingerprint(engine, outputs):
 DELIVERY = {"examples": 0, "with_alerts": 0}
 
 
+# every example holds a farm big enough to alert, so whatever else hypothesis draws (its choices can
+# differ with what ran before in the process) the alert path is exercised
+alerting = st.builds(Case, kind=st.just("farm"), first=st.integers(0, 399), size=st.integers(12, 40),
+                     hubs=st.integers(2, 6), hub_base=st.integers(0, 40), hub_kind=st.just("device"))
+
+
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(cases, min_size=1, max_size=6), st.integers(0, 2**32 - 1), st.floats(0.0, 0.5), st.integers(1, 60))
-def test_duplicates_and_reordering_within_lateness_change_nothing(case_list, seed, dup_rate, batch):
+@given(st.lists(cases, min_size=0, max_size=5), alerting, st.integers(0, 2**32 - 1), st.floats(0.0, 0.5),
+       st.integers(1, 60))
+def test_duplicates_and_reordering_within_lateness_change_nothing(case_list, farm, seed, dup_rate, batch):
+    case_list = [farm, *case_list]
     config = small_config()
     factory = EventFactory()
     events, t = [], T0
