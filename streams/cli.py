@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from graph.engine import DetectionEngine
 
-ENTITY_TYPES = ("device", "payment", "ip")
+ENTITY_TYPES = ("device", "payment", "ip", "template")
 
 
 class CliError(Exception):
@@ -215,8 +215,16 @@ def cmd_investigate(args: argparse.Namespace) -> int:
             cid = args.args[0]
             if not q.table(con, q.CLUSTER_EXISTS, [cid, cid])[1]:
                 raise CliError(f"cluster {cid} not found in {settings.audit_db}")
-            print(f"cluster {cid}"), print(q.render(*q.table(con, q.CLUSTER_SUMMARY, [cid])))
-            print("\nbinding entities"), print(q.render(*q.table(con, q.CLUSTER_EVIDENCE, [cid])))
+            columns, summary = q.table(con, q.CLUSTER_SUMMARY, [cid])
+            if summary:
+                row = dict(zip(columns, summary[0]))
+                print(q.headline(cid, row["size"], row["requests"], row["tokens_out"], settings.window_days))
+            print(f"cluster {cid}"), print(q.render(columns, summary))
+            print("\nevidence (binding devices, cards and lockstep cohorts first; then owned IPs and templates)")
+            print(q.render(*q.table(con, q.CLUSTER_EVIDENCE, [cid])))
+            shared = q.table(con, q.CLUSTER_LINKS, [cid])[1]
+            print("\nshared infrastructure (used by other clusters too; weighed, never joined)")
+            print("\n".join(q.shared_lines(shared)) if shared else "(none)")
             print("\ntimeline"), print(q.render(*q.table(con, q.CLUSTER_TIMELINE, [cid, cid])))
             print("\nmembers"), print(q.render(*q.table(con, q.CLUSTER_MEMBERS, [cid]), limit=args.limit))
         elif args.what == "account":

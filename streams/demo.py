@@ -13,6 +13,7 @@ import json
 import shutil
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from streams.devkafka import DevKafka, free_port
 from streams.localrun import metric_sum, scrape, start_worker, stop, wait_for
 from streams.settings import Settings
 from streams.simulate import SimConfig, default_rings, generate, produce_events, write_labels
+from streams.queries import headline, shared_lines
 
 SEVERITIES = ("high", "medium", "low")
 
@@ -70,13 +72,17 @@ def run_demo(args: argparse.Namespace) -> int:
                            a.requests, a.tokens_out
                     FROM alerts a LEFT JOIN alert_members m USING (alert_id) GROUP BY ALL
                     ORDER BY a.member_count DESC, a.alert_id""").fetchall()
+                shared = con.execute("""
+                    SELECT cluster_id, other_cluster_id, entity_type, shared_entities, accounts_here, accounts_there
+                    FROM cluster_links ORDER BY cluster_id, shared_entities DESC, other_cluster_id""").fetchall()
                 evidence = dict(con.execute("""
                     SELECT cluster_id, list(entity_type || ':' || entity_value || ' x' || members_sharing
                                             ORDER BY entity_type = 'ip', members_sharing DESC, entity_value)[:3]
                     FROM cluster_evidence GROUP BY cluster_id""").fetchall())
             finally:
                 con.close()
-            report(produced, elapsed, messages, metrics, alerts, evidence, labels, settings.audit_db)
+            report(produced, elapsed, messages, metrics, alerts, evidence, labels, settings.audit_db, shared,
+                   settings.window_days)
         finally:
             stop(worker)
     return 0
@@ -84,7 +90,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def report(produced: int, elapsed: float, messages: list[dict[str, Any]], metrics: dict[str, float],
            alerts: list[tuple[Any, ...]], evidence: dict[str, list[str]], labels: dict[str, tuple[str, str]],
-           db: str) -> None:
+           db: str, shared: Sequence[tuple[Any, ...]] = (), window_days: float = 7.0) -> None:
     ring_of = {a: ring for a, (ring, _kind) in labels.items() if ring}
     kind_of = {ring: kind for ring, kind in labels.values() if ring}
     ring_sizes = Counter(ring_of.values())
@@ -119,6 +125,18 @@ def report(produced: int, elapsed: float, messages: list[dict[str, Any]], metric
         print(f"  {alert_id:<14} {cluster:<9} {severity:<8} {status:<7} {size:>8} {requests or 0:>10,} {tokens or 0:>14,}  "
               f"{per_alert.get(alert_id, 0):>4}  {why}")
     print("  (exchanges and output tokens: the members' API usage within the window, as of the alert's last version)")
+
+    print("\nOperations (open actionable alerts) and the infrastructure they share without being joined:")
+    shares: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for cluster, *rest in shared:
+        shares[cluster].append(tuple(rest))
+    operations = [a for a in alerts if a[3] == "open" and a[2] in ("high", "medium")]
+    for _alert_id, cluster, _severity, _status, size, _m, _reason, requests, tokens in operations:
+        print(f"  {headline(cluster, size, requests, tokens, window_days)}")
+        for line in shared_lines(shares.get(cluster, [])[:3]):
+            print(f"      {line}")
+    if not operations:
+        print("  (none)")
 
     print("\nPlanted rings: accounts caught by their strongest open alert")
     print(f"  {'ring':<7} {'kind':<12} {'size':>6} {'high':>6} {'medium':>7} {'low':>6} {'missed':>7}")

@@ -24,7 +24,7 @@ CLUSTER_MEMBERS = "SELECT account_id FROM cluster_members WHERE cluster_id = ? O
 CLUSTER_EVIDENCE = """
 SELECT entity_type, entity_value, members_sharing, first_seen, last_seen
 FROM cluster_evidence WHERE cluster_id = ?
-ORDER BY entity_type = 'ip', members_sharing DESC, entity_value  -- devices and cards bind; IPs corroborate"""
+ORDER BY entity_type IN ('ip', 'template'), members_sharing DESC, entity_value  -- strong first; weak corroborates"""
 
 CLUSTER_TIMELINE = """
 SELECT happened_at, cluster_id, kind, size, other_cluster_id FROM cluster_lineage
@@ -45,6 +45,11 @@ CLUSTER_SUMMARY = """
 SELECT cluster_id, status, size, requests, tokens_out, score, severity, verdict, born_at, updated_at
 FROM clusters WHERE cluster_id = ?"""
 
+CLUSTER_LINKS = """
+SELECT other_cluster_id, entity_type, shared_entities, accounts_here, accounts_there
+FROM cluster_links WHERE cluster_id = ?
+ORDER BY shared_entities DESC, other_cluster_id, entity_type"""
+
 ACCOUNT_LINKS = """
 SELECT entity_type, entity_value, last_seen FROM account_links WHERE account_id = ? ORDER BY last_seen DESC"""
 
@@ -52,6 +57,34 @@ RECENT_CHANGES = """
 SELECT happened_at, cluster_id, kind, size, other_cluster_id FROM cluster_lineage
 WHERE happened_at >= (SELECT max(happened_at) FROM cluster_lineage) - to_hours(CAST(? AS BIGINT))
 ORDER BY happened_at DESC, cluster_id LIMIT 200"""
+
+
+PLURAL = {"ip": "IPs", "template": "prompt templates"}
+
+
+def compact(n: float) -> str:
+    """A count as people say it: 950, 12,400, 4.1M, 18B.
+
+    >>> compact(950), compact(12_400), compact(4_130_000), compact(18_200_000_000)
+    ('950', '12,400', '4.1M', '18B')
+    """
+    for size, unit in ((1e9, "B"), (1e6, "M")):
+        if abs(n) >= size:
+            value = n / size
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+    return f"{n:,.0f}"
+
+
+def headline(cluster_id: str, size: int, requests: int | None, tokens_out: int | None, window_days: float) -> str:
+    """'C0000015: 3,599 accounts, 4.1M exchanges, 18B output tokens in 7 days'."""
+    return (f"{cluster_id}: {size:,} accounts, {compact(requests or 0)} exchanges, {compact(tokens_out or 0)} "
+            f"output tokens in {window_days:g} days")
+
+
+def shared_lines(rows: list[tuple[Any, ...]]) -> list[str]:
+    """cluster_links rows as sentences: 'shares 1,204 IPs with C0000031 (212 accounts here, 180 there)'."""
+    return [f"shares {n:,} {PLURAL.get(kind, kind + 's')} with {other} ({here:,} accounts here, {there:,} there)"
+            for other, kind, n, here, there in rows]
 
 
 def table(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()

@@ -47,7 +47,7 @@ def test_mistakes_get_one_clear_line(store, tmp_path):
     db = ["--audit-db", str(store)]
     one_line_error(fraudgraph("investigate", "cluster", *db), "usage", "CLUSTER_ID")
     one_line_error(fraudgraph("investigate", "entity", "device", *db), "usage")
-    one_line_error(fraudgraph("investigate", "entity", "phone", "x", *db), "unknown entity type", "device, payment, ip")
+    one_line_error(fraudgraph("investigate", "entity", "phone", "x", *db), "unknown entity type", "device, payment, ip, template")
     one_line_error(fraudgraph("investigate", "changes", "abc", *db), "HOURS")
     one_line_error(fraudgraph("investigate", "cluster", "C9999999", *db), "not found")
     one_line_error(fraudgraph("investigate", "account", "nobody", *db), "not found")
@@ -64,10 +64,17 @@ def test_mistakes_get_one_clear_line(store, tmp_path):
 def test_investigate_answers_for_ids_that_exist(store):
     con = duckdb.connect(str(store), read_only=True)
     cluster, account = con.execute("SELECT cluster_id, account_id FROM cluster_members LIMIT 1").fetchone()
+    linked, other, kind, shared = con.execute("""
+        SELECT cluster_id, other_cluster_id, entity_type, shared_entities FROM cluster_links
+        ORDER BY shared_entities DESC, cluster_id, other_cluster_id LIMIT 1""").fetchone()
+    size = con.execute("SELECT size FROM clusters WHERE cluster_id = ?", [linked]).fetchone()[0]
     con.close()
     for args in (["worst"], ["cluster", cluster], ["account", account], ["changes", "2"]):
         result = fraudgraph("investigate", *args, "--audit-db", str(store))
         assert result.returncode == 0 and result.stdout.strip(), (args, result.stderr)
+    out = fraudgraph("investigate", "cluster", linked, "--audit-db", str(store)).stdout
+    assert out.startswith(f"{linked}: {size:,} accounts, "), "the headline: the operation and its damage"
+    assert f"shares {shared:,} {'IPs' if kind == 'ip' else 'prompt templates'} with {other} (" in out
 
 
 def test_export_writes_every_documented_table(store, tmp_path):

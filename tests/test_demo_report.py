@@ -13,7 +13,8 @@ def test_rings_are_reported_per_severity_and_messages_per_alert(capsys):
     messages = [{"alert_id": "A-C1", "action": "opened"}, {"alert_id": "A-C2", "action": "opened"},
                 {"alert_id": "A-C2", "action": "escalated"}, {"alert_id": "A-C3", "action": "opened"},
                 {"alert_id": "A-C3", "action": "closed"}]
-    report(1000, 3.0, messages, {}, alerts, {"C2": ["payment:pp1 x2"]}, labels, "/data/demo/audit.duckdb")
+    shared = [("C2", "C7", "ip", 1204, 2, 180)]
+    report(1000, 3.0, messages, {}, alerts, {"C2": ["payment:pp1 x2"]}, labels, "/data/demo/audit.duckdb", shared)
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[2:] for line in out.splitlines() if line.strip().startswith("ring0")}
     assert rows["ring00"] == ["2", "0", "0", "2", "0"]  # size, high, medium, low, missed
@@ -22,3 +23,6 @@ def test_rings_are_reported_per_severity_and_messages_per_alert(capsys):
     assert "5 messages for 3 alerts" in out
     assert "closed: merged into C2" in out and "9,000,000" in out
     assert "--audit-db /data/demo/audit.duckdb" in out
+    assert "C2: 2 accounts, 5,000 exchanges, 9.0M output tokens in 7 days" in out, "operations with their damage"
+    assert "shares 1,204 IPs with C7 (2 accounts here, 180 there)" in out
+    assert "C1: " not in out, "a low alert is not an operation to act on"

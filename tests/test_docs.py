@@ -24,3 +24,21 @@ def test_ci_runs_the_readme_test_command():
     assert "bash .ci/setup" in lines and ".venv/bin/python -m pytest" in lines
     assert lines.index("bash .ci/setup") < lines.index(".venv/bin/python -m pytest")
     assert "bash .ci/setup && .venv/bin/fraudgraph demo" in README
+
+
+def test_every_audit_view_is_documented():
+    from streams.audit import VIEWS
+
+    for name in VIEWS:
+        assert f"| `{name}` |" in README, name
+
+
+def test_every_metric_is_documented():
+    from prometheus_client import CollectorRegistry
+
+    from streams.metrics import Metrics
+
+    registry = CollectorRegistry()
+    Metrics(registry)
+    for metric in registry.collect():
+        assert metric.name.removesuffix("_total") in README or metric.name in README, metric.name
