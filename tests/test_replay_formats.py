@@ -57,7 +57,9 @@ def test_investigate_answers_the_common_questions(tmp_path, capsys):
         cli(["investigate", *what, "--audit-db", db])
     out = capsys.readouterr().out
     assert cluster in out and account in out and value in out
-    assert "binding entities" in out and "timeline" in out and "(no rows)" not in out.split("timeline")[0]
+    cluster_view = out.split("\nevidence (", 1)[1].split("\nmembers", 1)[0]
+    assert "shared infrastructure" in cluster_view and "\ntimeline" in cluster_view
+    assert "(no rows)" not in cluster_view, "a cluster that alerted shows its evidence and its timeline"
 
 
 def test_the_store_opens_for_writing_while_an_investigator_holds_it(tmp_path):

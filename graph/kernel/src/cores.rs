@@ -39,6 +39,10 @@ pub struct Core {
 pub struct Cores {
     pub list: Vec<Core>,
     free: Vec<u32>,
+    /// split-check scratch, reused: per account / entity (stamp, search index); a stale stamp is "unseen"
+    seen_acct: Vec<(u32, u32)>,
+    seen_ent: Vec<(u32, u32)>,
+    seen_stamp: u32,
     pub touched: Vec<u32>,    // cores whose membership changed this tick (incl. created and dissolved)
     pub heavy_todo: Vec<u32>, // cores whose heavy set must be rechecked
     pub departed: Vec<u32>,   // accounts that left a core this tick
@@ -269,29 +273,38 @@ impl Graph {
 
     // -- the tick's core update ----------------------------------------------------------------
     pub fn update_cores(&mut self) {
-        // 1. losses: split checks, per core, from the touch points
+        // 1. losses: split checks, per core, from the touch points. A lost link (a, e) touches the
+        //    account; if e still binds, its remaining members are one connected seed (they share e),
+        //    else each of them is a touch point of its own.
         let lost = std::mem::take(&mut self.dirty.lost);
-        let mut touch: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+        let mut touch: FxHashMap<u32, (Vec<u32>, Vec<u32>)> = FxHashMap::default();
         for &(a, e) in &lost {
             let c = self.acct[a as usize].core;
             if c == NONE {
                 continue;
             }
             let t = touch.entry(c).or_default();
-            t.push(a);
-            for &m in &self.ent[e as usize].members {
-                if self.acct[m as usize].core == c {
-                    t.push(m);
+            t.0.push(a);
+            let ent = &self.ent[e as usize];
+            if ent.live && ent.binding {
+                t.1.push(e);
+            } else {
+                for &m in &ent.members {
+                    if self.acct[m as usize].core == c {
+                        t.0.push(m);
+                    }
                 }
             }
         }
         let mut cores: Vec<u32> = touch.keys().copied().collect();
         cores.sort_unstable();
         for c in cores {
-            let mut t = touch.remove(&c).unwrap();
-            t.sort_unstable();
-            t.dedup();
-            self.split_core(c, &t);
+            let (mut accounts, mut entities) = touch.remove(&c).unwrap();
+            accounts.sort_unstable();
+            accounts.dedup();
+            entities.sort_unstable();
+            entities.dedup();
+            self.split_core(c, &accounts, &entities);
         }
         self.dirty.lost = lost;
         // 2. gains: an entity that started binding joins all its members; a new member of an entity
@@ -335,35 +348,73 @@ impl Graph {
         }
     }
 
-    /// The split check of one core that lost connections (module docs).
-    fn split_core(&mut self, c: u32, touch: &[u32]) {
+    /// The split check of one core that lost connections (module docs). Seeds: binding entities
+    /// (all their members in the core at once) and accounts.
+    fn split_core(&mut self, c: u32, touch: &[u32], seeds: &[u32]) {
         if !self.cores.list[c as usize].live {
             return;
         }
-        let mut owner: FxHashMap<u32, usize> = FxHashMap::default();
-        let mut ent_owner: FxHashMap<u32, usize> = FxHashMap::default();
+        let cores = &mut self.cores;
+        cores.seen_stamp = cores.seen_stamp.wrapping_add(1);
+        if cores.seen_stamp == 0 {
+            cores.seen_acct.iter_mut().for_each(|x| *x = (0, 0));
+            cores.seen_ent.iter_mut().for_each(|x| *x = (0, 0));
+            cores.seen_stamp = 1;
+        }
+        let stamp = cores.seen_stamp;
+        if cores.seen_acct.len() < self.acct.len() {
+            cores.seen_acct.resize(self.acct.len(), (0, 0));
+        }
+        if cores.seen_ent.len() < self.ent.len() {
+            cores.seen_ent.resize(self.ent.len(), (0, 0));
+        }
+        let mut seen_acct = std::mem::take(&mut cores.seen_acct);
+        let mut seen_ent = std::mem::take(&mut cores.seen_ent);
         let mut parent: Vec<usize> = Vec::new();
         let mut frontier: Vec<VecDeque<u32>> = Vec::new();
         let mut reached: Vec<Vec<u32>> = Vec::new();
+        let mut running: Vec<bool> = Vec::new();
+        let mut n_running = 0usize;
+        for &e in seeds {
+            let i = parent.len();
+            parent.push(i);
+            running.push(true);
+            n_running += 1;
+            frontier.push(VecDeque::new());
+            reached.push(Vec::new());
+            seen_ent[e as usize] = (stamp, i as u32);
+            for mi in 0..self.ent[e as usize].members.len() {
+                let m = self.ent[e as usize].members[mi];
+                if self.acct[m as usize].core != c {
+                    continue;
+                }
+                let (st, j) = seen_acct[m as usize];
+                if st == stamp {
+                    // also a member of an earlier seed: the two are one search
+                    let (ri, rj) = (find(&mut parent, i), find(&mut parent, j as usize));
+                    if ri != rj {
+                        union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
+                    }
+                } else {
+                    seen_acct[m as usize] = (stamp, i as u32);
+                    let r = find(&mut parent, i);
+                    frontier[r].push_back(m);
+                    reached[r].push(m);
+                }
+            }
+        }
         for &a in touch {
-            if owner.contains_key(&a) || self.acct[a as usize].core != c {
+            if seen_acct[a as usize].0 == stamp || self.acct[a as usize].core != c {
                 continue;
             }
             let i = parent.len();
             parent.push(i);
-            owner.insert(a, i);
+            running.push(true);
+            n_running += 1;
+            seen_acct[a as usize] = (stamp, i as u32);
             frontier.push(VecDeque::from([a]));
             reached.push(vec![a]);
         }
-        fn find(parent: &mut [usize], mut i: usize) -> usize {
-            while parent[i] != i {
-                parent[i] = parent[parent[i]];
-                i = parent[i];
-            }
-            i
-        }
-        let mut running: Vec<bool> = vec![true; parent.len()];
-        let mut n_running = parent.len();
         let mut pieces: Vec<Vec<u32>> = Vec::new();
         while n_running > 1 {
             for i0 in 0..parent.len() {
@@ -373,7 +424,9 @@ impl Graph {
                 let Some(a) = frontier[i0].pop_front() else {
                     running[i0] = false;
                     n_running -= 1;
-                    pieces.push(std::mem::take(&mut reached[i0]));
+                    if !reached[i0].is_empty() {
+                        pieces.push(std::mem::take(&mut reached[i0]));
+                    }
                     continue;
                 };
                 self.counters.split_steps += 1;
@@ -383,37 +436,38 @@ impl Graph {
                     if !self.ent[e as usize].binding {
                         continue;
                     }
-                    if let Some(&j) = ent_owner.get(&e) {
-                        let (ri, rj) = (find(&mut parent, i), find(&mut parent, j));
+                    let (st, j) = seen_ent[e as usize];
+                    if st == stamp {
+                        let (ri, rj) = (find(&mut parent, i), find(&mut parent, j as usize));
                         if ri != rj {
                             i = union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
                         }
                         continue;
                     }
-                    ent_owner.insert(e, i);
+                    seen_ent[e as usize] = (stamp, i as u32);
                     for mi in 0..self.ent[e as usize].members.len() {
                         let m = self.ent[e as usize].members[mi];
                         if self.acct[m as usize].core != c {
                             continue;
                         }
-                        match owner.get(&m) {
-                            None => {
-                                owner.insert(m, i);
-                                let r = find(&mut parent, i);
-                                frontier[r].push_back(m);
-                                reached[r].push(m);
-                            }
-                            Some(&j) => {
-                                let (ri, rj) = (find(&mut parent, i), find(&mut parent, j));
-                                if ri != rj {
-                                    i = union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
-                                }
+                        let (st, j) = seen_acct[m as usize];
+                        if st != stamp {
+                            seen_acct[m as usize] = (stamp, i as u32);
+                            let r = find(&mut parent, i);
+                            frontier[r].push_back(m);
+                            reached[r].push(m);
+                        } else {
+                            let (ri, rj) = (find(&mut parent, i), find(&mut parent, j as usize));
+                            if ri != rj {
+                                i = union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
                             }
                         }
                     }
                 }
             }
         }
+        self.cores.seen_acct = seen_acct;
+        self.cores.seen_ent = seen_ent;
         // What is left running (if anything) is the rest of the core, still connected.
         let last = (0..parent.len()).find(|&i| running[i]);
         if let Some(l) = last {
@@ -455,6 +509,14 @@ impl Graph {
             self.core_dissolve_empty(c);
         }
     }
+}
+
+fn find(parent: &mut [usize], mut i: usize) -> usize {
+    while parent[i] != i {
+        parent[i] = parent[parent[i]];
+        i = parent[i];
+    }
+    i
 }
 
 fn union(parent: &mut [usize], frontier: &mut [VecDeque<u32>], reached: &mut [Vec<u32>], running: &mut [bool],
