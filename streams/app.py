@@ -21,18 +21,22 @@ from collections.abc import Callable
 import faust
 import orjson
 
+from streams.kafka_security import faust_credentials
 from streams.pipeline import Emitted, Pipeline, Record, alert_message
 from streams.settings import Settings
+from streams.verdicts import refusal
 
 log = logging.getLogger("fraudgraph")
 EXIT_OWNERSHIP = 3  # exit status of a worker that found another member in its group
 SESSION_TIMEOUT_SECONDS = 10.0  # a crashed worker's partitions are free again after this
 
 
-def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str], None]) -> faust.App:
+def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str], None],
+              verdict_key: bytes | None = None) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         web_enabled=False,
         topic_partitions=settings.partitions,
@@ -89,7 +93,7 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
     @app.agent(verdicts_topic)
     async def verdicts(stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
-            outcome, emitted = apply_verdict(pipeline, value)
+            outcome, emitted = apply_verdict(pipeline, value, verdict_key)
             if metrics is not None:
                 metrics.verdicts.labels(outcome).inc()
             if emitted is not None:
@@ -131,13 +135,22 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
     return app
 
 
-def apply_verdict(pipeline: Pipeline, value: bytes | None) -> tuple[str, Emitted | None]:
-    """One ``fraud-verdicts`` record: (outcome label, what to publish)."""
+def apply_verdict(pipeline: Pipeline, value: bytes | None, key: bytes | None = None) -> tuple[str, Emitted | None]:
+    """One ``fraud-verdicts`` record: (outcome label, what to publish). With ``key``, a verdict that is
+    not signed with it is refused (``unsigned`` / ``forged``), logged and never applied."""
     try:
         if value is None:
             raise ValueError("empty value (tombstone)")
         verdict = orjson.loads(value)
+        if not isinstance(verdict, dict):
+            raise TypeError(f"a verdict is a JSON object, not {type(verdict).__name__}")
         cluster_id, decision = str(verdict["cluster_id"]), str(verdict["verdict"])
+        if key is not None:
+            why = refusal(verdict, key)
+            if why is not None:
+                log.error("refused verdict (%s): %r on %s (analyst %r, id %r): not applied", why, decision[:20],
+                          cluster_id[:80], str(verdict.get("analyst", ""))[:80], str(verdict.get("verdict_id", ""))[:80])
+                return why, None
         if pipeline.engine.resolve(cluster_id) is None:
             log.warning("verdict for unknown cluster %s ignored", cluster_id[:80])
             return "unknown_cluster", None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from streams import settings as cfg
+from streams.kafka_security import KafkaSecurityError
 
 if TYPE_CHECKING:
     import duckdb
@@ -70,7 +71,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         count = write_events(Path(args.out), events)
     else:
         settings = cfg.from_args(args)
-        count = produce_events(events, settings.bootstrap, settings.events_topic)
+        count = produce_events(events, settings)
     if args.labels:
         write_labels(Path(args.labels), labels)
     rings = len({r for r, _k in labels.values() if r})
@@ -94,6 +95,7 @@ def analyst_name(explicit: str | None) -> str:
 
 def cmd_verdict(args: argparse.Namespace) -> int:
     from streams.audit import AuditStore
+    from streams.verdicts import KeyFileError, load_key, sign
 
     settings = cfg.from_args(args)
     with open_store(settings.audit_db) as con:
@@ -106,8 +108,14 @@ def cmd_verdict(args: argparse.Namespace) -> int:
     at = time.time()
     verdict_id = str(uuid.uuid4())
     if not args.no_publish:
-        publish_verdict(settings, {"verdict_id": verdict_id, "cluster_id": args.cluster_id, "verdict": args.verdict,
-                                   "analyst": analyst, "note": args.note or "", "at": at})
+        verdict = {"verdict_id": verdict_id, "cluster_id": args.cluster_id, "verdict": args.verdict,
+                   "analyst": analyst, "note": args.note or "", "at": at}
+        if settings.verdict_key_file:
+            try:
+                verdict = sign(verdict, load_key(settings.verdict_key_file))
+            except KeyFileError as exc:
+                raise CliError(f"{exc}; the verdict was not recorded") from None
+        publish_verdict(settings, verdict)
     # Recorded only once published: a retry after a failed publish leaves one row, not two.
     audit = AuditStore(settings.audit_db, settings.retention_days)
     audit.create()
@@ -122,10 +130,12 @@ def publish_verdict(settings: cfg.Settings, verdict: dict[str, Any], timeout_s: 
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    from streams.kafka_security import kafka_python_args
+
     ms = int(timeout_s * 1000)
     try:
         producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", max_block_ms=ms,
-                                 request_timeout_ms=ms, bootstrap_timeout_ms=ms)
+                                 request_timeout_ms=ms, bootstrap_timeout_ms=ms, **kafka_python_args(settings))
     except KafkaError as exc:
         raise CliError(f"could not reach Kafka at {settings.bootstrap} within {timeout_s:.0f}s ({exc}); "
                        "the verdict was not recorded, run the command again") from None
@@ -267,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_arguments(p, ["bootstrap", "app_id", "events_topic", "dlq_topic", "alerts_topic", "verdicts_topic",
                           "partitions", "audit_db", "audit_flush_seconds", "retention_days", "metrics_port",
                           "window_days", "lateness_seconds", "tick_seconds", "idle_flush_seconds", "batch_size",
-                          "batch_seconds", "log_level", "max_skew_seconds", "stop_grace_seconds"])
+                          "batch_seconds", "log_level", "max_skew_seconds", "stop_grace_seconds", "verdict_key_file", *cfg.KAFKA_SECURITY])
     p.add_argument("--local-metrics", action="store_true", help="serve /metrics on 127.0.0.1 only")
     p.set_defaults(func=cmd_worker)
 
@@ -289,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     p.add_argument("--duplicates", type=float, default=0.0, help="share of events delivered twice")
     p.add_argument("--late", type=float, default=0.0, help="share of events delivered up to 3 minutes late")
-    cfg.add_arguments(p, ["bootstrap", "events_topic"])
+    cfg.add_arguments(p, ["bootstrap", "events_topic", *cfg.KAFKA_SECURITY])
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("verdict", help="record an analyst verdict and send it to the running worker")
@@ -297,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("verdict", choices=["confirmed", "benign"])
     p.add_argument("--note", default="", help="why")
     p.add_argument("--no-publish", action="store_true", help="record in the audit store only")
-    cfg.add_arguments(p, ["analyst", "bootstrap", "verdicts_topic", "audit_db"])
+    cfg.add_arguments(p, ["analyst", "bootstrap", "verdicts_topic", "audit_db", "verdict_key_file", *cfg.KAFKA_SECURITY])
     p.set_defaults(func=cmd_verdict)
 
     p = sub.add_parser("export", help="write audit tables (optionally a time range) as Parquet")
@@ -331,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except CliError as exc:
+    except (CliError, KafkaSecurityError) as exc:
         print(f"fraudgraph {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `fraudgraph investigate ... | head`

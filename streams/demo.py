@@ -47,7 +47,7 @@ def run_demo(args: argparse.Namespace) -> int:
                   flush=True)
             events, labels = generate(SimConfig(seed=args.seed, benign_accounts=args.benign,
                                                 rings=default_rings(args.ring_scale)))
-            produced = produce_events(events, broker.bootstrap, settings.events_topic)
+            produced = produce_events(events, settings)
             write_labels(workdir / "labels.csv", labels)
             started = time.monotonic()
 

@@ -131,6 +131,10 @@ class DevKafka:
         ]))
         return props
 
+    def _format_args(self) -> list[str]:
+        """Extra arguments for the storage format (e.g. ``--add-scram`` users); none here."""
+        return []
+
     def _java(self, jars: Path, *args: str) -> list[str]:
         return [
             "java", f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 256)}m",
@@ -145,7 +149,8 @@ class DevKafka:
         props = self._write_config(self.workdir)
         cluster_id = new_cluster_id()
         fmt = subprocess.run(
-            self._java(jars, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
+            self._java(jars, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
+                       *self._format_args()),
             capture_output=True, text=True,
         )
         if fmt.returncode != 0:

@@ -3,7 +3,12 @@ No account, device, IP or card ids in labels: those live in the audit store."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import threading
+from collections.abc import Callable
+from socketserver import ThreadingMixIn
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
@@ -64,9 +69,44 @@ class Metrics:
         self.audit_rows = Counter("fraudgraph_audit_rows_written_total", "Rows written to the audit store", registry=r)
         self.audit_errors = Counter("fraudgraph_audit_write_errors_total", "Failed audit flushes (rows kept, retried)",
                                     registry=r)
-        for outcome in ("applied", "unknown_cluster", "malformed"):
+        for outcome in ("applied", "unknown_cluster", "malformed", "unsigned", "forged"):
             self.verdicts.labels(outcome)
         for severity in ("low", "medium", "high"):
             self.open_alerts.labels(severity)
             for action in ("opened", "escalated", "updated", "closed"):
                 self.alerts.labels(severity, action)
+
+    def live(self) -> bool:
+        """Ready for traffic: recovery over, input partitions assigned, no ownership conflict."""
+        def value(gauge: Gauge) -> float:
+            return float(next(iter(gauge.collect())).samples[0].value)
+
+        return (value(self.recovering) == 0 and value(self.assigned_partitions) > 0
+                and value(self.ownership_conflict) == 0)
+
+
+def serve(metrics: Metrics, port: int, addr: str, ready: Callable[[], bool]) -> None:
+    """``/metrics`` plus the probes Kubernetes and Docker use, on one port, in a daemon thread:
+    ``/healthz`` is 200 while the process serves; ``/readyz`` is 200 only once the worker is live
+    (recovery over, input partitions assigned, no ownership conflict), else 503."""
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    metrics_app = make_wsgi_app(metrics.registry)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path in ("/healthz", "/readyz"):
+            ok = path == "/healthz" or ready()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"ok\n" if ok else b"not ready\n"]
+        return metrics_app(environ, start_response)
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+            pass
+
+    server = make_server(addr, port, app, Server, handler_class=QuietHandler)
+    threading.Thread(target=server.serve_forever, name="fraudgraph-http", daemon=True).start()

@@ -15,6 +15,7 @@ import time
 
 from kafka import KafkaConsumer, TopicPartition
 
+from streams.kafka_security import kafka_python_args
 from streams.pipeline import Pipeline, Record
 from streams.settings import Settings
 
@@ -24,7 +25,7 @@ log = logging.getLogger("fraudgraph.recovery")
 def committed_offsets(settings: Settings) -> dict[TopicPartition, int]:
     """The worker group's committed offsets on the input topic (a consumer that never joins the group)."""
     probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=settings.app_id,
-                          enable_auto_commit=False, client_id="fraudgraph-recovery")
+                          enable_auto_commit=False, client_id="fraudgraph-recovery", **kafka_python_args(settings))
     try:
         partitions = probe.partitions_for_topic(settings.events_topic) or set()
         out = {}
@@ -45,7 +46,8 @@ def rebuild(pipeline: Pipeline, settings: Settings, batch: int = 5000) -> int:
         return 0
     started = time.monotonic()
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
-                             group_id=None, client_id="fraudgraph-recovery", max_poll_records=batch)
+                             group_id=None, client_id="fraudgraph-recovery", max_poll_records=batch,
+                             **kafka_python_args(settings))
     try:
         consumer.assign(list(targets))
         consumer.seek_to_beginning(*targets)

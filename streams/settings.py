@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     from graph.config import DetectionConfig
 
 
-def setting(default: Any, env: str, help: str) -> Any:  # noqa: A002 - mirrors argparse
-    return field(default=default, metadata={"env": env, "help": help})
+def setting(default: Any, env: str, help: str, secret: bool = False) -> Any:  # noqa: A002 - mirrors argparse
+    """A field with its env var and help line; a ``secret`` one is never shown (repr, --help, logs)."""
+    return field(default=default, repr=not secret, metadata={"env": env, "help": help, "secret": secret})
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,22 @@ class Settings:
                                       "events dated further ahead of the stream or the wall clock are held, then dead-lettered")
     stop_grace_seconds: float = setting(5.0, "FRAUDGRAPH_STOP_GRACE_SECONDS",
                                         "longest graceful stop on SIGTERM before the worker exits anyway")
+    kafka_security_protocol: str = setting("PLAINTEXT", "FRAUDGRAPH_KAFKA_SECURITY_PROTOCOL",
+                                           "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (every Kafka client)")
+    kafka_sasl_mechanism: str = setting("SCRAM-SHA-512", "FRAUDGRAPH_KAFKA_SASL_MECHANISM",
+                                        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_* protocols)")
+    kafka_username: str = setting("", "FRAUDGRAPH_KAFKA_USERNAME", "SASL username (the Kafka principal)")
+    kafka_password: str = setting("", "FRAUDGRAPH_KAFKA_PASSWORD",
+                                  "SASL password; prefer --kafka-password-file (a flag shows in `ps`)", secret=True)
+    kafka_password_file: str = setting("", "FRAUDGRAPH_KAFKA_PASSWORD_FILE", "file holding the SASL password")
+    kafka_ca_file: str = setting("", "FRAUDGRAPH_KAFKA_CA_FILE", "PEM CA bundle the broker's certificate is checked "
+                                 "against (SSL/SASL_SSL; default: the system's)")
+    kafka_cert_file: str = setting("", "FRAUDGRAPH_KAFKA_CERT_FILE", "PEM client certificate (mutual TLS)")
+    kafka_key_file: str = setting("", "FRAUDGRAPH_KAFKA_KEY_FILE", "PEM private key of the client certificate")
     analyst: str = setting("", "FRAUDGRAPH_ANALYST", "who gives a verdict (default: the OS user)")
+    verdict_key_file: str = setting("", "FRAUDGRAPH_VERDICT_KEY_FILE",
+                                    "key shared by `verdict` (signs) and the worker (applies only verdicts signed "
+                                    "with it); without it the worker accepts unsigned verdicts, with a warning")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -65,8 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser, names: list[str]) -> None:
     by_name = {f.name: f for f in fields(Settings)}
     for name in names:
         f = by_name[name]
+        default = "none" if f.metadata.get("secret") else f.default
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(f.default), default=None,
-                            help=f"{f.metadata['help']} [env {f.metadata['env']}, default {f.default}]")
+                            help=f"{f.metadata['help']} [env {f.metadata['env']}, default {default}]")
+
+
+KAFKA_SECURITY = ["kafka_security_protocol", "kafka_sasl_mechanism", "kafka_username", "kafka_password",
+                  "kafka_password_file", "kafka_ca_file", "kafka_cert_file", "kafka_key_file"]
 
 
 def from_args(args: argparse.Namespace) -> Settings:

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from streams.settings import Settings
 from streams.sim import lookalikes, rings
 from streams.sim.spec import DAY, START, RingSpec, SimConfig, default_rings
 from streams.sim.traffic import Traffic
@@ -84,11 +85,15 @@ def write_events(path: Path, events: Iterable[dict[str, Any]]) -> int:
     return count
 
 
-def produce_events(events: Iterable[dict[str, Any]], bootstrap: str, topic: str) -> int:
-    """To Kafka, keyed by account; returns the count."""
+def produce_events(events: Iterable[dict[str, Any]], settings: Settings) -> int:
+    """To ``settings.events_topic``, keyed by account; returns the count."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, acks="all")
+    from streams.kafka_security import kafka_python_args
+
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=20, batch_size=256 * 1024, acks="all",
+                             **kafka_python_args(settings))
+    topic = settings.events_topic
     count = 0
     for event in events:
         producer.send(topic, key=event["account_id"].encode(), value=orjson.dumps(event))

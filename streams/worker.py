@@ -95,10 +95,12 @@ def group_members(settings: Settings) -> int | None:
     """How many members the worker's consumer group has right now (None: could not tell)."""
     from kafka import KafkaAdminClient
 
+    from streams.kafka_security import kafka_python_args
+
     logging.getLogger("kafka.admin").setLevel(logging.ERROR)  # it warns that it cannot decode Faust's metadata
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=10_000,
-                                 client_id="fraudgraph-ownership-check")
+                                 client_id="fraudgraph-ownership-check", **kafka_python_args(settings))
     except Exception as exc:  # noqa: BLE001 - no broker yet: Faust will keep trying; the runtime check still holds
         log.warning("could not check consumer group %s for other members: %s", settings.app_id, exc)
         return None
@@ -116,20 +118,36 @@ def group_members(settings: Settings) -> int | None:
 
 
 def run(settings: Settings, local_metrics: bool = False) -> int:
-    from prometheus_client import start_http_server
-
     from graph.engine import DetectionEngine
     from streams.app import EXIT_OWNERSHIP, SESSION_TIMEOUT_SECONDS, build_app
     from streams.audit import AuditStore
-    from streams.metrics import Metrics
+    from streams.metrics import Metrics, serve
     from streams.pipeline import Pipeline
     from streams.recovery import reapply_verdicts, rebuild
 
+    from streams.verdicts import KeyFileError, load_key
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from streams.kafka_security import KafkaSecurityError, check, describe
+
+    try:
+        check(settings)
+    except KafkaSecurityError as exc:
+        print(f"fraudgraph worker: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    verdict_key: bytes | None = None
+    if settings.verdict_key_file:
+        try:
+            verdict_key = load_key(settings.verdict_key_file)
+        except KeyFileError as exc:
+            print(f"fraudgraph worker: error: {exc}", file=sys.stderr, flush=True)
+            return 2
+    else:
+        log.warning("verdicts are not authenticated (no --verdict-key-file): anyone who can write to %s can "
+                    "mute an alert", settings.verdicts_topic)
     metrics = Metrics()
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1" if local_metrics else "0.0.0.0",
-                          registry=metrics.registry)
+        serve(metrics, settings.metrics_port, "127.0.0.1" if local_metrics else "0.0.0.0", metrics.live)
     metrics.recovering.set(1)  # starting: nothing is live until the window is rebuilt
     members = group_members(settings)
     deadline = time.monotonic() + SESSION_TIMEOUT_SECONDS + 5
@@ -155,7 +173,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     pipeline.flush_audit()
     metrics.recovered_records.set(rebuilt)
     metrics.recovering.set(0)
-    print(f"fraudgraph worker: {settings.bootstrap} {settings.events_topic} -> {settings.alerts_topic}; "
+    print(f"fraudgraph worker: {settings.bootstrap} ({describe(settings)}) {settings.events_topic} -> {settings.alerts_topic}; "
           f"audit {settings.audit_db}; metrics :{settings.metrics_port}/metrics; rebuilt {rebuilt} records",
           flush=True)
 
@@ -177,7 +195,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
         except Exception as exc:  # noqa: BLE001 - exiting anyway
             log.error("audit flush at exit failed: %s", exc)
 
-    app = build_app(settings, pipeline, on_conflict)
+    app = build_app(settings, pipeline, on_conflict, verdict_key)
     worker = holder["worker"] = FraudgraphWorker(app, loglevel=settings.log_level, quiet=True,
                                                  stop_grace=settings.stop_grace_seconds,
                                                  on_forced_exit=flush_before_exit)

@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.localrun import metric_sum, scrape, start_worker, stop, wait_for
 from streams.devkafka import DevKafka, free_port
-from streams.settings import Settings
+from streams.settings import KAFKA_SECURITY, Settings
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +44,10 @@ class WorkerHandle:
         s = self.settings
         return ["--app-id", s.app_id, "--events-topic", s.events_topic, "--dlq-topic", s.dlq_topic,
                 "--alerts-topic", s.alerts_topic, "--verdicts-topic", s.verdicts_topic,
-                "--lateness-seconds", str(s.lateness_seconds), "--tick-seconds", str(s.tick_seconds)]
+                "--lateness-seconds", str(s.lateness_seconds), "--tick-seconds", str(s.tick_seconds),
+                *(["--verdict-key-file", s.verdict_key_file] if s.verdict_key_file else []),
+                *[flag for name in KAFKA_SECURITY if getattr(s, name) != getattr(Settings(), name)
+                  for flag in (f"--{name.replace('_', '-')}", str(getattr(s, name)))]]
 
     def launch(self) -> WorkerHandle:
         """Start the process without waiting for it."""

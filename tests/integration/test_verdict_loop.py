@@ -77,3 +77,48 @@ def test_benign_and_confirmed_verdicts_reach_the_running_worker(worker):
         con.close()
     assert rows == [(f_cluster, "benign", "alice", "company test accounts"),
                     (g_cluster, "confirmed", "alice", "chargebacks")]
+
+
+def test_a_forged_benign_verdict_for_a_live_ring_changes_nothing(worker, tmp_path):
+    from streams.verdicts import sign
+
+    key_file = tmp_path / "verdict.key"
+    key_file.write_text("analysts-shared-secret-0123456789\n")
+    w = worker(lateness_seconds=5.0, tick_seconds=10.0, verdict_key_file=str(key_file)).start()
+    w.produce([contract_json(e) for e in farm("f", 120, devices=8)])
+    w.wait_consumed()
+    w.settle()
+    ring = cluster_of(w.settings.audit_db, "f0")
+
+    def alerts():
+        return [json.loads(r.value) for r in w.read_topic(w.settings.alerts_topic)]
+
+    assert any(a["cluster_id"] == ring and a["action"] == "opened" for a in alerts())
+    base = {"cluster_id": ring, "verdict": "benign", "analyst": "alice", "note": "looks fine", "at": time.time()}
+    w.produce_to(w.settings.verdicts_topic, [
+        json.dumps({**base, "verdict_id": "v-unsigned"}).encode(),                              # no signature
+        json.dumps(sign({**base, "verdict_id": "v-wrong-key"}, b"not-the-analysts-key!")).encode(),
+        json.dumps({**sign({**base, "verdict_id": "v-edited", "verdict": "confirmed"},
+                           key_file.read_bytes().strip()), "verdict": "benign"}).encode(),     # signed, then edited
+    ])
+    wait_for(lambda: (w.metric('fraudgraph_verdicts_total{outcome="forged"}') or 0) >= 2 and
+             (w.metric('fraudgraph_verdicts_total{outcome="unsigned"}') or 0) >= 1, 60, "the refusals", w.proc)
+    assert not w.metric('fraudgraph_verdicts_total{outcome="applied"}')
+    assert "refused verdict (" in w.log()
+
+    # The ring is not muted: it keeps growing and its alert follows.
+    before = len(alerts())
+    w.produce([contract_json(e) for i in range(80) for e in newcomer("f", f"f-new{i}", T0 + 2000 + 10 * i)])
+    w.wait_consumed()
+    w.settle()
+    after = alerts()[before:]
+    assert any(a["cluster_id"] == ring and a["action"] != "closed" for a in after)
+    assert not any(a["action"] == "closed" for a in alerts())
+
+    # The analysts' own command signs with the key; that verdict is applied.
+    cli(["verdict", ring, "benign", "--note", "company test accounts", "--bootstrap", w.settings.bootstrap,
+         "--verdicts-topic", w.settings.verdicts_topic, "--audit-db", w.settings.audit_db, "--analyst", "alice",
+         "--verdict-key-file", str(key_file)])
+    wait_for(lambda: any(a["cluster_id"] == ring and a["action"] == "closed" for a in alerts()), 60,
+             "the signed verdict to close the alert", w.proc)
+    assert w.metric('fraudgraph_verdicts_total{outcome="applied"}') == 1
