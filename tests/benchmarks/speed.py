@@ -1,6 +1,6 @@
 """Throughput and memory, beside a naive batch detector on the same input, in one run.
 
-    .venv/bin/python -m tests.benchmarks.speed [--benign 200000] [--benign-long 50000] [--scales 0.1,1,4]
+    .venv/bin/python -m tests.benchmarks.speed [--benign 200000] [--benign-long 70000] [--scales 0.25,1,2]
 
 Traffic: the simulator's (households, NAT, wifi, VPN and proxy exits, companies, look-alikes, a
 24k-account network of cells, proxy operations, lockstep rings), with 1 % re-deliveries and 2 % late
@@ -200,9 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benign", type=int, default=200_000, help="benign accounts, 3-day stream")
-    parser.add_argument("--benign-long", type=int, default=50_000, help="benign accounts, 12-day stream")
+    parser.add_argument("--benign-long", type=int, default=70_000, help="benign accounts, 12-day stream")
     parser.add_argument("--ring-scale", type=float, default=1.0)
-    parser.add_argument("--scales", default="0.1,1,4", help="memory: multiples of the 3-day traffic")
+    parser.add_argument("--scales", default="0.25,1,2", help="memory: multiples of the 3-day traffic")
     parser.add_argument("--sizes", default="1000,10000,50000", help="tick vs largest cluster")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", help="append the markdown to this file")

@@ -5,8 +5,10 @@ analysts' principal may write verdicts."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 from kafka import KafkaProducer
 
 from streams.cli import main as cli
@@ -16,6 +18,7 @@ from tests.integration.secure_kafka import SecureKafka
 from tests.integration.test_verdict_loop import cluster_of
 from tests.unit.scenarios import farm
 
+ROOT = Path(__file__).resolve().parents[2]
 USERS = {"fraudgraph-worker": "worker-pass-6d1f", "fraudgraph-analyst": "analyst-pass-93ab"}
 
 
@@ -32,6 +35,14 @@ def credentials(secure: SecureKafka, tmp_path, user: str) -> dict[str, str]:
             "kafka_username": user, "kafka_password_file": str(password_file), "kafka_ca_file": str(secure.ca)}
 
 
+def manifest_acls(user: str, names: dict[str, str]) -> list[tuple[str, str, str, str]]:
+    docs = yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "base" / "kafka-users.yaml").read_text())
+    (spec,) = [d["spec"] for d in docs if d["kind"] == "KafkaUser" and d["metadata"]["name"] == user]
+    pattern = {"literal": "LITERAL", "prefix": "PREFIXED"}
+    return [(acl["resource"]["type"].upper(), names[acl["resource"]["name"]], pattern[acl["resource"]["patternType"]],
+             op.upper()) for acl in spec["authorization"]["acls"] for op in acl["operations"]]
+
+
 def flags(values: dict[str, str]) -> list[str]:
     return [x for k, v in values.items() for x in (f"--{k.replace('_', '-')}", v)]
 
@@ -40,16 +51,12 @@ def test_the_worker_runs_on_sasl_ssl_with_its_acls_and_only_analysts_give_verdic
     w = WorkerHandle(secure, tmp_path, lateness_seconds=5.0, tick_seconds=10.0, bootstrap=secure.secure_bootstrap,
                      **credentials(secure, tmp_path, "fraudgraph-worker"))
     s = w.settings
-    secure.allow("fraudgraph-worker", [
-        ("TOPIC", s.events_topic, "LITERAL", "READ"), ("TOPIC", s.events_topic, "LITERAL", "DESCRIBE"),
-        ("TOPIC", s.dlq_topic, "LITERAL", "WRITE"), ("TOPIC", s.dlq_topic, "LITERAL", "DESCRIBE"),
-        ("TOPIC", s.alerts_topic, "LITERAL", "WRITE"), ("TOPIC", s.alerts_topic, "LITERAL", "DESCRIBE"),
-        ("TOPIC", s.verdicts_topic, "LITERAL", "READ"), ("TOPIC", s.verdicts_topic, "LITERAL", "DESCRIBE"),
-        ("TOPIC", s.app_id, "PREFIXED", "ALL"),  # Faust's own topics are named after the app id
-        ("GROUP", s.app_id, "LITERAL", "ALL"),
-    ])
-    secure.allow("fraudgraph-analyst", [("TOPIC", s.verdicts_topic, "LITERAL", "WRITE"),
-                                        ("TOPIC", s.verdicts_topic, "LITERAL", "DESCRIBE")])
+    # The ACLs are the KafkaUsers' of deploy/kubernetes (topic and group names mapped to this test's).
+    names = {"account-events": s.events_topic, "account-events-dlq": s.dlq_topic, "fraud-alerts": s.alerts_topic,
+             "fraud-verdicts": s.verdicts_topic, "fraudgraph": s.app_id, "fraudgraph-analysts": f"{s.app_id}-analysts"}
+    for user in USERS:
+        secure.allow(user, manifest_acls(user, names))
+    secure.create_topics([f"{s.app_id}-__assignor-__leader"])  # declared as a KafkaTopic there, too
     try:
         w.start()
         assert "SASL_SSL, SCRAM-SHA-512 as fraudgraph-worker" in w.log()
