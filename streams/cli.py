@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from graph.engine import DetectionEngine
+    from streams.pseudonyms import Pseudonymiser
 
 ENTITY_TYPES = ("device", "payment", "ip", "template")
 
@@ -41,6 +42,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run(cfg.from_args(args), local_metrics=args.local_metrics)
 
 
+def _pseudonymiser(settings: cfg.Settings) -> Pseudonymiser | None:
+    from streams.pseudonyms import from_key_file
+    from streams.verdicts import KeyFileError
+
+    try:
+        return from_key_file(settings.pseudonymise_key_file)
+    except KeyFileError as exc:
+        raise CliError(str(exc)) from None
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from streams.audit import AuditStore
     from streams.pipeline import Pipeline
@@ -52,7 +63,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             raise CliError(f"no such input file: {name}")
     audit = AuditStore(settings.audit_db, settings.retention_days)
     audit.create()
-    pipeline = Pipeline(_engine(settings), audit)
+    pipeline = Pipeline(_engine(settings), audit, pseudonymiser=_pseudonymiser(settings))
     dlq = Path(str(Path(settings.audit_db).resolve()) + ".dlq.jsonl")
     totals = replay([Path(p) for p in args.files], pipeline, dlq, progress=not args.quiet)
     print(f"replay: {totals['records']:,.0f} records in {totals['seconds']:.1f}s, {totals['alerts']:.0f} alert "
@@ -248,6 +259,9 @@ def cmd_investigate(args: argparse.Namespace) -> int:
             kind, value = args.args
             if kind not in ENTITY_TYPES:
                 raise CliError(f"unknown entity type {kind!r}; choose from {', '.join(ENTITY_TYPES)}")
+            pseudonymiser = _pseudonymiser(settings)
+            if pseudonymiser is not None:  # the store holds pseudonyms: look the value up by its own
+                value = pseudonymiser.value(kind, value)
             columns, rows = q.table(con, q.ENTITY_ACCOUNTS, [kind, value])
             if not rows:
                 raise CliError(f"{kind} {value} not found among the links of alerted accounts")
@@ -277,14 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_arguments(p, ["bootstrap", "app_id", "events_topic", "dlq_topic", "alerts_topic", "verdicts_topic",
                           "partitions", "audit_db", "audit_flush_seconds", "retention_days", "metrics_port",
                           "window_days", "lateness_seconds", "tick_seconds", "idle_flush_seconds", "batch_size",
-                          "batch_seconds", "log_level", "max_skew_seconds", "stop_grace_seconds", "verdict_key_file", *cfg.KAFKA_SECURITY])
+                          "batch_seconds", "log_level", "max_skew_seconds", "stop_grace_seconds", "verdict_key_file", "pseudonymise_key_file",
+                          *cfg.KAFKA_SECURITY])
     p.add_argument("--local-metrics", action="store_true", help="serve /metrics on 127.0.0.1 only")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("replay", help="run the same engine over event files (.jsonl, .jsonl.gz, .parquet)")
     p.add_argument("files", nargs="+")
     cfg.add_arguments(p, ["audit_db", "retention_days", "window_days", "lateness_seconds", "tick_seconds",
-                          "max_skew_seconds"])
+                          "max_skew_seconds", "pseudonymise_key_file"])
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_replay)
 
@@ -324,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "changes [HOURS]")
     p.add_argument("args", nargs="*")
     p.add_argument("--limit", type=int, default=20)
-    cfg.add_arguments(p, ["audit_db"])
+    cfg.add_arguments(p, ["audit_db", "pseudonymise_key_file"])
     p.set_defaults(func=cmd_investigate)
 
     p = sub.add_parser("demo", help="end to end on local defaults: Kafka, worker, simulated rings, report")

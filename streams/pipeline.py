@@ -22,6 +22,7 @@ from graph.vocab import Severity
 from streams.audit import AuditStore
 from streams.contract import ErrorKind, InvalidEvent, decode_event
 from streams.metrics import Metrics
+from streams.pseudonyms import Pseudonymiser
 
 MEMBER_SAMPLE = 100  # accounts listed in a Kafka alert; the audit store has them all
 _ENGINE_COUNTERS = ("duplicates", "late", "too_old")  # engine counters mirrored by metrics of the same name
@@ -96,8 +97,12 @@ class Pipeline:
     """``live=True`` (the worker) bounds event time by the wall clock too; replay and tests leave it off."""
 
     def __init__(self, engine: DetectionEngine, audit: AuditStore | None = None, metrics: Metrics | None = None,
-                 wall: Callable[[], float] = time.time, live: bool = False) -> None:
+                 wall: Callable[[], float] = time.time, live: bool = False,
+                 pseudonymiser: Pseudonymiser | None = None) -> None:
         self.engine = engine
+        self.pseudonymiser = pseudonymiser  # renames raw identifiers in everything written out
+        links_of = engine.detector.graph.links_of
+        self._links_of = pseudonymiser.links_of(links_of) if pseudonymiser is not None else links_of
         self.audit = audit
         self.metrics = metrics
         self.wall = wall
@@ -189,6 +194,8 @@ class Pipeline:
         self._counted = {name: self.engine.counters[name] for name in _ENGINE_COUNTERS}
 
     def _after(self, out: EngineOutput, emitted: Emitted, received: float, n_in: int, n_ok: int) -> None:
+        if self.pseudonymiser is not None:
+            self.pseudonymiser.output(out)
         emitted.output = out
         published = self.published
         fresh = [a for a in out.alerts if a.notify and a.version > published.get(a.alert_id, 0)]
@@ -201,7 +208,7 @@ class Pipeline:
         if len(emitted.dead) > 1:  # in source order, whichever stage refused them
             emitted.dead.sort(key=lambda d: (d.record.topic, d.record.partition, d.record.offset))
         if self.audit is not None and out:
-            self.audit.add_output(out, self.engine.detector.graph.links_of)
+            self.audit.add_output(out, self._links_of)
         m = self.metrics
         if m is None or self.recovering:
             return

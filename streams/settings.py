@@ -53,6 +53,9 @@ class Settings:
                                  "against (SSL/SASL_SSL; default: the system's)")
     kafka_cert_file: str = setting("", "FRAUDGRAPH_KAFKA_CERT_FILE", "PEM client certificate (mutual TLS)")
     kafka_key_file: str = setting("", "FRAUDGRAPH_KAFKA_KEY_FILE", "PEM private key of the client certificate")
+    pseudonymise_key_file: str = setting("", "FRAUDGRAPH_PSEUDONYMISE_KEY_FILE",
+                                         "with a key: IPs, device ids and payment ids reach the audit store and "
+                                         "fraud-alerts only as keyed hashes (investigate hashes its argument too)")
     analyst: str = setting("", "FRAUDGRAPH_ANALYST", "who gives a verdict (default: the OS user)")
     verdict_key_file: str = setting("", "FRAUDGRAPH_VERDICT_KEY_FILE",
                                     "key shared by `verdict` (signs) and the worker (applies only verdicts signed "

@@ -34,14 +34,14 @@ class KeyFileError(ValueError):
     """The key file is missing, unreadable or too short (the message says which)."""
 
 
-def load_key(path: str) -> bytes:
-    """The shared key: the file's bytes without surrounding whitespace (at least 16 of them)."""
+def load_key(path: str, what: str = "verdict key file") -> bytes:
+    """A shared key: the file's bytes without surrounding whitespace (at least 16 of them)."""
     try:
         key = Path(path).read_bytes().strip()
     except OSError as exc:
-        raise KeyFileError(f"cannot read the verdict key file {path}: {exc.strerror or exc}") from None
+        raise KeyFileError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
     if len(key) < MIN_KEY_BYTES:
-        raise KeyFileError(f"the verdict key file {path} holds {len(key)} bytes; use at least {MIN_KEY_BYTES} "
+        raise KeyFileError(f"the {what} {path} holds {len(key)} bytes; use at least {MIN_KEY_BYTES} "
                            "(e.g. `head -c 32 /dev/urandom | base64 > verdict.key`)")
     return key
 

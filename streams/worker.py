@@ -122,27 +122,21 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     from streams.app import EXIT_OWNERSHIP, SESSION_TIMEOUT_SECONDS, build_app
     from streams.audit import AuditStore
     from streams.metrics import Metrics, serve
+    from streams.kafka_security import KafkaSecurityError, check, describe
     from streams.pipeline import Pipeline
+    from streams.pseudonyms import from_key_file
     from streams.recovery import reapply_verdicts, rebuild
-
     from streams.verdicts import KeyFileError, load_key
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from streams.kafka_security import KafkaSecurityError, check, describe
-
     try:
         check(settings)
-    except KafkaSecurityError as exc:
+        pseudonymiser = from_key_file(settings.pseudonymise_key_file)
+        verdict_key = load_key(settings.verdict_key_file) if settings.verdict_key_file else None
+    except (KafkaSecurityError, KeyFileError) as exc:
         print(f"fraudgraph worker: error: {exc}", file=sys.stderr, flush=True)
         return 2
-    verdict_key: bytes | None = None
-    if settings.verdict_key_file:
-        try:
-            verdict_key = load_key(settings.verdict_key_file)
-        except KeyFileError as exc:
-            print(f"fraudgraph worker: error: {exc}", file=sys.stderr, flush=True)
-            return 2
-    else:
+    if verdict_key is None:
         log.warning("verdicts are not authenticated (no --verdict-key-file): anyone who can write to %s can "
                     "mute an alert", settings.verdicts_topic)
     metrics = Metrics()
@@ -163,7 +157,8 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
         return EXIT_OWNERSHIP
     audit = AuditStore(settings.audit_db, settings.retention_days)
     audit.create()
-    pipeline = Pipeline(DetectionEngine(settings.detection_config(), clock=time.time), audit, metrics, live=True)
+    pipeline = Pipeline(DetectionEngine(settings.detection_config(), clock=time.time), audit, metrics, live=True,
+                        pseudonymiser=pseudonymiser)
     pipeline.recovering = True
     pipeline.published = audit.published_versions()
     rebuilt = rebuild(pipeline, settings)
