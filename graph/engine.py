@@ -6,6 +6,10 @@ drive it; the partitioned worker runs the same two stages apart.
     out = engine.process(events)   # any batch; returns alerts, lineage and re-scored clusters
     out = engine.flush()           # end of input (or idle stream): release held events, final tick
 
+With ``partitions=N`` (a worker reading N input partitions) each partition has a window of its own,
+with its own watermark, and ``graph/ticks.py`` merges their ticks: the same events spread over any
+number of partitions give the same output as one partition (and as ``replay``).
+
 Event time drives everything (windows, ticks, expiry, lineage times); ``clock`` only stamps
 ``created_at`` on alerts. The same events in any arrival order within the allowed lateness, with any
 duplicates, give the same output.
@@ -23,46 +27,100 @@ from graph.config import DetectionConfig
 from graph.detector import ClusterSnapshot, Detector, EngineOutput
 from graph.events import AccountEvent, EventColumns
 from graph.identity import ClusterRecord
+from graph.ticks import TickMerge
 from graph.window import PartitionWindow, Rejected, Rejection
 
 __all__ = ["ClusterSnapshot", "DetectionEngine", "EngineOutput", "Rejected", "Rejection"]
 
 
 class DetectionEngine:
-    def __init__(self, config: DetectionConfig | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: DetectionConfig | None = None, clock: Callable[[], float] = time.time,
+                 partitions: int = 1, idle_seconds: float = 5.0) -> None:
+        """``partitions``: input partitions, each with its own window; ``idle_seconds``: wall seconds
+        without input after which a partition no longer holds the others' ticks back (live input only)."""
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, not {partitions}")
         self.config = config or DetectionConfig()
-        self.window = PartitionWindow(self.config)
-        self.detector = Detector(self.config, clock, self.window)
+        self.windows = [PartitionWindow(self.config, p) for p in range(partitions)]
+        self.window = self.windows[0]
+        # One partition: the graph shares the window's names (batches carry ids). Several: names
+        # travel in the batches, as they would between processes.
+        self.detector = Detector(self.config, clock, self.window if partitions == 1 else None)
+        self.idle_seconds = idle_seconds
+        self._merge = TickMerge(partitions)
+        self._last_input: list[float | None] = [None] * partitions  # wall time of each partition's last input
 
-    def process(self, events: Iterable[AccountEvent] | EventColumns, wall: float | None = None) -> EngineOutput:
-        """Apply a batch. ``wall`` (the worker's wall clock, epoch seconds) also bounds event time;
-        ``replay`` passes none. Rejected events come back in ``EngineOutput.rejected``."""
+    @property
+    def partitions(self) -> int:
+        return len(self.windows)
+
+    def process(self, events: Iterable[AccountEvent] | EventColumns, wall: float | None = None,
+                partition: int = 0) -> EngineOutput:
+        """Apply a batch of one partition. ``wall`` (the worker's wall clock, epoch seconds) also bounds
+        event time; ``replay`` passes none. Rejected events come back in ``EngineOutput.rejected``."""
         batch = events if isinstance(events, EventColumns) else EventColumns.from_events(events)
         out = EngineOutput()
-        out.rejected = self.window.feed(batch, wall)
-        self._detect(out)
+        out.rejected = self._window(partition, wall).feed(batch, wall)
+        self.detect(out, wall)
         return out
 
     def process_json(self, values: list[bytes], sources: list[Any],
-                     fallback: Callable[[int], tuple[Any, ...] | None], wall: float | None = None) -> EngineOutput:
-        """Apply a batch of contract JSON values, decoded in the kernel (``fallback`` decodes what its
-        strict fast path leaves: see ``PartitionWindow.feed_json``)."""
+                     fallback: Callable[[int], tuple[Any, ...] | None], wall: float | None = None,
+                     partition: int = 0) -> EngineOutput:
+        """Apply a batch of contract JSON values of one partition, decoded in the kernel (``fallback``
+        decodes what its strict fast path leaves: see ``PartitionWindow.feed_json``)."""
         out = EngineOutput()
-        out.rejected = self.window.feed_json(values, sources, fallback, wall)
-        self._detect(out)
+        out.rejected = self.feed_json(values, sources, fallback, wall, partition)
+        self.detect(out, wall)
         return out
+
+    def feed_json(self, values: list[bytes], sources: list[Any], fallback: Callable[[int], tuple[Any, ...] | None],
+                  wall: float | None = None, partition: int = 0) -> list[Rejected]:
+        """Stage A only (one partition's window); ``detect`` then runs the ticks every partition closed."""
+        return self._window(partition, wall).feed_json(values, sources, fallback, wall)
 
     def flush(self, wall: float | None = None) -> EngineOutput:
-        """Release every held event and run the tick that covers them (end of input, idle input)."""
+        """Release every held event and run the ticks that cover them (end of input, idle input)."""
         out = EngineOutput()
-        out.rejected = self.window.flush(wall)
-        self._detect(out)
+        for window in self.windows:
+            out.rejected.extend(window.flush(wall))
+        self.detect(out, wall, everything=True)
         return out
 
-    def _detect(self, out: EngineOutput) -> None:
-        for batch in self.window.batches():
-            out.extend(self.detector.apply([batch]))
-        out.watermark = self.window.watermark
+    def detect(self, out: EngineOutput, wall: float | None = None, everything: bool = False) -> None:
+        """Stage B: apply, tick by tick, what every partition that is not idle has closed."""
+        if len(self.windows) == 1:
+            for batch in self.window.batches():
+                out.extend(self.detector.apply([batch]))
+            out.watermark = self.window.watermark
+            return
+        for p, window in enumerate(self.windows):
+            for batch in window.batches():
+                self._merge.add(p, batch)
+        for group in self._merge.ready(self._idle(wall), everything):
+            out.extend(self.detector.apply(group))
+        out.watermark = self.watermark
+
+    def _window(self, partition: int, wall: float | None) -> PartitionWindow:
+        if not 0 <= partition < len(self.windows):
+            raise ValueError(f"partition {partition} is not one of this engine's {len(self.windows)}")
+        if wall is not None:
+            self._last_input[partition] = wall
+            for p, seen in enumerate(self._last_input):  # the clock of idleness starts with the first input
+                if seen is None:
+                    self._last_input[p] = wall
+        return self.windows[partition]
+
+    def _idle(self, wall: float | None) -> list[int]:
+        if wall is None:
+            return []
+        return [p for p, seen in enumerate(self._last_input) if seen is not None and wall - seen >= self.idle_seconds]
+
+    @property
+    def watermark(self) -> float:
+        """The global watermark: the minimum over partitions that have seen events."""
+        marks = [w.watermark for w in self.windows if w.watermark > float("-inf")]
+        return min(marks) if marks else float("-inf")
 
     def apply_verdict(self, cluster_id: str, verdict: str) -> EngineOutput:
         return self.detector.apply_verdict(cluster_id, verdict)
@@ -95,7 +153,7 @@ class DetectionEngine:
 
     @property
     def counters(self) -> dict[str, int]:
-        return self.window.counters()
+        return _sum(w.counters() for w in self.windows)
 
     @property
     def tick_timings(self) -> list[float] | None:
@@ -117,10 +175,10 @@ class DetectionEngine:
     @property
     def held_events(self) -> int:
         """Events held for lateness or by the clock guard."""
-        return int(self.window.kernel.held_events)
+        return sum(int(w.kernel.held_events) for w in self.windows) + self._merge.held()
 
     def stats(self) -> dict[str, int]:
-        window, graph = self.window.stats(), self.detector.stats()
+        window, graph = _sum(w.stats() for w in self.windows), self.detector.stats()
         stats = {"accounts": graph["accounts"], "entities": graph["entities"], "links": window["links"],
                  "held_events": window["held_events"], "remembered_event_ids": window["remembered_event_ids"]}
         stats.update({k: v for k, v in graph.items() if k not in ("accounts", "entities", "links")})
@@ -128,4 +186,17 @@ class DetectionEngine:
 
     def heap_bytes(self) -> dict[str, int]:
         """Bytes the kernel's structures hold (capacity, not just length): the window and the graph."""
-        return {"window": int(self.window.kernel.heap_bytes()), "graph": int(self.detector.graph.heap_bytes())}
+        return {"window": sum(int(w.kernel.heap_bytes()) for w in self.windows),
+                "graph": int(self.detector.graph.heap_bytes())}
+
+    def held_sources(self) -> list[Any]:
+        """Sources of the events the windows' clock guards hold (they may still be refused)."""
+        return [s for w in self.windows for s in w.held_sources()]
+
+
+def _sum(parts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for part in parts:
+        for k, v in part.items():
+            total[k] = total.get(k, 0) + v
+    return total

@@ -101,7 +101,7 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
 
     @app.timer(interval=1.0)
     async def housekeeping() -> None:
-        conflict = ownership_problem(app, settings.events_topic)
+        conflict = ownership_problem(app, settings.events_topic, pipeline.engine.partitions)
         if conflict:
             on_conflict(conflict)
             return
@@ -160,14 +160,19 @@ def apply_verdict(pipeline: Pipeline, value: bytes | None, key: bytes | None = N
         return "malformed", None
 
 
-def ownership_problem(app: faust.App, topic: str) -> str | None:
+def ownership_problem(app: faust.App, topic: str, engine_partitions: int) -> str | None:
     """Why this worker does not own the whole input topic, or None (also while not yet assigned)."""
     try:
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
         total = app.consumer.topic_partitions(topic)
     except Exception:  # noqa: BLE001 - no consumer or metadata yet
         return None
-    if not assigned or not total or len(assigned) >= total:
+    if not assigned or not total:
+        return None
+    if total != engine_partitions:
+        return (f"{topic} now has {total} partitions, the engine was built for {engine_partitions}: restart the "
+                "worker (it rebuilds a window per partition)")
+    if len(assigned) >= total:
         return None
     return (f"this worker owns {len(assigned)} of {total} partitions of {topic}: another member joined group "
             f"{app.conf.id}; one worker must own the whole graph")

@@ -93,6 +93,12 @@ def alert_message(update: AlertUpdate) -> bytes:
     })
 
 
+def _remapped(fallback: Callable[[int], tuple[object, ...] | None],
+              index: list[int]) -> Callable[[int], tuple[object, ...] | None]:
+    """``fallback`` for a sub-batch: its value ``j`` is value ``index[j]`` of the whole batch."""
+    return lambda j: fallback(index[j])
+
+
 class Pipeline:
     """``live=True`` (the worker) bounds event time by the wall clock too; replay and tests leave it off."""
 
@@ -145,7 +151,7 @@ class Pipeline:
             return self._process(lines, list(range(first_line, first_line + len(lines))), Emitted(), len(lines),
                                  lambda i: Record(lines[i], None, 0, first_line + i, name))
         finally:
-            held = self.engine.window.held_sources()
+            held = self.engine.held_sources()
             if held or self._held_lines:  # lines the clock guard still holds keep their text for the DLQ
                 keep = {}
                 for source in held:
@@ -170,7 +176,23 @@ class Pipeline:
 
         received = self.wall()
         self.last_input_wall = received
-        out = self.engine.process_json(values, sources, fallback, wall=received if self.live else None)
+        wall = received if self.live else None
+        engine = self.engine
+        if engine.partitions == 1:
+            out = engine.process_json(values, sources, fallback, wall=wall)
+        else:  # each input partition to its own window, then the ticks every partition has closed
+            out = EngineOutput()
+            by_partition: dict[int, list[int]] = {}
+            for i, source in enumerate(sources):
+                by_partition.setdefault(source.partition, []).append(i)
+            for partition in sorted(by_partition):
+                index = by_partition[partition]
+                if partition >= engine.partitions:
+                    raise RuntimeError(f"input partition {partition} but the engine was built for "
+                                       f"{engine.partitions}; restart the worker to pick up the new partition count")
+                out.rejected.extend(engine.feed_json([values[i] for i in index], [sources[i] for i in index],
+                                                     _remapped(fallback, index), wall, partition))
+            engine.detect(out, wall)
         self._after(out, emitted, received, n_in, len(values) - invalid)
         return emitted
 

@@ -22,6 +22,18 @@ from streams.settings import Settings
 log = logging.getLogger("fraudgraph.recovery")
 
 
+def input_partitions(settings: Settings) -> int:
+    """Partitions of the input topic (each gets a window of its own); ``settings.partitions`` when the
+    topic does not exist yet (the worker creates it with that many)."""
+    probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+                          client_id="fraudgraph-recovery", **kafka_python_args(settings))
+    try:
+        partitions = probe.partitions_for_topic(settings.events_topic)
+    finally:
+        probe.close()
+    return max(partitions) + 1 if partitions else settings.partitions
+
+
 def committed_offsets(settings: Settings) -> dict[TopicPartition, int]:
     """The worker group's committed offsets on the input topic (a consumer that never joins the group)."""
     probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=settings.app_id,

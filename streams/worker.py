@@ -125,7 +125,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     from streams.kafka_security import KafkaSecurityError, check, describe
     from streams.pipeline import Pipeline
     from streams.pseudonyms import from_key_file
-    from streams.recovery import reapply_verdicts, rebuild
+    from streams.recovery import input_partitions, reapply_verdicts, rebuild
     from streams.verdicts import KeyFileError, load_key
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -157,8 +157,10 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
         return EXIT_OWNERSHIP
     audit = AuditStore(settings.audit_db, settings.retention_days)
     audit.create()
-    pipeline = Pipeline(DetectionEngine(settings.detection_config(), clock=time.time), audit, metrics, live=True,
-                        pseudonymiser=pseudonymiser)
+    partitions = input_partitions(settings)
+    engine = DetectionEngine(settings.detection_config(), clock=time.time, partitions=partitions,
+                             idle_seconds=settings.idle_flush_seconds)
+    pipeline = Pipeline(engine, audit, metrics, live=True, pseudonymiser=pseudonymiser)
     pipeline.recovering = True
     pipeline.published = audit.published_versions()
     rebuilt = rebuild(pipeline, settings)
@@ -169,7 +171,8 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     metrics.recovered_records.set(rebuilt)
     metrics.recovering.set(0)
     print(f"fraudgraph worker: {settings.bootstrap} ({describe(settings)}) {settings.events_topic} -> {settings.alerts_topic}; "
-          f"audit {settings.audit_db}; metrics :{settings.metrics_port}/metrics; rebuilt {rebuilt} records",
+          f"{partitions} input partition(s), a window each; audit {settings.audit_db}; "
+          f"metrics :{settings.metrics_port}/metrics; rebuilt {rebuilt} records",
           flush=True)
 
     holder: dict[str, FraudgraphWorker] = {}

@@ -109,11 +109,11 @@ class WorkerHandle:
         producer.flush()
         producer.close()
 
-    def read_topic(self, topic: str) -> list:
+    def read_topic(self, topic: str, partition: int = 0) -> list:
         consumer = KafkaConsumer(bootstrap_servers=self.broker.bootstrap, auto_offset_reset="earliest",
                                  enable_auto_commit=False, consumer_timeout_ms=4000, fetch_max_bytes=8 * 1024 * 1024,
                                  max_partition_fetch_bytes=8 * 1024 * 1024)
-        consumer.assign([TopicPartition(topic, 0)])
+        consumer.assign([TopicPartition(topic, partition)])
         consumer.seek_to_beginning()
         records = list(consumer)
         consumer.close()
