@@ -174,7 +174,7 @@ class DetectionEngine:
 
     @property
     def held_events(self) -> int:
-        """Events held for lateness or by the clock guard."""
+        """Events held for lateness or by the clock guard (plus change batches waiting for other partitions)."""
         return sum(int(w.kernel.held_events) for w in self.windows) + self._merge.held()
 
     def stats(self) -> dict[str, int]:
