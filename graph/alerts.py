@@ -61,7 +61,7 @@ class AlertBook:
     def __init__(self, config: DetectionConfig) -> None:
         self.config = config
         self.open: dict[str, _OpenAlert] = {}  # cluster id -> its alert
-        self._generation: dict[str, int] = {}
+        self.generations: dict[str, int] = {}
 
     def on_deltas(self, cluster_id: str, added: Iterable[str], removed: Iterable[str]) -> None:
         """A tick's member changes of a cluster (kept for its alert's next version)."""
@@ -92,7 +92,7 @@ class AlertBook:
         if current is None:
             if severity is None:
                 return None
-            generation = self._generation[cluster_id] = self._generation.get(cluster_id, 0) + 1
+            generation = self.generations[cluster_id] = self.generations.get(cluster_id, 0) + 1
             alert_id = f"A-{cluster_id}" + (f"-{generation}" if generation > 1 else "")
             everyone = set(members or ())
             current = self.open[cluster_id] = _OpenAlert(alert_id, severity, 0, 0, everyone, detected_at,

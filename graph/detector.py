@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from graph import _kernel
 from graph.alerts import AlertBook, AlertUpdate
@@ -57,11 +58,12 @@ class EngineOutput:
 
 class Detector:
     def __init__(self, config: DetectionConfig, clock: Callable[[], float] = time.time,
-                 window: PartitionWindow | None = None) -> None:
-        """With ``window`` (the one partition of a single process) the graph shares its names."""
+                 window: PartitionWindow | None = None, graph: _kernel.Graph | None = None) -> None:
+        """With ``window`` (the one partition of a single process) the graph shares its names;
+        ``graph``: a graph restored from a checkpoint (``graph/checkpoint.py``) instead of a new one."""
         self.config = config
         self.clock = clock
-        self.graph = _kernel.Graph(config.kernel(), window.kernel if window is not None else None)
+        self.graph = graph if graph is not None else _kernel.Graph(config.kernel(), window.kernel if window is not None else None)
         self.clusters: dict[str, ClusterRecord] = {}
         self.merged_into: dict[str, str] = {}  # absorbed id -> survivor, to follow old ids
         self.alerts = AlertBook(config)
@@ -229,6 +231,18 @@ class Detector:
             if closing:
                 out.alerts.append(closing)
         return out
+
+    def policy_state(self) -> dict[str, Any]:
+        """What the policy keeps beside the kernel's graph (for a checkpoint)."""
+        return {"clusters": self.clusters, "merged_into": self.merged_into, "open_alerts": self.alerts.open,
+                "alert_generations": self.alerts.generations, "wall": self._wall}
+
+    def restore_policy_state(self, state: dict[str, Any]) -> None:
+        self.clusters = state["clusters"]
+        self.merged_into = state["merged_into"]
+        self.alerts.open = state["open_alerts"]
+        self.alerts.generations = state["alert_generations"]
+        self._wall = state["wall"]
 
     def stats(self) -> dict[str, int]:
         stats = {k: int(v) for k, v in self.graph.stats().items()}

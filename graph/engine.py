@@ -35,17 +35,22 @@ __all__ = ["ClusterSnapshot", "DetectionEngine", "EngineOutput", "Rejected", "Re
 
 class DetectionEngine:
     def __init__(self, config: DetectionConfig | None = None, clock: Callable[[], float] = time.time,
-                 partitions: int = 1, idle_seconds: float = 5.0) -> None:
+                 partitions: int = 1, idle_seconds: float = 5.0,
+                 restored: tuple[list[PartitionWindow], _kernel.Graph] | None = None) -> None:
         """``partitions``: input partitions, each with its own window; ``idle_seconds``: wall seconds
-        without input after which a partition no longer holds the others' ticks back (live input only)."""
+        without input after which a partition no longer holds the others' ticks back (live input only);
+        ``restored``: windows and graph from a checkpoint (``graph/checkpoint.py`` builds them)."""
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, not {partitions}")
         self.config = config or DetectionConfig()
-        self.windows = [PartitionWindow(self.config, p) for p in range(partitions)]
+        if restored is not None and len(restored[0]) != partitions:
+            raise ValueError(f"restored {len(restored[0])} windows for {partitions} partitions")
+        self.windows = restored[0] if restored else [PartitionWindow(self.config, p) for p in range(partitions)]
         self.window = self.windows[0]
         # One partition: the graph shares the window's names (batches carry ids). Several: names
         # travel in the batches, as they would between processes.
-        self.detector = Detector(self.config, clock, self.window if partitions == 1 else None)
+        self.detector = Detector(self.config, clock, self.window if partitions == 1 else None,
+                                 restored[1] if restored else None)
         self.idle_seconds = idle_seconds
         self._merge = TickMerge(partitions)
         self._last_input: list[float | None] = [None] * partitions  # wall time of each partition's last input

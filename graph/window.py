@@ -36,10 +36,18 @@ class Rejected:
 
 
 class PartitionWindow:
-    def __init__(self, config: DetectionConfig, partition: int = 0) -> None:
-        self.kernel = _kernel.Window(config.kernel(partition))
+    def __init__(self, config: DetectionConfig, partition: int = 0, kernel: _kernel.Window | None = None) -> None:
+        """``kernel``: a window restored from a checkpoint (``graph/checkpoint.py``) instead of a new one."""
+        self.kernel = kernel if kernel is not None else _kernel.Window(config.kernel(partition))
         self._next = 0
         self._held: dict[int, Any] = {}  # events the clock guard holds: number -> source
+
+    def policy_state(self) -> tuple[int, dict[int, Any]]:
+        """What the adapter keeps beside the kernel (for a checkpoint)."""
+        return self._next, dict(self._held)
+
+    def restore_policy_state(self, state: tuple[int, dict[int, Any]]) -> None:
+        self._next, self._held = state[0], dict(state[1])
 
     def feed(self, batch: EventColumns, wall: float | None = None) -> list[Rejected]:
         first = self._next

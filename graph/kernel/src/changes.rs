@@ -12,6 +12,7 @@ pub const FORMAT_VERSION: u8 = 2;
 /// The strings a batch names, each with the sender's id for it (a cache hint for the receiver) and a
 /// stable hash (the receiver's canonical order).
 #[derive(Default, Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct StrTable {
     pub bytes: Vec<u8>,
     pub ends: Vec<u32>,
@@ -44,6 +45,7 @@ impl StrTable {
 }
 
 #[derive(Default, Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct ChangeBatch {
     /// The tick boundary this batch closes: its changes are everything up to event time `tick_end`.
     pub tick_end: i64,
@@ -249,6 +251,7 @@ impl<'a> Reader<'a> {
 
 /// Builds a batch from ids of the window's names: each name is copied (or, shared, retained) once per batch.
 #[derive(Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct BatchBuilder {
     pub batch: ChangeBatch,
     pub shared: bool,

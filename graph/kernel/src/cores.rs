@@ -20,6 +20,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::VecDeque;
 
 #[derive(Default, Clone)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Core {
     pub members: Vec<u32>,
     pub profile: FxHashMap<u32, u32>,
@@ -36,6 +37,7 @@ pub struct Core {
 }
 
 #[derive(Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Cores {
     pub list: Vec<Core>,
     free: Vec<u32>,

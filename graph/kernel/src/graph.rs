@@ -47,6 +47,7 @@ pub fn is_weak(kind: u8) -> bool {
     kind == IP || kind == TEMPLATE
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct GraphConfig {
     pub window: i64,
     pub tick: i64,
@@ -72,6 +73,7 @@ pub struct GraphConfig {
 }
 
 #[derive(Clone, Copy, Debug)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Link {
     pub ent: u32,
     pub pos: u32, // index of the account in the entity's member list
@@ -81,6 +83,7 @@ pub struct Link {
 }
 
 #[derive(Clone, Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct AcctB {
     pub links: Vec<Link>,
     pub core: u32,    // NONE: not in a core (no binding entity)
@@ -117,6 +120,7 @@ impl AcctB {
 /// An entity. Most are used by one or two accounts (a home line, an own phone, an own template):
 /// those members sit inline; the per-core counts exist only for weak entities that cores use.
 #[derive(Clone, Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct EntB {
     pub members: SmallVec<[u32; 2]>,
     /// weak entities: members per core (only accounts in a core; the rest are loose)
@@ -134,6 +138,7 @@ pub struct EntB {
 /// A template's API rhythm: account-minutes since it was first used, and its recent crowded minutes
 /// (sorted account ids) for the recurrence test.
 #[derive(Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Rhythm {
     first_minute: u32,
     account_minutes: u64,
@@ -228,6 +233,7 @@ impl EntB {
 
 /// A public cluster as the kernel tracks it (the Python side keeps scores, alerts and verdicts).
 #[derive(Clone)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct ClusterB {
     pub op: u32,
     pub size: u32,
@@ -273,6 +279,7 @@ pub struct TickOut {
 
 /// Work lists of one tick (cleared at its end).
 #[derive(Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Dirty {
     pub strong: Vec<u32>,             // strong entities to re-evaluate
     pub moved_kind: Vec<(u32, u8)>,   // (account, kind) whose "has a private one" may differ
@@ -286,6 +293,7 @@ pub struct Dirty {
     pub cohort_check: Vec<(u32, u32)>, // (account, template) whose cohort membership may differ
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Graph {
     pub cfg: GraphConfig,
     pub names: Names,
@@ -317,6 +325,7 @@ pub struct Graph {
 }
 
 #[derive(Default, Clone, Copy)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct GraphCounters {
     pub ticks: u64,
     pub changes: u64,

@@ -45,12 +45,15 @@ fn hash_bytes(hasher: &hashbrown::DefaultHashBuilder, prefix: &[u8], value: &[u8
 }
 
 #[derive(Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Interner {
     arena: Vec<u8>,
     start: Vec<u32>,
     len: Vec<u32>, // NONE marks a free id
     refs: Vec<u32>,
+    #[serde(skip)] // rebuilt on restore (`rebuild_index`): the hasher is seeded per process
     table: HashTable<u32>,
+    #[serde(skip)]
     hasher: hashbrown::DefaultHashBuilder,
     free: Vec<u32>,
     dead_bytes: usize,
@@ -64,6 +67,24 @@ impl Interner {
 
     fn hash(&self, s: &[u8]) -> u64 {
         hash_bytes(&self.hasher, b"", s)
+    }
+
+    /// After a restore: index every live id again under this process's hasher.
+    pub fn rebuild_index(&mut self) {
+        let mut table = HashTable::with_capacity(self.live);
+        for (i, &len) in self.len.iter().enumerate() {
+            if len == NONE {
+                continue;
+            }
+            let h = self.hash(self.bytes(i as u32));
+            let (arena, start, lens, hasher) = (&self.arena, &self.start, &self.len, &self.hasher);
+            table.insert_unique(h, i as u32, |&other| {
+                let o = other as usize;
+                let st = start[o] as usize;
+                hash_bytes(hasher, b"", &arena[st..st + lens[o] as usize])
+            });
+        }
+        self.table = table;
     }
 
     #[inline]
@@ -241,6 +262,7 @@ mod tests {
 /// The names a stage uses. One process running both stages shares one (graph/kernel/src/lib.rs), so
 /// a name is stored once and the batches between the stages carry ids only.
 #[derive(Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Names {
     pub accounts: Interner,
     pub entities: Interner,
@@ -248,6 +270,11 @@ pub struct Names {
 }
 
 impl Names {
+    pub fn rebuild_index(&mut self) {
+        self.accounts.rebuild_index();
+        self.entities.rebuild_index();
+        self.domains.rebuild_index();
+    }
     pub fn heap_bytes(&self) -> usize {
         self.accounts.heap_bytes() + self.entities.heap_bytes() + self.domains.heap_bytes()
     }
@@ -258,6 +285,7 @@ impl Names {
 /// dense ids — in its canonical order, so every tie-break stays independent of how events arrived
 /// at the window — and maps them to the window's ids (8 bytes a name instead of a second copy).
 #[derive(Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Space {
     pub shared: bool,
     b2a: Vec<u32>,

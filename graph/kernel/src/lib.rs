@@ -12,6 +12,7 @@ pub mod intern;
 pub mod ops;
 pub mod ordering;
 pub mod recompute;
+pub mod state;
 pub mod weak;
 pub mod window;
 
@@ -318,6 +319,23 @@ impl Window {
         let inner = &mut *entered;
         inner.held_events()
     }
+
+    /// The whole window (links, de-duplication, held events, counters, names) as bytes for a
+    /// checkpoint (src/state.rs); `Window.from_state` gives it back.
+    fn to_state<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let entered = Entered::new(&mut self.inner, &self.names);
+        let data = state::encode(state::WINDOW, &*entered).map_err(PyValueError::new_err)?;
+        Ok(PyBytes::new(py, &data))
+    }
+
+    /// A window from `to_state`'s bytes; ValueError (`incompatible: ...` / `corrupt: ...`) otherwise.
+    #[staticmethod]
+    fn from_state(data: &[u8]) -> PyResult<Window> {
+        let mut inner: window::Window = state::decode(state::WINDOW, data).map_err(PyValueError::new_err)?;
+        let mut names = std::mem::take(&mut inner.names);
+        names.rebuild_index();
+        Ok(Window { inner, names: Arc::new(Mutex::new(names)) })
+    }
 }
 
 // -- the batch between the stages -------------------------------------------------------------------
@@ -438,6 +456,37 @@ impl Graph {
             inner.acc_space.shared = true;
             inner.ent_space.shared = true;
         }
+        Ok(Graph { inner, names })
+    }
+
+    /// The whole graph as bytes for a checkpoint (src/state.rs). A graph that shares its window's
+    /// names stores none of them: they travel in the window's state.
+    fn to_state<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let data = if self.inner.acc_space.shared {
+            state::encode(state::GRAPH, &self.inner)
+        } else {
+            let entered = Entered::new(&mut self.inner, &self.names);
+            state::encode(state::GRAPH, &*entered)
+        };
+        Ok(PyBytes::new(py, &data.map_err(PyValueError::new_err)?))
+    }
+
+    /// A graph from `to_state`'s bytes; one that shared its window's names is restored with that
+    /// (restored) window.
+    #[staticmethod]
+    #[pyo3(signature = (data, window=None))]
+    fn from_state(data: &[u8], window: Option<PyRef<'_, Window>>) -> PyResult<Graph> {
+        let mut inner: graph::Graph = state::decode(state::GRAPH, data).map_err(PyValueError::new_err)?;
+        let names = match (inner.acc_space.shared, window) {
+            (true, Some(w)) => w.names.clone(),
+            (false, None) => {
+                let mut names = std::mem::take(&mut inner.names);
+                names.rebuild_index();
+                Arc::new(Mutex::new(names))
+            }
+            (true, None) => return Err(PyValueError::new_err("incompatible: this graph shared a window's names; restore it with that window")),
+            (false, Some(_)) => return Err(PyValueError::new_err("incompatible: this graph kept names of its own; restore it without a window")),
+        };
         Ok(Graph { inner, names })
     }
 
@@ -666,5 +715,6 @@ fn _kernel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Batch>()?;
     m.add_class::<Graph>()?;
     m.add("FORMAT_VERSION", changes::FORMAT_VERSION)?;
+    m.add("STATE_FORMAT", format!("{}-{:016x}", state::STATE_VERSION, state::LAYOUT))?;
     Ok(())
 }

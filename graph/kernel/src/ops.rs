@@ -14,6 +14,7 @@ use crate::weak::SINGLE;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 #[derive(Default, Clone)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Op {
     pub nodes: Vec<u32>,
     pub size: u32,
@@ -22,6 +23,7 @@ pub struct Op {
 }
 
 #[derive(Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Ops {
     pub list: Vec<Op>,
     free: Vec<u32>,

@@ -22,10 +22,12 @@ pub enum Admission {
     Conflict,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Dedupe {
     span: f64,
     retention: f64,
     /// one u64 per id: the id hash's top 48 bits, an 8-bit content fingerprint, an 8-bit generation
+    #[serde(with = "crate::state::id_table")]
     table: hashbrown::HashTable<u64>,
     oldest: i64, // generation of the oldest entry kept (i64::MIN: none yet)
     newest: i64,
@@ -110,17 +112,19 @@ impl Dedupe {
 }
 
 /// The position hash of a stored entry (only its top 48 id bits survive): used when the table grows.
-fn rehash(entry: u64) -> u64 {
+pub fn rehash(entry: u64) -> u64 {
     let top = entry & ID_BITS;
     top | ((top >> 16).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48)
 }
 
 /// Why the guard refused an event (the text goes to the dead-letter record).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct SkewRejection {
     pub slot: u32,
     pub reason: String,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct ClockGuard {
     max_skew: f64,
     sample: usize,
@@ -246,6 +250,7 @@ fn thousands(v: f64) -> String {
 }
 
 #[derive(Clone, Copy)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Key(f64, u64, u32);
 impl PartialEq for Key {
     fn eq(&self, o: &Self) -> bool {
@@ -264,6 +269,7 @@ impl Ord for Key {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Reorder {
     lateness: f64,
     pub max_ts: f64,

@@ -27,6 +27,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 pub const SINGLE: u32 = 1 << 31; // node id of a loose account: SINGLE | account
 
 #[derive(Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Weak {
     pub supports: FxHashMap<u32, Vec<(u32, u32)>>,
     pub supp: FxHashMap<(u32, u32), u32>,

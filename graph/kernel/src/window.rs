@@ -24,6 +24,7 @@ pub const SIGNUP: u8 = 0;
 pub const API_USAGE: u8 = 4;
 pub const EVENT_TYPES: [&str; 5] = ["signup", "login", "api_key_created", "payment_method_added", "api_usage"];
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct WindowConfig {
     pub window: i64,
     pub tick: i64,
@@ -75,6 +76,7 @@ impl EventRow<'_> {
 }
 
 #[derive(Clone, Copy)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Held {
     ts: f64,
     id: u64,
@@ -89,6 +91,7 @@ struct Held {
 }
 
 #[derive(Clone)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Acct {
     links: Vec<(u32, u32)>, // (entity, last seen, whole seconds rounded up)
     reg: u32,               // earliest expiry bucket it is registered in
@@ -109,6 +112,7 @@ impl Default for Acct {
 }
 
 #[derive(Default, Clone, Copy)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     pub events: u64,
     pub duplicates: u64,
@@ -122,6 +126,7 @@ pub struct Counters {
 pub const REJECT_SKEW: u8 = 1;
 pub const REJECT_CONFLICT: u8 = 2;
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Window {
     cfg: WindowConfig,
     pub names: Names,

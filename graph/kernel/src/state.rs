@@ -1,0 +1,74 @@
+//! Checkpoints: a stage's whole state as bytes (`Window.to_state` / `Graph.to_state` in lib.rs), so
+//! a restarted worker restores it and re-reads only the input that came after it.
+//!
+//! Layout: `FGKS`, the state version (u32 LE), the layout hash (u64 LE), a kind tag (`W` window,
+//! `G` graph), then the stage in bincode's compact (varint) encoding. The layout hash is computed by
+//! build.rs from the field lists of every serialised struct, so a build whose state would read
+//! differently refuses an older snapshot instead of misreading it; `STATE_VERSION` is bumped by hand
+//! when the meaning of a field changes without its type changing. Per-process things are not stored:
+//! the interners' hash indexes are rebuilt under this process's hasher (`Names::rebuild_index`).
+
+use bincode::Options;
+use serde::{de::DeserializeOwned, Serialize};
+
+pub const STATE_VERSION: u32 = 1;
+include!(concat!(env!("OUT_DIR"), "/layout.rs"));
+pub const WINDOW: u8 = b'W';
+pub const GRAPH: u8 = b'G';
+const MAGIC: &[u8; 4] = b"FGKS";
+const HEADER: usize = 4 + 4 + 8 + 1;
+
+fn options() -> impl Options {
+    bincode::DefaultOptions::new()
+}
+
+pub fn encode<T: Serialize>(kind: u8, value: &T) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(HEADER + 1024);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&STATE_VERSION.to_le_bytes());
+    out.extend_from_slice(&LAYOUT.to_le_bytes());
+    out.push(kind);
+    options().serialize_into(&mut out, value).map_err(|e| format!("could not encode the state: {e}"))?;
+    Ok(out)
+}
+
+/// The stage in `data`, or why it cannot be read (`incompatible: ...` or `corrupt: ...`).
+pub fn decode<T: DeserializeOwned>(kind: u8, data: &[u8]) -> Result<T, String> {
+    if data.len() < HEADER || &data[..4] != MAGIC {
+        return Err("corrupt: not a fraudgraph kernel state".into());
+    }
+    let version = u32::from_le_bytes(data[4..8].try_into().unwrap());
+    let layout = u64::from_le_bytes(data[8..16].try_into().unwrap());
+    if version != STATE_VERSION || layout != LAYOUT {
+        return Err(format!("incompatible: kernel state version {version} layout {layout:016x}; this build reads \
+                            version {STATE_VERSION} layout {LAYOUT:016x}"));
+    }
+    if data[16] != kind {
+        return Err(format!("incompatible: a {:?} state where a {:?} state was expected", data[16] as char, kind as char));
+    }
+    let body = &data[HEADER..];
+    let value = options().with_limit(body.len() as u64).deserialize(body)
+        .map_err(|e| format!("corrupt: {e}"))?;
+    Ok(value)
+}
+
+/// The de-duplication table (`ordering::Dedupe`): its entries, sorted; re-inserted on restore.
+pub mod id_table {
+    use hashbrown::HashTable;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(table: &HashTable<u64>, s: S) -> Result<S::Ok, S::Error> {
+        let mut entries: Vec<u64> = table.iter().copied().collect();
+        entries.sort_unstable();
+        entries.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HashTable<u64>, D::Error> {
+        let entries = Vec::<u64>::deserialize(d)?;
+        let mut table = HashTable::with_capacity(entries.len());
+        for e in entries {
+            table.insert_unique(crate::ordering::rehash(e), e, |&x| crate::ordering::rehash(x));
+        }
+        Ok(table)
+    }
+}
