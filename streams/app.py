@@ -4,8 +4,9 @@ One worker owns the graph: it consumes every partition of the input topic (the c
 is global, so it cannot be split by key across workers). A second worker in the same group would
 silently split the graph, so a worker that finds it no longer owns every input partition stops
 loudly (``fraudgraph_ownership_conflict``, a CRITICAL log line, exit status 3) instead of producing
-partial clusters. Faust commits the offsets of processed events every few seconds; on restart
-``streams.recovery`` rebuilds the window from the topic before the agents start.
+partial clusters. Faust commits the offsets of processed events every few seconds; every
+``--checkpoint-seconds`` the engine's state is checkpointed (``streams/checkpoints.py``); on restart
+``streams.recovery`` restores it and re-reads the rest of the topic before the agents start.
 
 Sending never drops: a dead letter that would not fit a request is truncated (with a header saying
 so), and a failed send is retried with back-off while the batch's offsets stay uncommitted.
@@ -21,6 +22,7 @@ from collections.abc import Callable
 import faust
 import orjson
 
+from streams.checkpoints import CheckpointStore, capture
 from streams.kafka_security import faust_credentials
 from streams.pipeline import Emitted, Pipeline, Record, alert_message
 from streams.settings import Settings
@@ -32,7 +34,7 @@ SESSION_TIMEOUT_SECONDS = 10.0  # a crashed worker's partitions are free again a
 
 
 def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str], None],
-              verdict_key: bytes | None = None) -> faust.App:
+              verdict_key: bytes | None = None, checkpoints: CheckpointStore | None = None) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
@@ -53,6 +55,9 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
     alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw")
     verdicts_topic = app.topic(settings.verdicts_topic, key_serializer="raw", value_serializer="raw")
     metrics = pipeline.metrics
+    # Held from a change of the engine's state until what it emitted is published: a checkpoint is
+    # taken only between two such steps, so it never covers an alert or dead letter not yet sent.
+    step = asyncio.Lock()
 
     async def send(topic: faust.TopicT, kind: str, key: bytes | None, value: bytes | None,
                    headers: list[tuple[str, bytes]] | None = None) -> None:
@@ -88,16 +93,18 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
                 settings.batch_size, within=settings.batch_seconds):
             records = [Record(e.message.value, e.message.key, e.message.partition, e.message.offset,
                               e.message.topic) for e in batch]
-            await publish(pipeline.handle(records))
+            async with step:
+                await publish(pipeline.handle(records))
 
     @app.agent(verdicts_topic)
     async def verdicts(stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
-            outcome, emitted = apply_verdict(pipeline, value, verdict_key)
-            if metrics is not None:
-                metrics.verdicts.labels(outcome).inc()
-            if emitted is not None:
-                await publish(emitted)
+            async with step:
+                outcome, emitted = apply_verdict(pipeline, value, verdict_key)
+                if metrics is not None:
+                    metrics.verdicts.labels(outcome).inc()
+                if emitted is not None:
+                    await publish(emitted)
 
     @app.timer(interval=1.0)
     async def housekeeping() -> None:
@@ -107,7 +114,8 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
             return
         if pipeline.engine.held_events:
             if time.time() - pipeline.last_input_wall >= settings.idle_flush_seconds:
-                await publish(pipeline.flush_held())
+                async with step:
+                    await publish(pipeline.flush_held())
         pipeline.refresh_gauges()
         if metrics is not None:
             metrics.assigned_partitions.set(
@@ -122,6 +130,34 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
             pipeline.flush_audit()
         except OSError as exc:  # rows stay buffered; the next flush retries
             log.error("audit flush failed, will retry: %s", exc)
+
+    if checkpoints is not None and settings.checkpoint_seconds > 0:
+        @app.timer(interval=settings.checkpoint_seconds)
+        async def checkpoint() -> None:
+            async with step:  # between two steps: everything the state emitted is published
+                started = time.monotonic()
+                try:
+                    pipeline.flush_audit()  # rows the state implies are on disk before it says so
+                    data = capture(pipeline)
+                except Exception as exc:  # noqa: BLE001 - a failed checkpoint only makes the next restart longer
+                    log.error("checkpoint not taken: %s", exc)
+                    if metrics is not None:
+                        metrics.checkpoints.labels("failed").inc()
+                    return
+            captured = time.monotonic()
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, checkpoints.save, data)
+            except OSError as exc:
+                log.error("checkpoint not written to %s: %s", checkpoints.directory, exc)
+                if metrics is not None:
+                    metrics.checkpoints.labels("failed").inc()
+                return
+            if metrics is not None:
+                metrics.checkpoints.labels("written").inc()
+                metrics.last_checkpoint.set(time.time())
+                metrics.checkpoint_seconds.labels("capture").set(captured - started)
+                metrics.checkpoint_seconds.labels("write").set(time.monotonic() - captured)
+                metrics.checkpoint_bytes.set(len(data))
 
     @app.timer(interval=300.0)
     async def audit_compact() -> None:
@@ -151,10 +187,13 @@ def apply_verdict(pipeline: Pipeline, value: bytes | None, key: bytes | None = N
                 log.error("refused verdict (%s): %r on %s (analyst %r, id %r): not applied", why, decision[:20],
                           cluster_id[:80], str(verdict.get("analyst", ""))[:80], str(verdict.get("verdict_id", ""))[:80])
                 return why, None
+        verdict_id = str(verdict.get("verdict_id") or "") or None
+        if verdict_id is not None and verdict_id in pipeline.applied_verdicts:
+            return "duplicate", None  # delivered again after a restart: its effect is in the state
         if pipeline.engine.resolve(cluster_id) is None:
             log.warning("verdict for unknown cluster %s ignored", cluster_id[:80])
             return "unknown_cluster", None
-        return "applied", pipeline.apply_verdict(cluster_id, decision)
+        return "applied", pipeline.apply_verdict(cluster_id, decision, verdict_id)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         log.warning("ignoring malformed verdict %r: %s", (value or b"")[:200], exc)
         return "malformed", None

@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "partitions", "audit_db", "audit_flush_seconds", "retention_days", "metrics_port",
                           "window_days", "lateness_seconds", "tick_seconds", "idle_flush_seconds", "batch_size",
                           "batch_seconds", "log_level", "max_skew_seconds", "stop_grace_seconds", "verdict_key_file", "pseudonymise_key_file",
-                          *cfg.KAFKA_SECURITY])
+                          "checkpoint_seconds", "checkpoint_dir", *cfg.KAFKA_SECURITY])
     p.add_argument("--local-metrics", action="store_true", help="serve /metrics on 127.0.0.1 only")
     p.set_defaults(func=cmd_worker)
 

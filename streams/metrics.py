@@ -34,6 +34,17 @@ class Metrics:
                                          registry=r)
         self.recovered_records = Gauge("fraudgraph_recovered_records",
                                        "Input records re-read to rebuild the window at the last start", registry=r)
+        self.restore = Gauge("fraudgraph_restore",
+                             "How the last start got its state: 1 on its outcome (restored from a checkpoint; "
+                             "missing, corrupt or incompatible: rebuilt from the topic)", ["outcome"], registry=r)
+        self.checkpoints = Counter("fraudgraph_checkpoints_total", "Checkpoints taken, by outcome (written, failed)",
+                                   ["outcome"], registry=r)
+        self.last_checkpoint = Gauge("fraudgraph_last_checkpoint_timestamp_seconds",
+                                     "Wall time of the last checkpoint written (or restored at start)", registry=r)
+        self.checkpoint_seconds = Gauge("fraudgraph_checkpoint_duration_seconds",
+                                        "Seconds the last checkpoint took (detection paused for the capture part)",
+                                        ["part"], registry=r)
+        self.checkpoint_bytes = Gauge("fraudgraph_checkpoint_bytes", "Size of the last checkpoint", registry=r)
         self.ownership_conflict = Gauge(
             "fraudgraph_ownership_conflict",
             "1 when this worker does not own every input partition (another member in its group)", registry=r)

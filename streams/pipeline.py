@@ -116,10 +116,14 @@ class Pipeline:
         self.last_input_wall = wall()
         self.recovering = False  # while True nothing reaches the metrics (recovery pages nobody)
         self.next_offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to handle
+        # (topic, partition) -> offset below which a restored checkpoint already holds every record:
+        # those are delivered again after a restart and skipped here
+        self.covered: dict[tuple[str, int], int] = {}
+        self.applied_verdicts: set[str] = set()  # verdict ids applied (a checkpoint keeps them)
         # alert id -> newest version already published (acknowledged before a restart too, as the audit
         # store recorded it): never published or counted twice
         self.published: dict[str, int] = {}
-        self._damage_counted: dict[str, int] = {}  # alert id -> API exchanges already counted in the metric
+        self.damage_counted: dict[str, int] = {}  # alert id -> API exchanges already counted in the metric
         self._counted = {name: 0 for name in _ENGINE_COUNTERS}
         self.source_name = ""  # the file being replayed (names dead-lettered lines)
         self._lines: list[bytes] = []
@@ -132,6 +136,9 @@ class Pipeline:
         offsets = self.next_offsets
         values: list[bytes] = []
         sources: list[Record] = []
+        if self.covered:
+            covered = self.covered
+            records = [r for r in records if r.offset >= covered.get((r.topic, r.partition), 0)]
         for record in records:
             key = (record.topic, record.partition)
             if record.offset >= offsets.get(key, 0):
@@ -204,9 +211,11 @@ class Pipeline:
         self._after(out, emitted, received, 0, 0)
         return emitted
 
-    def apply_verdict(self, cluster_id: str, verdict: str) -> Emitted:
+    def apply_verdict(self, cluster_id: str, verdict: str, verdict_id: str | None = None) -> Emitted:
         emitted = Emitted()
         out = self.engine.apply_verdict(cluster_id, verdict)
+        if verdict_id:
+            self.applied_verdicts.add(verdict_id)
         self._after(out, emitted, self.wall(), 0, 0)
         return emitted
 
@@ -254,10 +263,10 @@ class Pipeline:
             m.alerts.labels(update.severity, update.action).inc()
             m.events_out.labels("engine").inc()
             if update.action != "closed":  # damage newly attributed to alerted clusters
-                counted = self._damage_counted.get(update.alert_id, 0)
+                counted = self.damage_counted.get(update.alert_id, 0)
                 if update.requests > counted:
                     m.alerted_requests.labels(update.severity).inc(update.requests - counted)
-                    self._damage_counted[update.alert_id] = update.requests
+                    self.damage_counted[update.alert_id] = update.requests
         for update in out.alerts:
             if update.action in ("opened", "escalated"):
                 m.detection_latency.observe(max(0.0, now - received))

@@ -1,11 +1,14 @@
-"""Rebuild the engine's window after a restart, before the Faust agents start.
+"""Rebuild the engine's state after a restart, before the Faust agents start.
 
-The graph lives in memory. On start the worker reads the input topic from the beginning up to the
-consumer group's committed offsets (what was processed before the stop) and feeds it through the
-same pipeline with publishing switched off; audit writes are idempotent, so rows a crash lost are
-written and rows already there are not doubled. Faust then resumes at the committed offsets; the
-few events processed after the last commit are delivered again and dropped as duplicates.
-Retention on the input topic must cover the window plus lateness.
+The graph lives in memory. On start the worker restores its newest checkpoint
+(``streams/checkpoints.py``) and reads the input topic from the offsets it covers — or, without one,
+from the beginning — up to the consumer group's committed offsets (what was processed before the
+stop), feeding it through the same pipeline with publishing switched off; audit writes are
+idempotent, so rows a crash lost are written and rows already there are not doubled. Faust then
+resumes at the committed offsets; records a checkpoint already covers are skipped
+(``Pipeline.covered``), and the few processed after the last commit are delivered again and dropped
+as duplicates. Without checkpoints, retention on the input topic must cover the window plus
+lateness; with them, it must cover the checkpoint interval (and the window, for the fallback).
 """
 
 from __future__ import annotations
@@ -51,9 +54,24 @@ def committed_offsets(settings: Settings) -> dict[TopicPartition, int]:
         probe.close()
 
 
-def rebuild(pipeline: Pipeline, settings: Settings, batch: int = 5000) -> int:
-    """Replay the input topic up to the committed offsets into ``pipeline``; returns records read."""
-    targets = committed_offsets(settings)
+def end_offsets(settings: Settings) -> dict[int, int]:
+    """Per partition of the input topic, the offset after its last record."""
+    probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+                          client_id="fraudgraph-recovery", **kafka_python_args(settings))
+    try:
+        partitions = probe.partitions_for_topic(settings.events_topic) or set()
+        ends = probe.end_offsets([TopicPartition(settings.events_topic, p) for p in sorted(partitions)])
+        return {tp.partition: int(offset) for tp, offset in ends.items()}
+    finally:
+        probe.close()
+
+
+def rebuild(pipeline: Pipeline, settings: Settings, start: dict[tuple[str, int], int] | None = None,
+            batch: int = 5000) -> int:
+    """Replay the input topic up to the committed offsets into ``pipeline`` — from ``start`` (the
+    offsets a restored checkpoint covers) or from the beginning; returns records read."""
+    begin = start or {}
+    targets = {tp: end for tp, end in committed_offsets(settings).items() if begin.get((tp.topic, tp.partition), 0) < end}
     if not targets:
         return 0
     started = time.monotonic()
@@ -62,7 +80,12 @@ def rebuild(pipeline: Pipeline, settings: Settings, batch: int = 5000) -> int:
                              **kafka_python_args(settings))
     try:
         consumer.assign(list(targets))
-        consumer.seek_to_beginning(*targets)
+        for tp in targets:
+            offset = begin.get((tp.topic, tp.partition), 0)
+            if offset > 0:
+                consumer.seek(tp, offset)
+            else:
+                consumer.seek_to_beginning(tp)
         remaining = {tp for tp, end in targets.items() if consumer.position(tp) < end}
         read = 0
         while remaining:
@@ -75,12 +98,11 @@ def rebuild(pipeline: Pipeline, settings: Settings, batch: int = 5000) -> int:
                         records.append(Record(m.value, m.key, m.partition, m.offset, m.topic))
                 if consumer.position(tp) >= end:
                     remaining.discard(tp)
-            # Across partitions, keep event-time order roughly: the engine's lateness buffer does the rest.
-            records.sort(key=lambda r: (r.offset, r.partition))
             if records:
                 pipeline.handle(records)  # dead letters and alerts were published the first time
                 read += len(records)
-        log.warning("recovery: rebuilt the window from %d records in %.1fs", read, time.monotonic() - started)
+        log.warning("recovery: re-read %d records %s in %.1fs", read,
+                    "after the checkpoint" if start else "from the beginning of the topic", time.monotonic() - started)
         return read
     finally:
         consumer.close()
@@ -93,9 +115,13 @@ def reapply_verdicts(pipeline: Pipeline, db_path: str) -> int:
 
     con = connect_read_only(db_path)
     try:
-        rows = con.execute("SELECT cluster_id, verdict FROM verdicts ORDER BY decided_at, verdict_id").fetchall()
+        rows = con.execute("SELECT verdict_id, cluster_id, verdict FROM verdicts ORDER BY decided_at, verdict_id").fetchall()
     finally:
         con.close()
-    for cluster_id, verdict in rows:
-        pipeline.apply_verdict(cluster_id, verdict)
-    return len(rows)
+    applied = 0
+    for verdict_id, cluster_id, verdict in rows:
+        if verdict_id in pipeline.applied_verdicts:
+            continue  # in the restored checkpoint already
+        pipeline.apply_verdict(cluster_id, verdict, verdict_id)
+        applied += 1
+    return applied

@@ -36,6 +36,11 @@ class Settings:
     idle_flush_seconds: float = setting(5.0, "FRAUDGRAPH_IDLE_FLUSH_SECONDS", "wall seconds without input before held events are released")
     batch_size: int = setting(2000, "FRAUDGRAPH_BATCH_SIZE", "events taken from Kafka per engine call")
     batch_seconds: float = setting(0.25, "FRAUDGRAPH_BATCH_SECONDS", "longest wait to fill a batch")
+    checkpoint_seconds: float = setting(60.0, "FRAUDGRAPH_CHECKPOINT_SECONDS",
+                                        "how often the worker checkpoints its state (a restart re-reads only what "
+                                        "came after the last one; 0: off, a restart re-reads the topic)")
+    checkpoint_dir: str = setting("", "FRAUDGRAPH_CHECKPOINT_DIR",
+                                  "directory of the checkpoints, on durable storage (default: <audit-db>.checkpoints)")
     log_level: str = setting("warn", "FRAUDGRAPH_LOG_LEVEL", "worker log level (crit, error, warn, info, debug)")
     max_skew_seconds: float = setting(3600.0, "FRAUDGRAPH_MAX_SKEW_SECONDS",
                                       "events dated further ahead of the stream or the wall clock are held, then dead-lettered")
@@ -71,6 +76,10 @@ class Settings:
                 values[f.name] = kind(raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
+
+    @property
+    def checkpoint_path(self) -> str:
+        return self.checkpoint_dir or f"{self.audit_db}.checkpoints"
 
     def detection_config(self) -> DetectionConfig:
         from graph.config import DetectionConfig

@@ -4,7 +4,9 @@ Operational guarantees kept here:
 
 * **one owner** — a worker refuses to start while another member is in its consumer group, and
   stops (exit status 3) if it later finds it no longer owns every input partition;
-* **recovery pages nobody** — while the window is rebuilt, ``fraudgraph_recovering`` is 1 and no
+* **restart bounded by state** — the newest checkpoint is restored and only the records after it are
+  re-read (``streams/checkpoints.py``); a graceful stop writes a last one;
+* **recovery pages nobody** — while the state is restored and the tail re-read, ``fraudgraph_recovering`` is 1 and no
   metric moves (``Pipeline.recovering``); nothing is published;
 * **a bounded stop** — SIGTERM/SIGINT start Faust's graceful stop; if it has not finished after
   ``--stop-grace-seconds`` (a broker that is down can hold it for a minute), buffered audit rows are
@@ -125,7 +127,8 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     from streams.kafka_security import KafkaSecurityError, check, describe
     from streams.pipeline import Pipeline
     from streams.pseudonyms import from_key_file
-    from streams.recovery import input_partitions, reapply_verdicts, rebuild
+    from streams.checkpoints import CheckpointStore, capture, restore
+    from streams.recovery import end_offsets, input_partitions, reapply_verdicts, rebuild
     from streams.verdicts import KeyFileError, load_key
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -158,21 +161,41 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     audit = AuditStore(settings.audit_db, settings.retention_days)
     audit.create()
     partitions = input_partitions(settings)
-    engine = DetectionEngine(settings.detection_config(), clock=time.time, partitions=partitions,
-                             idle_seconds=settings.idle_flush_seconds)
+    store = CheckpointStore(settings.checkpoint_path) if settings.checkpoint_seconds > 0 else None
+    restored, outcome = None, "missing"
+    restore_started = time.monotonic()
+    if store is not None:
+        restored, outcome = restore(store, settings.detection_config(), partitions, settings.events_topic,
+                                    end_offsets(settings), time.time, settings.idle_flush_seconds)
+    metrics.restore.labels(outcome).set(1)
+    restore_seconds = time.monotonic() - restore_started
+    if restored is not None:
+        engine = restored.engine
+        metrics.last_checkpoint.set(restored.written_at)
+    else:
+        engine = DetectionEngine(settings.detection_config(), clock=time.time, partitions=partitions,
+                                 idle_seconds=settings.idle_flush_seconds)
     pipeline = Pipeline(engine, audit, metrics, live=True, pseudonymiser=pseudonymiser)
     pipeline.recovering = True
     pipeline.published = audit.published_versions()
-    rebuilt = rebuild(pipeline, settings)
-    if rebuilt:
+    if restored is not None:
+        pipeline.next_offsets = dict(restored.offsets)
+        pipeline.covered = dict(restored.offsets)
+        pipeline.applied_verdicts = set(restored.verdicts)
+        pipeline.damage_counted = dict(restored.damage)
+    rebuilt = rebuild(pipeline, settings, start=restored.offsets if restored is not None else None)
+    if rebuilt or restored is not None:
         reapply_verdicts(pipeline, settings.audit_db)
     pipeline.end_recovery()
     pipeline.flush_audit()
     metrics.recovered_records.set(rebuilt)
     metrics.recovering.set(0)
+    state = (f"restored {restored.path.name} in {restore_seconds:.1f}s and re-read {rebuilt} records after it"
+             if restored is not None
+             else f"rebuilt from {rebuilt} records")
     print(f"fraudgraph worker: {settings.bootstrap} ({describe(settings)}) {settings.events_topic} -> {settings.alerts_topic}; "
           f"{partitions} input partition(s), a window each; audit {settings.audit_db}; "
-          f"metrics :{settings.metrics_port}/metrics; rebuilt {rebuilt} records",
+          f"metrics :{settings.metrics_port}/metrics; {state}",
           flush=True)
 
     holder: dict[str, FraudgraphWorker] = {}
@@ -193,7 +216,18 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
         except Exception as exc:  # noqa: BLE001 - exiting anyway
             log.error("audit flush at exit failed: %s", exc)
 
-    app = build_app(settings, pipeline, on_conflict, verdict_key)
+    def final_checkpoint() -> None:
+        """At a graceful stop (the agents have stopped, offsets are committed): the next start
+        re-reads nothing."""
+        if store is None or stopping:
+            return
+        try:
+            pipeline.flush_audit()
+            store.save(capture(pipeline))
+        except Exception as exc:  # noqa: BLE001 - exiting anyway; the last periodic checkpoint stands
+            log.error("checkpoint at stop not written: %s", exc)
+
+    app = build_app(settings, pipeline, on_conflict, verdict_key, store)
     worker = holder["worker"] = FraudgraphWorker(app, loglevel=settings.log_level, quiet=True,
                                                  stop_grace=settings.stop_grace_seconds,
                                                  on_forced_exit=flush_before_exit)
@@ -201,5 +235,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
+        final_checkpoint()
         return worker.exit_code or code
+    final_checkpoint()
     return worker.exit_code
