@@ -56,6 +56,8 @@ class CheckpointStore:
     def save(self, data: bytes) -> int:
         """Write ``data`` as the latest checkpoint (the one it replaces becomes the previous)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        for stale in self.directory.glob(f".{LATEST}.*.tmp"):  # a write a crash interrupted
+            stale.unlink(missing_ok=True)
         tmp = self.directory / f".{LATEST}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:
             f.write(data)

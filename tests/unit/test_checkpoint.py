@@ -151,3 +151,15 @@ def test_the_policy_section_builds_no_foreign_objects():
     sneaky = pickle.dumps(checkpoint.hashlib.sha256)  # reachable from one of our modules, still refused
     with pytest.raises(pickle.UnpicklingError):
         checkpoint._PolicyUnpickler(__import__("io").BytesIO(sneaky)).load()
+
+
+def test_the_store_keeps_the_previous_checkpoint_and_clears_torn_writes(tmp_path):
+    from streams.checkpoints import CheckpointStore
+
+    store = CheckpointStore(tmp_path / "ckpt")
+    assert store.candidates() == []
+    store.save(b"one")
+    (store.directory / ".latest.ckpt.999.tmp").write_bytes(b"torn")  # a crash mid-write
+    store.save(b"two")
+    assert [p.read_bytes() for p in store.candidates()] == [b"two", b"one"]
+    assert not list(store.directory.glob("*.tmp"))
