@@ -2,10 +2,11 @@
 
     .venv/bin/python -m tests.benchmarks.restart [--benign 70000] [--lengths 300000,1000000,1500000]
 
-A real broker (started here) and the real worker. Traffic: the simulator's 12-day stream (the speed
-benchmark's), with a 1-day window, so the topic holds many times the window's state. For each
-length N the first N events go to a fresh topic; a worker with checkpoints every 30 s consumes them,
-writes a checkpoint after the last, and is killed with SIGKILL. Then, on the same topic:
+A real broker (started here) and the real worker. Traffic: the simulator's 12-day stream (70k
+benign accounts and the planted operations, seed 23), with a 1-day window, so the topic holds many
+times the window's state. For each length N the first N events go to a fresh topic; a worker with
+checkpoints every 30 s consumes them, writes a checkpoint after the last, and is killed with
+SIGKILL. Then, on the same topic:
 
 1. **checkpoint**: the worker restarts (restores the checkpoint, re-reads the records after it);
 2. **full rebuild**: the same restart with ``--checkpoint-seconds 0`` (re-reads the topic), the baseline.
