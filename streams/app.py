@@ -15,9 +15,10 @@ so), and a failed send is retried with back-off while the batch's offsets stay u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import faust
 import orjson
@@ -59,6 +60,13 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
     # taken only between two such steps, so it never covers an alert or dead letter not yet sent.
     step = asyncio.Lock()
 
+    @contextlib.asynccontextmanager
+    async def stepping() -> AsyncIterator[None]:
+        async with step:
+            pipeline.step_open = True
+            yield
+            pipeline.step_open = False  # not reached when the step was cancelled half-way (a stop)
+
     async def send(topic: faust.TopicT, kind: str, key: bytes | None, value: bytes | None,
                    headers: list[tuple[str, bytes]] | None = None) -> None:
         """Send and wait for the broker's ack; retry with back-off until it succeeds."""
@@ -93,13 +101,13 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
                 settings.batch_size, within=settings.batch_seconds):
             records = [Record(e.message.value, e.message.key, e.message.partition, e.message.offset,
                               e.message.topic) for e in batch]
-            async with step:
+            async with stepping():
                 await publish(pipeline.handle(records))
 
     @app.agent(verdicts_topic)
     async def verdicts(stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
-            async with step:
+            async with stepping():
                 outcome, emitted = apply_verdict(pipeline, value, verdict_key)
                 if metrics is not None:
                     metrics.verdicts.labels(outcome).inc()
@@ -114,7 +122,7 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
             return
         if pipeline.engine.held_events:
             if time.time() - pipeline.last_input_wall >= settings.idle_flush_seconds:
-                async with step:
+                async with stepping():
                     await publish(pipeline.flush_held())
         pipeline.refresh_gauges()
         if metrics is not None:
@@ -135,6 +143,8 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
         @app.timer(interval=settings.checkpoint_seconds)
         async def checkpoint() -> None:
             async with step:  # between two steps: everything the state emitted is published
+                if pipeline.step_open:  # a step was cut short (the worker is stopping)
+                    return
                 started = time.monotonic()
                 try:
                     pipeline.flush_audit()  # rows the state implies are on disk before it says so

@@ -120,6 +120,7 @@ class Pipeline:
         # those are delivered again after a restart and skipped here
         self.covered: dict[tuple[str, int], int] = {}
         self.applied_verdicts: set[str] = set()  # verdict ids applied (a checkpoint keeps them)
+        self.step_open = False  # the worker changed the state and has not yet sent all it emitted
         # alert id -> newest version already published (acknowledged before a restart too, as the audit
         # store recorded it): never published or counted twice
         self.published: dict[str, int] = {}

@@ -221,6 +221,9 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
         re-reads nothing."""
         if store is None or stopping:
             return
+        if pipeline.step_open:  # the stop cut a step short: what it emitted may be unsent
+            log.warning("no checkpoint at stop (a batch was cut short); the next start re-reads from the last one")
+            return
         try:
             pipeline.flush_audit()
             store.save(capture(pipeline))
