@@ -11,10 +11,10 @@ import signal
 import time
 from pathlib import Path
 
-from streams.audit import connect_read_only
 from streams.cli import main as cli
 from streams.localrun import wait_for
 from tests.integration.test_end_to_end import alerted_clusters, simulate
+from tests.integration.test_restart import assert_nothing_doubled
 
 
 def damage(path: Path) -> None:
@@ -82,9 +82,4 @@ def test_restart_restores_the_checkpoint_and_reads_only_the_tail(worker, tmp_pat
     replay_db = tmp_path / "replay.duckdb"
     cli(["replay", str(events), "--audit-db", str(replay_db), "--quiet"])
     assert alerted_clusters(w.settings.audit_db) == alerted_clusters(replay_db)
-    con = connect_read_only(w.settings.audit_db)
-    try:
-        assert con.execute("SELECT count(*) - count(DISTINCT alert_id) FROM alerts").fetchone()[0] == 0
-        assert con.execute("SELECT count(*) - count(DISTINCT (alert_id, version)) FROM alert_history").fetchone()[0] == 0
-    finally:
-        con.close()
+    assert_nothing_doubled(w.settings.audit_db)
