@@ -28,7 +28,6 @@ import json
 import pickle
 import struct
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -80,12 +79,7 @@ def dump(engine: DetectionEngine, facts: dict[str, Any] | None = None) -> bytes:
     """The engine's state; ``facts`` (JSON-able: e.g. the input offsets it covers) is stored beside it."""
     windows = [w.kernel.to_state() for w in engine.windows]
     graph = engine.detector.graph.to_state()
-    policy = pickle.dumps({
-        "windows": [w.policy_state() for w in engine.windows],
-        "detector": engine.detector.policy_state(),
-        "merge": {"pending": [[b.to_bytes() for b in q] for q in engine._merge.pending],
-                  "closed": list(engine._merge.closed), "applied": engine._merge.applied},
-    }, protocol=5)
+    policy = pickle.dumps(engine.policy_state(), protocol=5)
     sections = [*windows, graph, policy]
     header = json.dumps({
         "format": FORMAT, "kernel": _kernel.STATE_FORMAT, "policy": policy_fingerprint(),
@@ -145,15 +139,7 @@ def load(data: bytes, config: DetectionConfig, clock: Callable[[], float] = time
         policy = _PolicyUnpickler(io.BytesIO(sections[count + 1])).load()
         engine = DetectionEngine(config, clock, partitions=count, idle_seconds=idle_seconds,
                                  restored=([PartitionWindow(config, p, k) for p, k in enumerate(kernels)], graph))
-        for window, state in zip(engine.windows, policy["windows"], strict=True):
-            window.restore_policy_state(state)
-        engine.detector.restore_policy_state(policy["detector"])
-        merge = policy["merge"]
-        engine._merge.pending = [deque(_kernel.Batch.from_bytes(b) for b in q) for q in merge["pending"]]
-        engine._merge.closed = list(merge["closed"])
-        engine._merge.applied = merge["applied"]
-    except CheckpointError:
-        raise
+        engine.restore_policy_state(policy)
     except (ValueError, KeyError, TypeError, pickle.UnpicklingError, EOFError) as exc:
         kind = "incompatible" if str(exc).startswith("incompatible") else "corrupt"
         raise CheckpointError(kind, str(exc)) from None

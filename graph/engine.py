@@ -18,6 +18,7 @@ duplicates, give the same output.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -126,6 +127,22 @@ class DetectionEngine:
         """The global watermark: the minimum over partitions that have seen events."""
         marks = [w.watermark for w in self.windows if w.watermark > float("-inf")]
         return min(marks) if marks else float("-inf")
+
+    def policy_state(self) -> dict[str, Any]:
+        """What the engine keeps beside its kernels' states (``graph/checkpoint.py`` stores both)."""
+        merge = self._merge
+        return {"windows": [w.policy_state() for w in self.windows], "detector": self.detector.policy_state(),
+                "merge": {"pending": [[b.to_bytes() for b in q] for q in merge.pending],
+                          "closed": list(merge.closed), "applied": merge.applied}}
+
+    def restore_policy_state(self, state: dict[str, Any]) -> None:
+        for window, part in zip(self.windows, state["windows"], strict=True):
+            window.restore_policy_state(part)
+        self.detector.restore_policy_state(state["detector"])
+        merge = state["merge"]
+        self._merge.pending = [deque(_kernel.Batch.from_bytes(b) for b in q) for q in merge["pending"]]
+        self._merge.closed = list(merge["closed"])
+        self._merge.applied = merge["applied"]
 
     def apply_verdict(self, cluster_id: str, verdict: str) -> EngineOutput:
         return self.detector.apply_verdict(cluster_id, verdict)
