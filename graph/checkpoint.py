@@ -41,7 +41,7 @@ from graph.window import PartitionWindow
 
 MAGIC = b"FRAUDGRAPH-CHECKPOINT\n"
 FORMAT = 1
-POLICY_VERSION = 1  # bump when a policy record's meaning changes without its fields changing
+POLICY_VERSION = 2  # bump when a policy record's meaning changes without its fields changing
 _DIGEST = 32
 
 
@@ -83,7 +83,7 @@ def dump(engine: DetectionEngine, facts: dict[str, Any] | None = None) -> bytes:
     sections = [*windows, graph, policy]
     header = json.dumps({
         "format": FORMAT, "kernel": _kernel.STATE_FORMAT, "policy": policy_fingerprint(),
-        "config": config_fingerprint(engine.config), "partitions": engine.partitions,
+        "config": config_fingerprint(engine.config), "partitions": engine.partitions, "split": engine.split,
         "sections": [len(s) for s in sections], "facts": facts or {},
     }, sort_keys=True).encode()
     body = b"".join([MAGIC, struct.pack("<I", len(header)), header, *sections])
@@ -112,9 +112,11 @@ def _header(data: bytes) -> tuple[dict[str, Any], int]:
 
 
 def load(data: bytes, config: DetectionConfig, clock: Callable[[], float] = time.time,
-         idle_seconds: float = 5.0, partitions: int | None = None) -> tuple[DetectionEngine, dict[str, Any]]:
+         idle_seconds: float = 5.0, partitions: int | None = None,
+         split: bool | None = None) -> tuple[DetectionEngine, dict[str, Any]]:
     """The engine ``dump`` stored, and its facts. ``partitions``: the count the caller needs (the input
-    topic's); a checkpoint of another count is incompatible."""
+    topic's); a checkpoint of another count is incompatible. ``split``: the topology the caller needs
+    (``DetectionEngine(split=...)``); a checkpoint of the other one is incompatible."""
     header, offset = _header(data)
     expected = {"format": FORMAT, "kernel": _kernel.STATE_FORMAT, "policy": policy_fingerprint(),
                 "config": config_fingerprint(config)}
@@ -124,6 +126,9 @@ def load(data: bytes, config: DetectionConfig, clock: Callable[[], float] = time
     count = header.get("partitions")
     if not isinstance(count, int) or count < 1 or (partitions is not None and count != partitions):
         raise CheckpointError("incompatible", f"written for {count} input partition(s), the input has {partitions}")
+    stored_split = bool(header.get("split", False))
+    if split is not None and stored_split != split:
+        raise CheckpointError("incompatible", f"written by a {'split' if stored_split else 'single-process'} engine")
     sizes = header.get("sections")
     if not isinstance(sizes, list) or len(sizes) != count + 2:
         raise CheckpointError("corrupt", "section table does not match the partitions")
@@ -135,9 +140,9 @@ def load(data: bytes, config: DetectionConfig, clock: Callable[[], float] = time
         raise CheckpointError("corrupt", "sections do not add up to the checkpoint's length")
     try:
         kernels = [_kernel.Window.from_state(s) for s in sections[:count]]
-        graph = _kernel.Graph.from_state(sections[count], kernels[0] if count == 1 else None)
+        graph = _kernel.Graph.from_state(sections[count], kernels[0] if count == 1 and not stored_split else None)
         policy = _PolicyUnpickler(io.BytesIO(sections[count + 1])).load()
-        engine = DetectionEngine(config, clock, partitions=count, idle_seconds=idle_seconds,
+        engine = DetectionEngine(config, clock, partitions=count, idle_seconds=idle_seconds, split=stored_split,
                                  restored=([PartitionWindow(config, p, k) for p, k in enumerate(kernels)], graph))
         engine.restore_policy_state(policy)
     except (ValueError, KeyError, TypeError, pickle.UnpicklingError, EOFError) as exc:

@@ -10,6 +10,11 @@ With ``partitions=N`` (a worker reading N input partitions) each partition has a
 with its own watermark, and ``graph/ticks.py`` merges their ticks: the same events spread over any
 number of partitions give the same output as one partition (and as ``replay``).
 
+With ``split=True`` (the worker) the two stages meet only through serialised change batches, as they
+do when they run in different processes: ``feed_json`` + ``take_batches`` (stage A, per partition)
+on one side; ``receive`` / ``receive_idle`` + ``release`` (stage B) on the other. Stage B drops a
+batch whose tick it already has from that partition, so a batch sent twice is applied once.
+
 Event time drives everything (windows, ticks, expiry, lineage times); ``clock`` only stamps
 ``created_at`` on alerts. The same events in any arrival order within the allowed lateness, with any
 duplicates, give the same output.
@@ -37,10 +42,11 @@ __all__ = ["ClusterSnapshot", "DetectionEngine", "EngineOutput", "Rejected", "Re
 class DetectionEngine:
     def __init__(self, config: DetectionConfig | None = None, clock: Callable[[], float] = time.time,
                  partitions: int = 1, idle_seconds: float = 5.0,
-                 restored: tuple[list[PartitionWindow], _kernel.Graph] | None = None) -> None:
+                 restored: tuple[list[PartitionWindow], _kernel.Graph] | None = None, split: bool = False) -> None:
         """``partitions``: input partitions, each with its own window; ``idle_seconds``: wall seconds
         without input after which a partition no longer holds the others' ticks back (live input only);
-        ``restored``: windows and graph from a checkpoint (``graph/checkpoint.py`` builds them)."""
+        ``restored``: windows and graph from a checkpoint (``graph/checkpoint.py`` builds them);
+        ``split``: the stages exchange serialised batches (see the module's docstring)."""
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, not {partitions}")
         self.config = config or DetectionConfig()
@@ -48,12 +54,15 @@ class DetectionEngine:
             raise ValueError(f"restored {len(restored[0])} windows for {partitions} partitions")
         self.windows = restored[0] if restored else [PartitionWindow(self.config, p) for p in range(partitions)]
         self.window = self.windows[0]
-        # One partition: the graph shares the window's names (batches carry ids). Several: names
-        # travel in the batches, as they would between processes.
-        self.detector = Detector(self.config, clock, self.window if partitions == 1 else None,
+        self.split = split
+        self.clock = clock
+        # One partition in one process: the graph shares the window's names (batches carry ids).
+        # Several, or split: names travel in the batches, as they do between processes.
+        self.detector = Detector(self.config, clock, self.window if partitions == 1 and not split else None,
                                  restored[1] if restored else None)
         self.idle_seconds = idle_seconds
         self._merge = TickMerge(partitions)
+        self.idle: set[int] = set()  # split: partitions whose owners declared them idle (stage B's view)
         self._last_input: list[float | None] = [None] * partitions  # wall time of each partition's last input
 
     @property
@@ -107,6 +116,50 @@ class DetectionEngine:
             out.extend(self.detector.apply(group))
         out.watermark = self.watermark
 
+    # -- split stages ---------------------------------------------------------------------------
+    def take_batches(self, partition: int) -> list[_kernel.Batch]:
+        """Stage A: the change batches partition ``partition``'s window closed (to send to stage B)."""
+        return list(self.windows[partition].batches())
+
+    def flush_partition(self, partition: int, wall: float | None = None) -> list[Rejected]:
+        """Stage A: partition ``partition`` went idle: release what its window holds and close its tick."""
+        return self.windows[partition].flush(wall)
+
+    def receive(self, partition: int, batch: _kernel.Batch) -> bool:
+        """Stage B: a change batch of ``partition``; False (and ignored) when its tick is already here:
+        ticks of one partition only grow, so a batch sent again after a crash is applied once."""
+        closed = self._merge.closed[partition]
+        if closed is not None and batch.tick_end <= closed:
+            return False
+        self.idle.discard(partition)
+        self._merge.add(partition, batch)
+        return True
+
+    def receive_idle(self, partition: int) -> None:
+        """Stage B: ``partition``'s owner saw no input for a while: it no longer holds ticks back."""
+        self.idle.add(partition)
+
+    def release(self) -> EngineOutput:
+        """Stage B: apply, tick by tick, what every partition that is not idle has closed (all that is
+        held once every partition is idle)."""
+        out = EngineOutput()
+        everything = len(self.idle) == self.partitions
+        for group in self._merge.ready(sorted(self.idle), everything):
+            out.extend(self.detector.apply(group))
+        return out
+
+    def reset_window(self, partition: int) -> None:
+        """Forget a partition this worker no longer owns (another worker's window holds it now)."""
+        self.windows[partition] = PartitionWindow(self.config, partition)
+        if partition == 0:
+            self.window = self.windows[0]
+
+    def reset_global(self) -> None:
+        """Forget stage B (another worker owns it now)."""
+        self.detector = Detector(self.config, self.clock, None, None)
+        self._merge = TickMerge(self.partitions)
+        self.idle = set()
+
     def _window(self, partition: int, wall: float | None) -> PartitionWindow:
         if not 0 <= partition < len(self.windows):
             raise ValueError(f"partition {partition} is not one of this engine's {len(self.windows)}")
@@ -133,7 +186,7 @@ class DetectionEngine:
         merge = self._merge
         return {"windows": [w.policy_state() for w in self.windows], "detector": self.detector.policy_state(),
                 "merge": {"pending": [[b.to_bytes() for b in q] for q in merge.pending],
-                          "closed": list(merge.closed), "applied": merge.applied}}
+                          "closed": list(merge.closed), "applied": merge.applied, "idle": sorted(self.idle)}}
 
     def restore_policy_state(self, state: dict[str, Any]) -> None:
         for window, part in zip(self.windows, state["windows"], strict=True):
@@ -143,6 +196,7 @@ class DetectionEngine:
         self._merge.pending = [deque(_kernel.Batch.from_bytes(b) for b in q) for q in merge["pending"]]
         self._merge.closed = list(merge["closed"])
         self._merge.applied = merge["applied"]
+        self.idle = set(merge["idle"])
 
     def apply_verdict(self, cluster_id: str, verdict: str) -> EngineOutput:
         return self.detector.apply_verdict(cluster_id, verdict)
