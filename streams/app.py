@@ -1,15 +1,30 @@
-"""The Faust app: agents that feed the engine from Kafka and publish what it finds.
+"""The Faust app: the partitioned topology.
 
-One worker owns the graph: it consumes every partition of the input topic (the co-occurrence graph
-is global, so it cannot be split by key across workers). A second worker in the same group would
-silently split the graph, so a worker that finds it no longer owns every input partition stops
-loudly (``fraudgraph_ownership_conflict``, a CRITICAL log line, exit status 3) instead of producing
-partial clusters. Faust commits the offsets of processed events every few seconds; every
-``--checkpoint-seconds`` the engine's state is checkpointed (``streams/checkpoints.py``); on restart
-``streams.recovery`` restores it and re-reads the rest of the topic before the agents start.
+    account-events (N partitions, keyed by account)
+        │  stage A: agent ``windows`` — decode, validate, de-duplicate, order by event time, the
+        │  per-account link window and its expiry — on whichever worker Kafka gave the partition
+        ▼
+    <app-id>-changes (1 partition): each window's change batches, idle marks, forwarded verdicts
+        │  stage B: agent ``graph_stage`` — binding graph, clusters, lineage, scoring, alerts — on
+        │  the one worker that holds this partition (another takes it over when that one dies)
+        ▼
+    fraud-alerts, the audit store, Prometheus
+
+Faust's consumer group does the rest: start more workers with the same ``--app-id`` and Kafka
+splits the input partitions among them; the changes topic's single partition makes stage B single
+owner. Stage B merges the partitions' ticks in event time (``graph/ticks.py``) and drops a batch it
+already has, so the answer does not depend on how many workers there are or which one owns what.
+
+Each stage's state is a prefix of its input log (``streams/stages.py``); a partition that arrives
+behind is brought up to the group's committed offset first (``streams/recovery.py``), with
+publishing off and ``fraudgraph_recovering`` at 1. Every ``--checkpoint-seconds`` the state this
+worker holds is checkpointed (``streams/checkpoints.py``), under the step lock, so a checkpoint never
+covers an alert, dead letter or change batch not yet acknowledged by the broker.
 
 Sending never drops: a dead letter that would not fit a request is truncated (with a header saying
-so), and a failed send is retried with back-off while the batch's offsets stay uncommitted.
+so), and a failed send is retried with back-off while the batch's offsets stay uncommitted. Change
+records are sent one at a time, each acknowledged before the next, so the changes topic holds each
+partition's batches in tick order.
 """
 
 from __future__ import annotations
@@ -19,23 +34,47 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import faust
-import orjson
 
 from streams.checkpoints import CheckpointStore, capture
+from streams.changes import verdict_record
 from streams.kafka_security import faust_credentials
 from streams.pipeline import Emitted, Pipeline, Record, alert_message
+from streams.recovery import committed_offsets, read_range
 from streams.settings import Settings
-from streams.verdicts import refusal
+from streams.stages import GlobalStage, fresh
 
 log = logging.getLogger("fraudgraph")
-EXIT_OWNERSHIP = 3  # exit status of a worker that found another member in its group
+EXIT_OWNERSHIP = 3  # exit status of a worker whose input topic changed its partition count under it
 SESSION_TIMEOUT_SECONDS = 10.0  # a crashed worker's partitions are free again after this
+RELEASE_SECONDS = 60.0  # state of a partition another worker has owned this long is dropped here
+Key = tuple[str, int]  # (topic, partition)
+
+
+def record_of(message: Any) -> Record:
+    headers = message.headers
+    pairs = tuple(headers.items()) if isinstance(headers, dict) else tuple(headers or ())
+    return Record(message.value, message.key, message.partition, message.offset, message.topic, pairs)
+
+
+class Ownership:
+    """Which partitions this worker holds and whether each one's state has been checked against the
+    offset Faust delivers from since it was (re)assigned."""
+
+    def __init__(self) -> None:
+        self.joined = False  # the group gave this worker an assignment (possibly empty)
+        self.verified: set[Key] = set()
+        self.unowned_since: dict[Key, float] = {}
+        self.catching_up = 0
+
+    def forget(self, keys: set[Key]) -> None:
+        self.verified -= keys
 
 
 def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str], None],
-              verdict_key: bytes | None = None, checkpoints: CheckpointStore | None = None) -> faust.App:
+              global_stage: GlobalStage, checkpoints: CheckpointStore | None = None) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
@@ -50,14 +89,20 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
         broker_heartbeat_interval=3.0,
         datadir=str(settings.audit_db) + ".faust",
     )
-    events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes,
-                             key_serializer="raw", value_serializer="raw")
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    events_topic = app.topic(settings.events_topic, **raw)
+    changes_name = settings.changes_topic_name
+    # Stage B's whole input: one partition (one owner, one order), kept without time or size limit.
+    changes_topic = app.topic(changes_name, partitions=1, config={"retention.ms": "-1", "retention.bytes": "-1"},
+                              **raw)
     dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
     alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw")
-    verdicts_topic = app.topic(settings.verdicts_topic, key_serializer="raw", value_serializer="raw")
+    verdicts_topic = app.topic(settings.verdicts_topic, **raw)
     metrics = pipeline.metrics
-    # Held from a change of the engine's state until what it emitted is published: a checkpoint is
-    # taken only between two such steps, so it never covers an alert or dead letter not yet sent.
+    owned = Ownership()
+    changes_key: Key = (changes_name, 0)
+    # Held from a change of the state until what it emitted is published: a checkpoint is taken only
+    # between two such steps, so it never covers an alert, dead letter or change batch not yet sent.
     step = asyncio.Lock()
 
     @contextlib.asynccontextmanager
@@ -90,47 +135,153 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
             await send(dlq_topic, "dlq", dead.record.key, dead.value(), dead.headers())
             if metrics is not None:
                 metrics.dead_letters.inc()
+        for change in emitted.changes:
+            await send(changes_topic, "changes", change.key, change.value, change.headers)
+            if metrics is not None:
+                metrics.change_records.labels("sent").inc()
         for update in emitted.alerts:
             await send(alerts_topic, "alerts", update.alert_id.encode(), alert_message(update))
             if pipeline.audit is not None:  # acknowledged: a restart will not send this version again
                 pipeline.audit.add_publication(update.alert_id, update.version, time.time())
 
+    async def ensure(key: Key, target: int) -> None:
+        """(Holding the step lock) bring the state of ``key`` up to ``target``, the offset Faust
+        delivers from, before its first record is handled after an assignment."""
+        if key in owned.verified:
+            return
+        delay = 1.0
+        while (have := pipeline.next_offsets.get(key, 0)) < target:
+            try:
+                await catch_up(key, have, target)
+            except Exception as exc:  # noqa: BLE001 - the broker may be away; what was read is kept
+                log.error("recovery of %s[%d] interrupted, retrying in %.0fs: %s", *key, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        owned.verified.add(key)
+        if key == changes_key:
+            if metrics is not None:
+                metrics.global_owner.set(1)
+        else:
+            pipeline.partition_input.setdefault(key[1], time.time())  # the idle clock starts now
+
+    async def catch_up(key: Key, start: int, end: int) -> None:
+        def handle(records: list[Record]) -> None:
+            if key == changes_key:
+                for record in records:
+                    global_stage.apply(record)
+            else:  # the change batches and dead letters were published by whoever read these first
+                pipeline.handle(records)
+
+        owned.catching_up += 1
+        pipeline.recovering = True
+        if metrics is not None:
+            metrics.recovering.set(1)
+        try:
+            read = await asyncio.get_running_loop().run_in_executor(
+                None, read_range, settings, key[0], key[1], start, end, handle)
+        finally:
+            owned.catching_up -= 1
+            pipeline.end_recovery()
+        if metrics is not None:
+            (metrics.recovered_changes if key == changes_key else metrics.recovered_records).inc(read)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        owned.joined = True  # args[0]: the partitions assigned; each is checked before its first record
+        owned.forget({(tp.topic, tp.partition) for tp in args[0]})
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        owned.forget({(tp.topic, tp.partition) for tp in args[0]})
+
     @app.agent(events_topic)
-    async def detect(stream: faust.StreamT[bytes]) -> None:
+    async def windows(stream: faust.StreamT[bytes]) -> None:
+        """Stage A: each input partition's window; what it closes goes to the changes topic."""
         async for batch in stream.take_events(  # type: ignore[attr-defined] # faust-streaming has it; its StreamT stub does not
                 settings.batch_size, within=settings.batch_seconds):
-            records = [Record(e.message.value, e.message.key, e.message.partition, e.message.offset,
-                              e.message.topic) for e in batch]
+            records = [record_of(e.message) for e in batch]
             async with stepping():
-                await publish(pipeline.handle(records))
+                for key, first in sorted({(r.topic, r.partition): r.offset for r in reversed(records)}.items()):
+                    await ensure(key, first)
+                todo = fresh(pipeline, records)
+                if todo:
+                    await publish(pipeline.handle(todo))
+
+    @app.agent(changes_topic)
+    async def graph_stage(stream: faust.StreamT[bytes]) -> None:
+        """Stage B: the graph, clusters and alerts, from the changes topic."""
+        async for event in stream.events():
+            record = record_of(event.message)
+            async with stepping():
+                await ensure((record.topic, record.partition), record.offset)
+                if not fresh(pipeline, [record]):
+                    continue
+                emitted, outcome = global_stage.apply(record)
+                if outcome is not None and metrics is not None and not pipeline.recovering:
+                    metrics.verdicts.labels(outcome).inc()
+                await publish(emitted)
 
     @app.agent(verdicts_topic)
     async def verdicts(stream: faust.StreamT[bytes]) -> None:
-        async for value in stream:
-            async with stepping():
-                outcome, emitted = apply_verdict(pipeline, value, verdict_key)
-                if metrics is not None:
-                    metrics.verdicts.labels(outcome).inc()
-                if emitted is not None:
-                    await publish(emitted)
+        """Verdicts join stage B's input, so every rebuild applies them at the same place."""
+        async for event in stream.events():
+            message = event.message
+            forwarded = verdict_record(message.key, message.value or b"")
+            await send(changes_topic, "changes", forwarded.key, forwarded.value, forwarded.headers)
 
     @app.timer(interval=1.0)
     async def housekeeping() -> None:
-        conflict = ownership_problem(app, settings.events_topic, pipeline.engine.partitions)
-        if conflict:
-            on_conflict(conflict)
+        problem = partition_count_problem(app, settings.events_topic, pipeline.engine.partitions)
+        if problem:
+            on_conflict(problem)
             return
-        if pipeline.engine.held_events:
-            if time.time() - pipeline.last_input_wall >= settings.idle_flush_seconds:
-                async with stepping():
-                    await publish(pipeline.flush_held())
-        pipeline.refresh_gauges()
+        try:
+            assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()
+                        if tp.topic in (settings.events_topic, changes_name)}
+        except Exception:  # noqa: BLE001 - no consumer yet
+            return
+        now = time.time()
+        await release_unowned(assigned, now)
+        unverified = sorted(assigned - owned.verified)
+        if unverified:  # partitions with nothing new to deliver: check them against the committed offsets
+            committed = await asyncio.get_running_loop().run_in_executor(
+                None, committed_offsets, settings, [settings.events_topic, changes_name])
+            async with stepping():
+                for key in unverified:
+                    await ensure(key, committed.get(key, 0))
+        async with stepping():
+            for key in sorted(assigned & owned.verified):
+                partition = key[1]
+                if key == changes_key or partition in pipeline.idle_sent:
+                    continue
+                if now - pipeline.partition_input.get(partition, now) >= settings.idle_flush_seconds:
+                    await publish(pipeline.flush_partition(partition))
+            pipeline.refresh_gauges(changes_key in owned.verified)
         if metrics is not None:
-            metrics.assigned_partitions.set(
-                sum(1 for tp in app.consumer.assignment() if tp.topic == settings.events_topic))
+            metrics.recovering.set(0 if owned.joined and assigned <= owned.verified and not owned.catching_up else 1)
+            metrics.global_owner.set(1 if changes_key in assigned and changes_key in owned.verified else 0)
+            metrics.assigned_partitions.set(sum(1 for key in assigned if key[0] == settings.events_topic))
             lag = consumer_lag(app, pipeline, settings.events_topic)
             if lag is not None:
                 metrics.consumer_lag.set(lag)
+
+    async def release_unowned(assigned: set[Key], now: float) -> None:
+        """Drop the state of partitions another worker has owned for ``RELEASE_SECONDS`` (a rebalance
+        that hands them straight back keeps it)."""
+        held = {key for key in pipeline.next_offsets if key[0] in (settings.events_topic, changes_name)}
+        for key in held & assigned:
+            owned.unowned_since.pop(key, None)
+        for key in sorted(held - assigned):
+            since = owned.unowned_since.setdefault(key, now)
+            if now - since < RELEASE_SECONDS:
+                continue
+            async with stepping():
+                if key == changes_key:
+                    global_stage.reset()
+                else:
+                    pipeline.release_partition(key)
+            owned.unowned_since.pop(key, None)
+            log.warning("released the state of %s[%d]: another worker owns it", *key)
 
     @app.timer(interval=settings.audit_flush_seconds)
     async def audit_flush() -> None:
@@ -143,8 +294,8 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
         @app.timer(interval=settings.checkpoint_seconds)
         async def checkpoint() -> None:
             async with step:  # between two steps: everything the state emitted is published
-                if pipeline.step_open:  # a step was cut short (the worker is stopping)
-                    return
+                if pipeline.step_open or global_stage.mid_batch or owned.catching_up:
+                    return  # a step cut short (a stop), half a batch, or a catch-up: the next one
                 started = time.monotonic()
                 try:
                     pipeline.flush_audit()  # rows the state implies are on disk before it says so
@@ -181,50 +332,16 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
     return app
 
 
-def apply_verdict(pipeline: Pipeline, value: bytes | None, key: bytes | None = None) -> tuple[str, Emitted | None]:
-    """One ``fraud-verdicts`` record: (outcome label, what to publish). With ``key``, a verdict that is
-    not signed with it is refused (``unsigned`` / ``forged``), logged and never applied."""
+def partition_count_problem(app: faust.App, topic: str, engine_partitions: int) -> str | None:
+    """Why the engine no longer fits the input topic (its partition count changed), or None."""
     try:
-        if value is None:
-            raise ValueError("empty value (tombstone)")
-        verdict = orjson.loads(value)
-        if not isinstance(verdict, dict):
-            raise TypeError(f"a verdict is a JSON object, not {type(verdict).__name__}")
-        cluster_id, decision = str(verdict["cluster_id"]), str(verdict["verdict"])
-        if key is not None:
-            why = refusal(verdict, key)
-            if why is not None:
-                log.error("refused verdict (%s): %r on %s (analyst %r, id %r): not applied", why, decision[:20],
-                          cluster_id[:80], str(verdict.get("analyst", ""))[:80], str(verdict.get("verdict_id", ""))[:80])
-                return why, None
-        verdict_id = str(verdict.get("verdict_id") or "") or None
-        if verdict_id is not None and verdict_id in pipeline.applied_verdicts:
-            return "duplicate", None  # delivered again after a restart: its effect is in the state
-        if pipeline.engine.resolve(cluster_id) is None:
-            log.warning("verdict for unknown cluster %s ignored", cluster_id[:80])
-            return "unknown_cluster", None
-        return "applied", pipeline.apply_verdict(cluster_id, decision, verdict_id)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        log.warning("ignoring malformed verdict %r: %s", (value or b"")[:200], exc)
-        return "malformed", None
-
-
-def ownership_problem(app: faust.App, topic: str, engine_partitions: int) -> str | None:
-    """Why this worker does not own the whole input topic, or None (also while not yet assigned)."""
-    try:
-        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
         total = app.consumer.topic_partitions(topic)
     except Exception:  # noqa: BLE001 - no consumer or metadata yet
         return None
-    if not assigned or not total:
+    if not total or total == engine_partitions:
         return None
-    if total != engine_partitions:
-        return (f"{topic} now has {total} partitions, the engine was built for {engine_partitions}: restart the "
-                "worker (it rebuilds a window per partition)")
-    if len(assigned) >= total:
-        return None
-    return (f"this worker owns {len(assigned)} of {total} partitions of {topic}: another member joined group "
-            f"{app.conf.id}; one worker must own the whole graph")
+    return (f"{topic} now has {total} partitions, the engine was built for {engine_partitions}: restart the workers "
+            "(each start checks its checkpoint against the partition count and rebuilds when it differs)")
 
 
 def consumer_lag(app: faust.App, pipeline: Pipeline, topic: str) -> int | None:
@@ -246,5 +363,3 @@ def consumer_lag(app: faust.App, pipeline: Pipeline, topic: str) -> int | None:
         return total
     except Exception:  # noqa: BLE001 - lag is best effort before assignment
         return None
-
-

@@ -4,7 +4,8 @@ restores the state and re-reads only the tail of the topic (``streams/recovery.p
 Every ``--checkpoint-seconds`` the worker, between two batches (nothing half-published), takes
 ``graph.checkpoint.dump`` of its engine with these facts:
 
-* ``offsets`` — per input partition, the next offset the state has not seen;
+* ``offsets`` — per log the state is a prefix of (each input partition whose window it holds, and
+  the changes topic when it holds stage B), the next offset the state has not seen;
 * ``verdicts`` — ids of the verdicts applied (re-applied verdicts are skipped, not applied twice);
 * ``damage`` — API exchanges already counted per alert (the metric does not count them again).
 
@@ -86,17 +87,18 @@ def capture(pipeline: Pipeline, wall: Callable[[], float] = time.time) -> bytes:
     return checkpoint.dump(pipeline.engine, facts)
 
 
-def restore(store: CheckpointStore, config: DetectionConfig, partitions: int, topic: str,
-            end_offsets: dict[int, int], clock: Callable[[], float] = time.time,
+def restore(store: CheckpointStore, config: DetectionConfig, partitions: int, topics: tuple[str, str],
+            end_offsets: dict[tuple[str, int], int], clock: Callable[[], float] = time.time,
             idle_seconds: float = 5.0) -> tuple[Restored | None, str]:
-    """The newest checkpoint that checks out for this configuration, partition count and topic, and
-    the outcome (one of ``OUTCOMES``: the first refusal's kind if none could be restored)."""
+    """The newest checkpoint that checks out for this configuration, partition count and topics
+    (input, changes), and the outcome (one of ``OUTCOMES``: the first refusal's kind if none could be
+    restored)."""
     outcome = "missing"
     for path in store.candidates():
         try:
             data = path.read_bytes()
-            engine, facts = checkpoint.load(data, config, clock, idle_seconds, partitions)
-            offsets = _offsets(facts, topic, partitions, end_offsets)
+            engine, facts = checkpoint.load(data, config, clock, idle_seconds, partitions, split=True)
+            offsets = _offsets(facts, topics, partitions, end_offsets)
         except CheckpointError as exc:
             log.error("checkpoint %s not used (%s); %s", path, exc,
                       "trying the previous one" if path.name == LATEST else "rebuilding from the topic")
@@ -112,18 +114,19 @@ def restore(store: CheckpointStore, config: DetectionConfig, partitions: int, to
     return None, outcome
 
 
-def _offsets(facts: dict[str, Any], topic: str, partitions: int, end_offsets: dict[int, int]) -> dict[tuple[str, int], int]:
+def _offsets(facts: dict[str, Any], topics: tuple[str, str], partitions: int,
+             end_offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
     try:
         offsets = {(str(t), int(p)): int(o) for t, p, o in facts["offsets"]}
     except (KeyError, TypeError, ValueError):
         raise CheckpointError("corrupt", "no input offsets in its facts") from None
-    topics = {t for t, _p in offsets}
-    if topics - {topic}:
-        raise CheckpointError("incompatible", f"it covers topic(s) {sorted(topics)}, the input is {topic!r}")
-    for (_t, p), offset in offsets.items():
-        if p >= partitions:
-            raise CheckpointError("incompatible", f"it covers partition {p} of {topic}, which has {partitions}")
-        if offset > end_offsets.get(p, 0):
-            raise CheckpointError("incompatible", f"it covers {topic}[{p}] up to offset {offset}, but the topic ends "
-                                  f"at {end_offsets.get(p, 0)} (recreated or truncated?)")
+    covered = {t for t, _p in offsets}
+    if covered - set(topics):
+        raise CheckpointError("incompatible", f"it covers topic(s) {sorted(covered)}, this worker reads {list(topics)}")
+    for (t, p), offset in offsets.items():
+        if t == topics[0] and p >= partitions:
+            raise CheckpointError("incompatible", f"it covers partition {p} of {t}, which has {partitions}")
+        if offset > end_offsets.get((t, p), 0):
+            raise CheckpointError("incompatible", f"it covers {t}[{p}] up to offset {offset}, but the topic ends "
+                                  f"at {end_offsets.get((t, p), 0)} (recreated or truncated?)")
     return offsets

@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("worker", help="run the Faust stream job")
-    cfg.add_arguments(p, ["bootstrap", "app_id", "events_topic", "dlq_topic", "alerts_topic", "verdicts_topic",
+    cfg.add_arguments(p, ["bootstrap", "app_id", "events_topic", "dlq_topic", "alerts_topic", "verdicts_topic", "changes_topic",
                           "partitions", "audit_db", "audit_flush_seconds", "retention_days", "metrics_port",
                           "window_days", "lateness_seconds", "tick_seconds", "idle_flush_seconds", "batch_size",
                           "batch_seconds", "log_level", "max_skew_seconds", "stop_grace_seconds", "verdict_key_file", "pseudonymise_key_file",

@@ -30,10 +30,22 @@ class Metrics:
         self.recovering = Gauge("fraudgraph_recovering", "1 while the worker rebuilds its state (nothing is published)",
                                 registry=r)
         self.assigned_partitions = Gauge("fraudgraph_assigned_partitions",
-                                         "Input partitions assigned to this worker (it must own all of them)",
-                                         registry=r)
+                                         "Input partitions assigned to this worker (stage A runs for each)", registry=r)
         self.recovered_records = Gauge("fraudgraph_recovered_records",
-                                       "Input records re-read to rebuild the window at the last start", registry=r)
+                                       "Input records re-read since start to bring windows up to the committed offsets",
+                                       registry=r)
+        self.recovered_changes = Gauge("fraudgraph_recovered_changes",
+                                       "Changes-topic records re-read since start to bring stage B up to its committed "
+                                       "offset", registry=r)
+        self.global_owner = Gauge("fraudgraph_global_stage_owner",
+                                  "1 while this worker owns stage B (the graph, clusters and alerts: the changes "
+                                  "topic's one partition)", registry=r)
+        self.change_records = Counter("fraudgraph_change_records_total",
+                                      "Records of the changes topic this worker sent (stage A) or applied (stage B)",
+                                      ["direction"], registry=r)
+        self.duplicate_batches = Counter("fraudgraph_duplicate_change_batches_total",
+                                         "Change batches stage B already had (sent again by a partition's new owner)",
+                                         registry=r)
         self.restore = Gauge("fraudgraph_restore",
                              "How the last start got its state: 1 on its outcome (restored from a checkpoint; "
                              "missing, corrupt or incompatible: rebuilt from the topic)", ["outcome"], registry=r)
@@ -47,7 +59,7 @@ class Metrics:
         self.checkpoint_bytes = Gauge("fraudgraph_checkpoint_bytes", "Size of the last checkpoint", registry=r)
         self.ownership_conflict = Gauge(
             "fraudgraph_ownership_conflict",
-            "1 when this worker does not own every input partition (another member in its group)", registry=r)
+            "1 when the input topic's partition count changed under the running worker (it stops)", registry=r)
         self.verdicts = Counter("fraudgraph_verdicts_total", "Verdicts consumed, by outcome", ["outcome"], registry=r)
         self.publish_errors = Counter("fraudgraph_publish_errors_total", "Failed sends to Kafka (retried)", ["topic_kind"],
                                       registry=r)
@@ -88,18 +100,18 @@ class Metrics:
                 self.alerts.labels(severity, action)
 
     def live(self) -> bool:
-        """Ready for traffic: recovery over, input partitions assigned, no ownership conflict."""
+        """Ready: recovery over, something assigned (input partitions or stage B), no partition-count change."""
         def value(gauge: Gauge) -> float:
             return float(next(iter(gauge.collect())).samples[0].value)
 
-        return (value(self.recovering) == 0 and value(self.assigned_partitions) > 0
+        return (value(self.recovering) == 0 and (value(self.assigned_partitions) > 0 or value(self.global_owner) > 0)
                 and value(self.ownership_conflict) == 0)
 
 
 def serve(metrics: Metrics, port: int, addr: str, ready: Callable[[], bool]) -> None:
     """``/metrics`` plus the probes Kubernetes and Docker use, on one port, in a daemon thread:
     ``/healthz`` is 200 while the process serves; ``/readyz`` is 200 only once the worker is live
-    (recovery over, input partitions assigned, no ownership conflict), else 503."""
+    (recovery over, input partitions or stage B assigned, no partition-count change), else 503."""
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
     metrics_app = make_wsgi_app(metrics.registry)

@@ -20,6 +20,7 @@ from graph.engine import DetectionEngine, EngineOutput
 from graph.events import EventColumns
 from graph.vocab import Severity
 from streams.audit import AuditStore
+from streams.changes import Change, ChangeRecord, batch_records, idle_record
 from streams.contract import ErrorKind, InvalidEvent, decode_event
 from streams.metrics import Metrics
 from streams.pseudonyms import Pseudonymiser
@@ -35,6 +36,7 @@ class Record:
     partition: int = 0
     offset: int = 0
     topic: str = ""
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 DLQ_VALUE_LIMIT = 256 * 1024  # larger originals are truncated so the dead letter itself fits a request
@@ -68,6 +70,7 @@ class DeadLetter:
 class Emitted:
     dead: list[DeadLetter] = field(default_factory=list)
     alerts: list[AlertUpdate] = field(default_factory=list)  # to publish (notify=True only)
+    changes: list[ChangeRecord] = field(default_factory=list)  # split engine: stage A's batches for stage B
     output: EngineOutput = field(default_factory=EngineOutput)
 
 
@@ -116,15 +119,14 @@ class Pipeline:
         self.last_input_wall = wall()
         self.recovering = False  # while True nothing reaches the metrics (recovery pages nobody)
         self.next_offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to handle
-        # (topic, partition) -> offset below which a restored checkpoint already holds every record:
-        # those are delivered again after a restart and skipped here
-        self.covered: dict[tuple[str, int], int] = {}
         self.applied_verdicts: set[str] = set()  # verdict ids applied (a checkpoint keeps them)
         self.step_open = False  # the worker changed the state and has not yet sent all it emitted
         # alert id -> newest version already published (acknowledged before a restart too, as the audit
         # store recorded it): never published or counted twice
         self.published: dict[str, int] = {}
         self.damage_counted: dict[str, int] = {}  # alert id -> API exchanges already counted in the metric
+        self.partition_input: dict[int, float] = {}  # split: input partition -> wall time of its last input
+        self.idle_sent: set[int] = set()  # split: partitions declared idle to stage B since their last input
         self._counted = {name: 0 for name in _ENGINE_COUNTERS}
         self.source_name = ""  # the file being replayed (names dead-lettered lines)
         self._lines: list[bytes] = []
@@ -137,9 +139,6 @@ class Pipeline:
         offsets = self.next_offsets
         values: list[bytes] = []
         sources: list[Record] = []
-        if self.covered:
-            covered = self.covered
-            records = [r for r in records if r.offset >= covered.get((r.topic, r.partition), 0)]
         for record in records:
             key = (record.topic, record.partition)
             if record.offset >= offsets.get(key, 0):
@@ -186,7 +185,7 @@ class Pipeline:
         self.last_input_wall = received
         wall = received if self.live else None
         engine = self.engine
-        if engine.partitions == 1:
+        if engine.partitions == 1 and not engine.split:
             out = engine.process_json(values, sources, fallback, wall=wall)
         else:  # each input partition to its own window, then the ticks every partition has closed
             out = EngineOutput()
@@ -200,7 +199,12 @@ class Pipeline:
                                        f"{engine.partitions}; restart the worker to pick up the new partition count")
                 out.rejected.extend(engine.feed_json([values[i] for i in index], [sources[i] for i in index],
                                                      _remapped(fallback, index), wall, partition))
-            engine.detect(out, wall)
+                if engine.split:  # stage A: what the window closed goes to stage B (another process)
+                    emitted.changes.extend(batch_records(partition, engine.take_batches(partition)))
+                    self.partition_input[partition] = received
+                    self.idle_sent.discard(partition)
+            if not engine.split:
+                engine.detect(out, wall)
         self._after(out, emitted, received, n_in, len(values) - invalid)
         return emitted
 
@@ -211,6 +215,38 @@ class Pipeline:
         out = self.engine.flush(wall=received if self.live else None)
         self._after(out, emitted, received, 0, 0)
         return emitted
+
+    def flush_partition(self, partition: int) -> Emitted:
+        """Split stage A: ``partition`` went idle: release what its window holds, send the ticks that
+        closes, and tell stage B the partition no longer holds the others back."""
+        emitted = Emitted()
+        received = self.wall()
+        out = EngineOutput()
+        if self.engine.windows[partition].kernel.held_events:
+            out.rejected = self.engine.flush_partition(partition, wall=received if self.live else None)
+        emitted.changes = [*batch_records(partition, self.engine.take_batches(partition)), idle_record(partition)]
+        self.idle_sent.add(partition)
+        self._after(out, emitted, received, 0, 0)
+        return emitted
+
+    def release_partition(self, key: tuple[str, int]) -> None:
+        """Split stage A: another worker owns input partition ``key`` now; forget its window."""
+        self.engine.reset_window(key[1])
+        self.next_offsets.pop(key, None)
+        self.partition_input.pop(key[1], None)
+        self.idle_sent.discard(key[1])
+
+    def apply_change(self, change: Change) -> tuple[Emitted, int]:
+        """Split stage B: one decoded record of the changes topic (batches or an idle mark); returns what
+        to publish and how many batches were already here (sent again after a crash)."""
+        emitted = Emitted()
+        duplicates = 0
+        if change.kind == "idle":
+            self.engine.receive_idle(change.partition)
+        for batch in change.batches:
+            duplicates += not self.engine.receive(change.partition, batch)
+        self._after(self.engine.release(), emitted, self.wall(), 0, 0)
+        return emitted, duplicates
 
     def apply_verdict(self, cluster_id: str, verdict: str, verdict_id: str | None = None) -> Emitted:
         emitted = Emitted()
@@ -284,18 +320,20 @@ class Pipeline:
             return Record(value, None, 0, source, self.source_name)
         return Record(None, None, -1, -1, "")
 
-    def refresh_gauges(self) -> None:
+    def refresh_gauges(self, global_stage: bool = True) -> None:
+        """``global_stage``: this process holds stage B (else its graph gauges read 0, so that a sum
+        over workers counts each cluster once)."""
         m = self.metrics
         if m is None:
             return
         stats = self.engine.stats()
-        m.live_accounts.set(stats["accounts"])
         m.live_links.set(stats["links"])
-        m.live_entities.set(stats["entities"])
-        m.live_clusters.set(stats["clusters"])
         m.held_events.set(stats["held_events"])
+        m.live_accounts.set(stats["accounts"] if global_stage else 0)
+        m.live_entities.set(stats["entities"] if global_stage else 0)
+        m.live_clusters.set(stats["clusters"] if global_stage else 0)
         for severity in Severity:
-            m.open_alerts.labels(severity).set(stats[f"open_alerts_{severity}"])
+            m.open_alerts.labels(severity).set(stats[f"open_alerts_{severity}"] if global_stage else 0)
 
     def flush_audit(self) -> int:
         if self.audit is None or not self.audit.pending():

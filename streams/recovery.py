@@ -1,25 +1,28 @@
-"""Rebuild the engine's state after a restart, before the Faust agents start.
+"""Bring a stage's state up to the offset its consumer group committed, before it goes live.
 
-The graph lives in memory. On start the worker restores its newest checkpoint
-(``streams/checkpoints.py``) and reads the input topic from the offsets it covers — or, without one,
-from the beginning — up to the consumer group's committed offsets (what was processed before the
-stop), feeding it through the same pipeline with publishing switched off; audit writes are
-idempotent, so rows a crash lost are written and rows already there are not doubled. Faust then
-resumes at the committed offsets; records a checkpoint already covers are skipped
-(``Pipeline.covered``), and the few processed after the last commit are delivered again and dropped
-as duplicates. Without checkpoints, retention on the input topic must cover the window plus
-lateness; with them, it must cover the checkpoint interval (and the window, for the fallback).
+The state lives in memory. On start the worker restores its newest checkpoint
+(``streams/checkpoints.py``); without one every state starts empty at offset 0. When Faust assigns
+the worker a partition (of the input topic: stage A; of the changes topic: stage B) whose state is
+behind the group's committed offset — a fresh start, a checkpoint older than the last commit, or a
+partition another worker went on with — ``read_range`` re-reads the gap with a plain consumer that
+never joins the group, and the caller feeds it through the same pipeline with publishing off: what
+those records produced was published by whoever processed them first. Audit writes are idempotent,
+so rows a crash lost are written and rows already there are not doubled.
+
+Retention: the input topic must keep the checkpoint interval (and the window, for a rebuild without
+a checkpoint); the changes topic is stage B's whole history and is kept without a time limit.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from kafka import KafkaConsumer, TopicPartition
 
 from streams.kafka_security import kafka_python_args
-from streams.pipeline import Pipeline, Record
+from streams.pipeline import Record
 from streams.settings import Settings
 
 log = logging.getLogger("fraudgraph.recovery")
@@ -37,91 +40,91 @@ def input_partitions(settings: Settings) -> int:
     return max(partitions) + 1 if partitions else settings.partitions
 
 
-def committed_offsets(settings: Settings) -> dict[TopicPartition, int]:
-    """The worker group's committed offsets on the input topic (a consumer that never joins the group)."""
+def committed_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
+    """The worker group's committed offsets on ``topics`` (a consumer that never joins the group);
+    a partition without a commit is absent."""
     probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=settings.app_id,
                           enable_auto_commit=False, client_id="fraudgraph-recovery", **kafka_python_args(settings))
     try:
-        partitions = probe.partitions_for_topic(settings.events_topic) or set()
         out = {}
-        for partition in sorted(partitions):
-            tp = TopicPartition(settings.events_topic, partition)
-            offset = probe.committed(tp)
-            if offset is not None and offset > 0:
-                out[tp] = offset
+        for topic in topics:
+            for partition in sorted(probe.partitions_for_topic(topic) or set()):
+                offset = probe.committed(TopicPartition(topic, partition))
+                if offset is not None and offset > 0:
+                    out[(topic, partition)] = offset
         return out
     finally:
         probe.close()
 
 
-def end_offsets(settings: Settings) -> dict[int, int]:
-    """Per partition of the input topic, the offset after its last record."""
+def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
+    """Per partition of ``topics``, the offset after its last record."""
     probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
                           client_id="fraudgraph-recovery", **kafka_python_args(settings))
     try:
-        partitions = probe.partitions_for_topic(settings.events_topic) or set()
-        ends = probe.end_offsets([TopicPartition(settings.events_topic, p) for p in sorted(partitions)])
-        return {tp.partition: int(offset) for tp, offset in ends.items()}
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or set())]
+        ends = probe.end_offsets(tps) if tps else {}
+        return {(tp.topic, tp.partition): int(offset) for tp, offset in ends.items()}
     finally:
         probe.close()
 
 
-def rebuild(pipeline: Pipeline, settings: Settings, start: dict[tuple[str, int], int] | None = None,
-            batch: int = 5000) -> int:
-    """Replay the input topic up to the committed offsets into ``pipeline`` — from ``start`` (the
-    offsets a restored checkpoint covers) or from the beginning; returns records read."""
-    begin = start or {}
-    targets = {tp: end for tp, end in committed_offsets(settings).items() if begin.get((tp.topic, tp.partition), 0) < end}
-    if not targets:
+def read_range(settings: Settings, topic: str, partition: int, start: int, end: int,
+               handle: Callable[[list[Record]], None], batch: int = 5000) -> int:
+    """Feed records ``[start, end)`` of one partition to ``handle`` in batches; returns records read."""
+    if start >= end:
         return 0
     started = time.monotonic()
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
                              group_id=None, client_id="fraudgraph-recovery", max_poll_records=batch,
+                             fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
                              **kafka_python_args(settings))
+    tp = TopicPartition(topic, partition)
+    read = 0
     try:
-        consumer.assign(list(targets))
-        for tp in targets:
-            offset = begin.get((tp.topic, tp.partition), 0)
-            if offset > 0:
-                consumer.seek(tp, offset)
-            else:
-                consumer.seek_to_beginning(tp)
-        remaining = {tp for tp, end in targets.items() if consumer.position(tp) < end}
-        read = 0
-        while remaining:
-            polled = consumer.poll(timeout_ms=1000)
-            records: list[Record] = []
-            for tp, messages in polled.items():
-                end = targets[tp]
-                for m in messages:
-                    if m.offset < end:
-                        records.append(Record(m.value, m.key, m.partition, m.offset, m.topic))
-                if consumer.position(tp) >= end:
-                    remaining.discard(tp)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        while consumer.position(tp) < end:
+            records = [Record(m.value, m.key, m.partition, m.offset, m.topic, tuple(m.headers or ()))
+                       for messages in consumer.poll(timeout_ms=1000).values() for m in messages if m.offset < end]
             if records:
-                pipeline.handle(records)  # dead letters and alerts were published the first time
+                handle(records)
                 read += len(records)
-        log.warning("recovery: re-read %d records %s in %.1fs", read,
-                    "after the checkpoint" if start else "from the beginning of the topic", time.monotonic() - started)
-        return read
     finally:
         consumer.close()
+    log.warning("recovery: re-read %d records of %s[%d] (offsets %d..%d) in %.1fs", read, topic, partition, start,
+                end, time.monotonic() - started)
+    return read
 
 
-def reapply_verdicts(pipeline: Pipeline, db_path: str) -> int:
-    """Verdicts consumed before a restart are not delivered again: re-apply those the audit store
-    recorded, oldest first, to the rebuilt window (publishing stays off, as during the rebuild)."""
-    from streams.audit import connect_read_only
+class TopologyError(Exception):
+    pass
 
-    con = connect_read_only(db_path)
+
+def ensure_changes_topic(settings: Settings) -> None:
+    """Create the changes topic (one partition, no time or size limit) unless it exists; refuse one
+    with more partitions (stage B must have one owner and one order)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    name = settings.changes_topic_name
+    probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+                          client_id="fraudgraph-recovery", **kafka_python_args(settings))
     try:
-        rows = con.execute("SELECT verdict_id, cluster_id, verdict FROM verdicts ORDER BY decided_at, verdict_id").fetchall()
+        partitions = probe.partitions_for_topic(name)
     finally:
-        con.close()
-    applied = 0
-    for verdict_id, cluster_id, verdict in rows:
-        if verdict_id in pipeline.applied_verdicts:
-            continue  # in the restored checkpoint already
-        pipeline.apply_verdict(cluster_id, verdict, verdict_id)
-        applied += 1
-    return applied
+        probe.close()
+    if not partitions:
+        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="fraudgraph-topics",
+                                 **kafka_python_args(settings))
+        try:
+            admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=-1, topic_configs={
+                "retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"})])
+        except TopicAlreadyExistsError:
+            pass  # another worker created it first
+        finally:
+            admin.close()
+    elif len(partitions) != 1:
+        raise TopologyError(f"{name} has {len(partitions)} partitions; stage B needs exactly 1 (start over with "
+                            "another --app-id, which re-reads the input topic from its beginning)")

@@ -25,6 +25,9 @@ class Settings:
     dlq_topic: str = setting("account-events-dlq", "FRAUDGRAPH_DLQ_TOPIC", "dead-letter topic for invalid events")
     alerts_topic: str = setting("fraud-alerts", "FRAUDGRAPH_ALERTS_TOPIC", "output topic of alerts (JSON)")
     verdicts_topic: str = setting("fraud-verdicts", "FRAUDGRAPH_VERDICTS_TOPIC", "topic of analyst verdicts")
+    changes_topic: str = setting("", "FRAUDGRAPH_CHANGES_TOPIC",
+                                 "topic from the partitions' windows (stage A) to the graph (stage B); one partition, "
+                                 "kept without time limit (default: <app-id>-changes)")
     partitions: int = setting(1, "FRAUDGRAPH_PARTITIONS", "partitions for topics the worker creates")
     audit_db: str = setting("./data/audit.duckdb", "FRAUDGRAPH_AUDIT_DB", "DuckDB audit store investigators open")
     audit_flush_seconds: float = setting(1.0, "FRAUDGRAPH_AUDIT_FLUSH_SECONDS", "how often buffered audit rows are written")
@@ -76,6 +79,10 @@ class Settings:
                 values[f.name] = kind(raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
+
+    @property
+    def changes_topic_name(self) -> str:
+        return self.changes_topic or f"{self.app_id}-changes"
 
     @property
     def checkpoint_path(self) -> str:

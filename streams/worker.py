@@ -2,12 +2,13 @@
 
 Operational guarantees kept here:
 
-* **one owner** — a worker refuses to start while another member is in its consumer group, and
-  stops (exit status 3) if it later finds it no longer owns every input partition;
+* **any number of workers** — workers with the same ``--app-id`` share the input partitions (stage A)
+  and one of them holds stage B (``streams/app.py``); a worker stops (exit status 3) if the input
+  topic's partition count changes under it;
 * **restart bounded by state** — the newest checkpoint is restored and only the records after it are
   re-read (``streams/checkpoints.py``); a graceful stop writes a last one;
-* **recovery pages nobody** — while the state is restored and the tail re-read, ``fraudgraph_recovering`` is 1 and no
-  metric moves (``Pipeline.recovering``); nothing is published;
+* **recovery pages nobody** — while the state is restored and a partition's gap re-read,
+  ``fraudgraph_recovering`` is 1 and no metric moves (``Pipeline.recovering``); nothing is published;
 * **a bounded stop** — SIGTERM/SIGINT start Faust's graceful stop; if it has not finished after
   ``--stop-grace-seconds`` (a broker that is down can hold it for a minute), buffered audit rows are
   flushed and the process exits anyway: offsets not committed are re-read on the next start;
@@ -93,42 +94,17 @@ class FraudgraphWorker(Worker):
             os._exit(self.exit_code)
 
 
-def group_members(settings: Settings) -> int | None:
-    """How many members the worker's consumer group has right now (None: could not tell)."""
-    from kafka import KafkaAdminClient
-
-    from streams.kafka_security import kafka_python_args
-
-    logging.getLogger("kafka.admin").setLevel(logging.ERROR)  # it warns that it cannot decode Faust's metadata
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=10_000,
-                                 client_id="fraudgraph-ownership-check", **kafka_python_args(settings))
-    except Exception as exc:  # noqa: BLE001 - no broker yet: Faust will keep trying; the runtime check still holds
-        log.warning("could not check consumer group %s for other members: %s", settings.app_id, exc)
-        return None
-    try:
-        described = admin.describe_groups([settings.app_id])
-        group = described.get(settings.app_id, {}) if isinstance(described, dict) else {}
-        members = group.get("members") or []
-        state = str(group.get("group_state", group.get("state", "")))
-        return len(members) if state.lower() not in ("dead", "empty") else 0
-    except Exception as exc:  # noqa: BLE001
-        log.warning("could not check consumer group %s for other members: %s", settings.app_id, exc)
-        return None
-    finally:
-        admin.close()
-
-
 def run(settings: Settings, local_metrics: bool = False) -> int:
     from graph.engine import DetectionEngine
-    from streams.app import EXIT_OWNERSHIP, SESSION_TIMEOUT_SECONDS, build_app
+    from streams.app import EXIT_OWNERSHIP, build_app
     from streams.audit import AuditStore
     from streams.metrics import Metrics, serve
     from streams.kafka_security import KafkaSecurityError, check, describe
     from streams.pipeline import Pipeline
     from streams.pseudonyms import from_key_file
     from streams.checkpoints import CheckpointStore, capture, restore
-    from streams.recovery import end_offsets, input_partitions, reapply_verdicts, rebuild
+    from streams.recovery import TopologyError, end_offsets, ensure_changes_topic, input_partitions
+    from streams.stages import GlobalStage
     from streams.verdicts import KeyFileError, load_key
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -145,28 +121,22 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     metrics = Metrics()
     if settings.metrics_port:
         serve(metrics, settings.metrics_port, "127.0.0.1" if local_metrics else "0.0.0.0", metrics.live)
-    metrics.recovering.set(1)  # starting: nothing is live until the window is rebuilt
-    members = group_members(settings)
-    deadline = time.monotonic() + SESSION_TIMEOUT_SECONDS + 5
-    while members and time.monotonic() < deadline:
-        # A member of a worker that was just killed stays listed until its session times out.
-        time.sleep(1.0)
-        members = group_members(settings)
-    if members:
-        metrics.ownership_conflict.set(1)
-        print(f"fraudgraph worker: error: consumer group {settings.app_id!r} already has {members} member(s); "
-              "one worker owns the whole graph, so this one will not join (stop the other worker, or use "
-              "another --app-id)", file=sys.stderr, flush=True)
-        return EXIT_OWNERSHIP
+    metrics.recovering.set(1)  # starting: nothing is live until the assigned partitions are checked
+    try:
+        ensure_changes_topic(settings)
+    except TopologyError as exc:
+        print(f"fraudgraph worker: error: {exc}", file=sys.stderr, flush=True)
+        return 2
     audit = AuditStore(settings.audit_db, settings.retention_days)
     audit.create()
     partitions = input_partitions(settings)
+    topics = (settings.events_topic, settings.changes_topic_name)
     store = CheckpointStore(settings.checkpoint_path) if settings.checkpoint_seconds > 0 else None
     restored, outcome = None, "missing"
     restore_started = time.monotonic()
     if store is not None:
-        restored, outcome = restore(store, settings.detection_config(), partitions, settings.events_topic,
-                                    end_offsets(settings), time.time, settings.idle_flush_seconds)
+        restored, outcome = restore(store, settings.detection_config(), partitions, topics,
+                                    end_offsets(settings, list(topics)), time.time, settings.idle_flush_seconds)
     metrics.restore.labels(outcome).set(1)
     restore_seconds = time.monotonic() - restore_started
     if restored is not None:
@@ -174,29 +144,19 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
         metrics.last_checkpoint.set(restored.written_at)
     else:
         engine = DetectionEngine(settings.detection_config(), clock=time.time, partitions=partitions,
-                                 idle_seconds=settings.idle_flush_seconds)
+                                 idle_seconds=settings.idle_flush_seconds, split=True)
     pipeline = Pipeline(engine, audit, metrics, live=True, pseudonymiser=pseudonymiser)
-    pipeline.recovering = True
     pipeline.published = audit.published_versions()
     if restored is not None:
         pipeline.next_offsets = dict(restored.offsets)
-        pipeline.covered = dict(restored.offsets)
         pipeline.applied_verdicts = set(restored.verdicts)
         pipeline.damage_counted = dict(restored.damage)
-    rebuilt = rebuild(pipeline, settings, start=restored.offsets if restored is not None else None)
-    if rebuilt or restored is not None:
-        reapply_verdicts(pipeline, settings.audit_db)
-    pipeline.end_recovery()
-    pipeline.flush_audit()
-    metrics.recovered_records.set(rebuilt)
-    metrics.recovering.set(0)
-    state = (f"restored {restored.path.name} in {restore_seconds:.1f}s and re-read {rebuilt} records after it"
-             if restored is not None
-             else f"rebuilt from {rebuilt} records")
-    print(f"fraudgraph worker: {settings.bootstrap} ({describe(settings)}) {settings.events_topic} -> {settings.alerts_topic}; "
-          f"{partitions} input partition(s), a window each; audit {settings.audit_db}; "
-          f"metrics :{settings.metrics_port}/metrics; {state}",
-          flush=True)
+    global_stage = GlobalStage(pipeline, settings.changes_topic_name, verdict_key)
+    state = (f"restored {restored.path.name} in {restore_seconds:.1f}s" if restored is not None
+             else f"no checkpoint ({outcome})")
+    print(f"fraudgraph worker: {settings.bootstrap} ({describe(settings)}) {settings.events_topic} -> "
+          f"{settings.changes_topic_name} -> {settings.alerts_topic}; {partitions} input partition(s), a window each; "
+          f"audit {settings.audit_db}; metrics :{settings.metrics_port}/metrics; {state}", flush=True)
 
     holder: dict[str, FraudgraphWorker] = {}
     stopping: list[str] = []
@@ -221,7 +181,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
         re-reads nothing."""
         if store is None or stopping:
             return
-        if pipeline.step_open:  # the stop cut a step short: what it emitted may be unsent
+        if pipeline.step_open or global_stage.mid_batch:  # a step cut short: what it emitted may be unsent
             log.warning("no checkpoint at stop (a batch was cut short); the next start re-reads from the last one")
             return
         try:
@@ -230,7 +190,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
         except Exception as exc:  # noqa: BLE001 - exiting anyway; the last periodic checkpoint stands
             log.error("checkpoint at stop not written: %s", exc)
 
-    app = build_app(settings, pipeline, on_conflict, verdict_key, store)
+    app = build_app(settings, pipeline, on_conflict, global_stage, store)
     worker = holder["worker"] = FraudgraphWorker(app, loglevel=settings.log_level, quiet=True,
                                                  stop_grace=settings.stop_grace_seconds,
                                                  on_forced_exit=flush_before_exit)
