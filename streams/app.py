@@ -37,6 +37,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from streams.checkpoints import CheckpointStore, capture
 from streams.changes import verdict_record
@@ -162,7 +163,7 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
             if metrics is not None:
                 metrics.global_owner.set(1)
         else:
-            pipeline.partition_input.setdefault(key[1], time.time())  # the idle clock starts now
+            pipeline.partition_input[key[1]] = time.time()  # the idle clock starts again at each assignment
 
     async def catch_up(key: Key, start: int, end: int) -> None:
         def handle(records: list[Record]) -> None:
@@ -251,11 +252,8 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
                     await ensure(key, committed.get(key, 0))
         async with stepping():
             for key in sorted(assigned & owned.verified):
-                partition = key[1]
-                if key == changes_key or partition in pipeline.idle_sent:
-                    continue
-                if now - pipeline.partition_input.get(partition, now) >= settings.idle_flush_seconds:
-                    await publish(pipeline.flush_partition(partition))
+                if key != changes_key and idle(key, now):
+                    await publish(pipeline.flush_partition(key[1]))
             pipeline.refresh_gauges(changes_key in owned.verified)
         if metrics is not None:
             metrics.recovering.set(0 if owned.joined and assigned <= owned.verified and not owned.catching_up else 1)
@@ -264,6 +262,20 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
             lag = consumer_lag(app, pipeline, settings.events_topic)
             if lag is not None:
                 metrics.consumer_lag.set(lag)
+            lag = consumer_lag(app, pipeline, changes_name)
+            metrics.changes_lag.set(lag or 0)
+
+    def idle(key: Key, now: float) -> bool:
+        """An input partition with nothing left to deliver and no input for ``--idle-flush-seconds``
+        (not one whose records wait behind a slow step: that is lag, not idleness)."""
+        partition = key[1]
+        if partition in pipeline.idle_sent or now - pipeline.partition_input.get(partition, now) < settings.idle_flush_seconds:
+            return False
+        try:
+            highwater = app.consumer.highwater(TP(*key))
+        except Exception:  # noqa: BLE001 - no consumer metadata yet
+            return False
+        return highwater is not None and pipeline.next_offsets.get(key, 0) >= highwater
 
     async def release_unowned(assigned: set[Key], now: float) -> None:
         """Drop the state of partitions another worker has owned for ``RELEASE_SECONDS`` (a rebalance

@@ -155,10 +155,32 @@ class DevKafka:
         )
         if fmt.returncode != 0:
             raise DevKafkaError(f"kafka storage format failed:\n{fmt.stdout}{fmt.stderr}")
-        log = open(self.workdir / "broker.out", "wb")
+        return self._launch(timeout)
+
+    def halt(self) -> None:
+        """Stop the broker process and keep its data (``resume`` starts it again, same ports)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def resume(self, timeout: float = 90.0) -> DevKafka:
+        """Start a halted broker again on its data."""
+        if self.workdir is None:
+            raise DevKafkaError("resume: the broker was never started")
+        return self._launch(timeout)
+
+    def _launch(self, timeout: float) -> DevKafka:
+        assert self.workdir is not None
+        jars = fetch_jars()
+        log = open(self.workdir / "broker.out", "ab")
         self.process = subprocess.Popen(
-            self._java(jars, "kafka.Kafka", str(props)), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self._java(jars, "kafka.Kafka", str(self.workdir / "server.properties")), stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -201,14 +223,7 @@ class DevKafka:
             admin.close()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        self.halt()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None

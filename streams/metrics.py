@@ -67,6 +67,9 @@ class Metrics:
                                     "Wall time a stage last processed a record", ["stage"], registry=r)
         self.watermark = Gauge("fraudgraph_event_time_watermark_seconds", "Event-time watermark", registry=r)
         self.consumer_lag = Gauge("fraudgraph_consumer_lag_messages", "Input records not yet consumed", registry=r)
+        self.changes_lag = Gauge("fraudgraph_changes_lag_messages",
+                                 "Changes-topic records stage B has not applied yet (on its owner; growing: stage B "
+                                 "is the bottleneck)", registry=r)
         self.live_accounts = Gauge("fraudgraph_live_accounts", "Accounts with a live link", registry=r)
         self.live_links = Gauge("fraudgraph_live_links", "Live account-entity links", registry=r)
         self.live_entities = Gauge("fraudgraph_live_entities", "Devices, IPs and payment ids with a live link", registry=r)

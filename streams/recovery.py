@@ -101,9 +101,10 @@ class TopologyError(Exception):
     pass
 
 
-def ensure_changes_topic(settings: Settings) -> None:
-    """Create the changes topic (one partition, no time or size limit) unless it exists; refuse one
-    with more partitions (stage B must have one owner and one order)."""
+def ensure_topics(settings: Settings) -> None:
+    """Create the input topic (``--partitions`` partitions) and the changes topic (one partition, no
+    time or size limit) unless they exist; refuse a changes topic with more than one partition
+    (stage B must have one owner and one order)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -112,19 +113,26 @@ def ensure_changes_topic(settings: Settings) -> None:
     probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
                           client_id="fraudgraph-recovery", **kafka_python_args(settings))
     try:
-        partitions = probe.partitions_for_topic(name)
+        existing = {topic: probe.partitions_for_topic(topic) for topic in (settings.events_topic, name)}
     finally:
         probe.close()
-    if not partitions:
-        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="fraudgraph-topics",
-                                 **kafka_python_args(settings))
-        try:
-            admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=-1, topic_configs={
-                "retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"})])
-        except TopicAlreadyExistsError:
-            pass  # another worker created it first
-        finally:
-            admin.close()
-    elif len(partitions) != 1:
-        raise TopologyError(f"{name} has {len(partitions)} partitions; stage B needs exactly 1 (start over with "
+    changes = existing[name]
+    if changes and len(changes) != 1:
+        raise TopologyError(f"{name} has {len(changes)} partitions; stage B needs exactly 1 (start over with "
                             "another --app-id, which re-reads the input topic from its beginning)")
+    wanted = [NewTopic(topic, num_partitions=count, replication_factor=-1, topic_configs=config)
+              for topic, count, config in ((settings.events_topic, settings.partitions, {}),
+                                           (name, 1, {"retention.ms": "-1", "retention.bytes": "-1"}))
+              if not existing[topic]]
+    if not wanted:
+        return
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="fraudgraph-topics",
+                             **kafka_python_args(settings))
+    try:
+        for topic in wanted:
+            try:
+                admin.create_topics([topic])
+            except TopicAlreadyExistsError:
+                pass  # another worker created it first
+    finally:
+        admin.close()

@@ -103,7 +103,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     from streams.pipeline import Pipeline
     from streams.pseudonyms import from_key_file
     from streams.checkpoints import CheckpointStore, capture, restore
-    from streams.recovery import TopologyError, end_offsets, ensure_changes_topic, input_partitions
+    from streams.recovery import TopologyError, end_offsets, ensure_topics, input_partitions
     from streams.stages import GlobalStage
     from streams.verdicts import KeyFileError, load_key
 
@@ -123,7 +123,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
         serve(metrics, settings.metrics_port, "127.0.0.1" if local_metrics else "0.0.0.0", metrics.live)
     metrics.recovering.set(1)  # starting: nothing is live until the assigned partitions are checked
     try:
-        ensure_changes_topic(settings)
+        ensure_topics(settings)
     except TopologyError as exc:
         print(f"fraudgraph worker: error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -135,7 +135,10 @@ def test_compose_validates_and_runs_the_tests_kafka_version():
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
     assert services["kafka"]["image"] == f"apache/kafka:{kafka_version()}"
-    assert services["worker"]["read_only"] is True and services["worker"]["cap_drop"] == ["ALL"]
+    workers = [services[name] for name in services if name.startswith("worker")]
+    assert len(workers) == 2, "the compose file runs two workers in one group"
+    assert all(w["read_only"] is True and w["cap_drop"] == ["ALL"] for w in workers)
+    assert workers[0]["volumes"] != workers[1]["volumes"], "each worker has its own store and checkpoints"
 
 
 def test_compose_validation_would_catch_a_mistake(tmp_path):

@@ -40,6 +40,14 @@ class WorkerHandle:
         self.log_path: Path | None = None
         self.produced = 0
 
+    def twin(self, name: str) -> WorkerHandle:
+        """Another worker in this one's group (same topics), with its own audit store and metrics port."""
+        other = WorkerHandle.__new__(WorkerHandle)
+        (self.tmp / name).mkdir()
+        other.broker, other.tmp, other.proc, other.log_path, other.produced = self.broker, self.tmp / name, None, None, 0
+        other.settings = replace(self.settings, audit_db=str(self.tmp / name / "audit.duckdb"), metrics_port=free_port())
+        return other
+
     def flags(self) -> list[str]:
         s = self.settings
         return ["--app-id", s.app_id, "--events-topic", s.events_topic, "--dlq-topic", s.dlq_topic,

@@ -211,6 +211,15 @@ impl Window {
             self.take_guard_output(&mut ready, &mut skew);
             self.scratch_ready = ready;
             self.scratch_skew = skew;
+            // A boundary the watermark passed closes before the next event: a tick's batch is then a
+            // function of the partition's event sequence alone, not of how it was cut into feeds
+            // (a partition's new owner re-sends exactly the batches its old owner sent).
+            if let Some(next) = self.next_tick {
+                let wm = self.reorder.watermark();
+                if wm >= next as f64 {
+                    self.advance_ticks(wm);
+                }
+            }
         }
         // Every event before a boundary the watermark passed is applied: detect now.
         let wm = self.reorder.watermark();
