@@ -59,7 +59,7 @@ def test_core_kinds_validate_against_the_kubernetes_schemas(docs):
 
 def test_the_worker_runs_locked_down_with_probes_on_its_health_endpoints(docs):
     worker = one(docs, "StatefulSet", "fraudgraph-worker")
-    assert worker["spec"]["replicas"] == 1, "one worker owns the whole graph"
+    assert worker["spec"]["replicas"] == 2, "two workers share the input; one of them holds stage B"
     pod = worker["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
@@ -86,6 +86,8 @@ def test_the_config_map_names_real_settings_and_every_topic_has_a_kafka_topic(do
     for key in ("FRAUDGRAPH_EVENTS_TOPIC", "FRAUDGRAPH_DLQ_TOPIC", "FRAUDGRAPH_ALERTS_TOPIC", "FRAUDGRAPH_VERDICTS_TOPIC"):
         assert config[key] in topics, key
     assert f"{config['FRAUDGRAPH_APP_ID']}-__assignor-__leader" in topics
+    changes = topics[config["FRAUDGRAPH_CHANGES_TOPIC"]]
+    assert changes["partitions"] == 1 and int(changes["config"]["retention.ms"]) == -1, "stage B replays it whole"
     window = float(config["FRAUDGRAPH_WINDOW_DAYS"]) * 86400 + float(config["FRAUDGRAPH_LATENESS_SECONDS"])
     assert int(topics[config["FRAUDGRAPH_EVENTS_TOPIC"]]["config"]["retention.ms"]) >= window * 1000, \
         "a restarted worker rebuilds its window from the input topic"

@@ -13,7 +13,7 @@ SIGKILL. Then, on the same topic:
 
 Each restart is timed from launch to ready (``fraudgraph_recovering`` 0 and the partitions assigned),
 which includes waiting out the killed worker's group session (10 s) only in the first; the restore
-and re-read themselves are quoted from the worker's start line. Prints markdown; --out appends it.
+and the re-read are quoted from the worker's start line and its recovery lines. Prints markdown; --out appends it.
 """
 
 from __future__ import annotations
@@ -58,17 +58,17 @@ def one_length(broker: DevKafka, lines: list[bytes], keys: list[bytes], n: int, 
     w.proc.wait()
 
     with_ckpt = ready_seconds(w)
-    start_line = re.search(r"restored \S+ in ([\d.]+)s and re-read (\d+) records", w.log())
-    reread = re.search(r"re-read \d+ records after the checkpoint in ([\d.]+)s", w.log())
+    start_line = re.search(r"restored \S+ in ([\d.]+)s", w.log())
+    tail = (w.metric("fraudgraph_recovered_records") or 0) + (w.metric("fraudgraph_recovered_changes") or 0)
+    reread = sum(float(x) for x in re.findall(r"recovery: re-read \d+ records of .* in ([\d.]+)s", w.log()))
     w.stop()
     w.settings = replace(w.settings, checkpoint_seconds=0.0)
     full = ready_seconds(w)
-    rebuilt = w.metric("fraudgraph_recovered_records") or 0
+    rebuilt = (w.metric("fraudgraph_recovered_records") or 0) + (w.metric("fraudgraph_recovered_changes") or 0)
     w.stop()
     return {"events": n, "links": links, "bytes": size, "capture": capture, "ready_ckpt": with_ckpt,
             "restore": float(start_line.group(1)) if start_line else float("nan"),
-            "tail": float(start_line.group(2)) if start_line else float("nan"),
-            "tail_seconds": float(reread.group(1)) if reread else 0.0, "ready_full": full, "rebuilt": rebuilt}
+            "tail": tail, "tail_seconds": reread, "ready_full": full, "rebuilt": rebuilt}
 
 
 def main(argv: list[str] | None = None) -> int:
