@@ -15,7 +15,7 @@ from streams.cli import main as cli
 from streams.devkafka import DevKafka
 from streams.localrun import wait_for
 from tests.integration.conftest import WorkerHandle
-from tests.integration.test_end_to_end import simulate
+from tests.integration.test_end_to_end import alerted_clusters, simulate
 from tests.integration.test_restart import assert_nothing_doubled
 
 
@@ -79,7 +79,9 @@ def test_kill_9_of_the_stage_b_owner_loses_nothing_and_doubles_nothing(worker, t
     lines = [line for line in events.read_bytes().splitlines() if line]
     keys = [json.loads(line)["account_id"].encode() for line in lines]
     half = len(lines) // 2
-    first = worker(partitions=4, checkpoint_seconds=5.0)
+    # The pause around the kill (commit, session timeout, takeover) must not count as idle input: an
+    # idle partition's held events are released early, which a replay without the pause does not do.
+    first = worker(partitions=4, checkpoint_seconds=5.0, idle_flush_seconds=25.0)
     second = first.twin("second")
     workers = [first, second]
     try:
@@ -141,7 +143,13 @@ def test_workers_resume_by_themselves_after_the_broker_was_away_30_seconds(tmp_p
             first.settle()
             time.sleep(2)
             assert all(w.proc.poll() is None for w in workers), "both workers kept running"
-            assert streamed_alerts(first) == replayed_alerts(events, tmp_path)
+            # The outage is idle input to the windows (held events are released early), so the alert
+            # versions may differ from a replay without it; the alerted clusters may not.
+            replay_db = tmp_path / "replay.duckdb"
+            cli(["replay", str(events), "--audit-db", str(replay_db), "--quiet"])
+            holder = owner(workers)[0]
+            assert alerted_clusters(holder.settings.audit_db) == alerted_clusters(replay_db)
+            assert_nothing_doubled(holder.settings.audit_db)
         finally:
             for w in workers:
                 w.stop()
