@@ -43,7 +43,7 @@ from streams.checkpoints import CheckpointStore, capture
 from streams.changes import verdict_record
 from streams.kafka_security import faust_credentials
 from streams.pipeline import Emitted, Pipeline, Record, alert_message
-from streams.recovery import committed_offsets, read_range
+from streams.recovery import committed_offsets, partition_count, read_range
 from streams.settings import Settings
 from streams.stages import GlobalStage, fresh
 
@@ -51,6 +51,7 @@ log = logging.getLogger("fraudgraph")
 EXIT_OWNERSHIP = 3  # exit status of a worker whose input topic changed its partition count under it
 SESSION_TIMEOUT_SECONDS = 10.0  # a crashed worker's partitions are free again after this
 RELEASE_SECONDS = 60.0  # state of a partition another worker has owned this long is dropped here
+PARTITION_CHECK_SECONDS = 10.0  # how often the input topic's partition count is read
 Key = tuple[str, int]  # (topic, partition)
 
 
@@ -69,6 +70,7 @@ class Ownership:
         self.verified: set[Key] = set()
         self.unowned_since: dict[Key, float] = {}
         self.catching_up = 0
+        self.next_count_check = 0.0  # monotonic time of the next partition-count check
 
     def forget(self, keys: set[Key]) -> None:
         self.verified -= keys
@@ -232,10 +234,17 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
 
     @app.timer(interval=1.0)
     async def housekeeping() -> None:
-        problem = partition_count_problem(app, settings.events_topic, pipeline.engine.partitions)
-        if problem:
-            on_conflict(problem)
-            return
+        if time.monotonic() >= owned.next_count_check:  # the consumer's metadata refreshes only every few minutes
+            owned.next_count_check = time.monotonic() + PARTITION_CHECK_SECONDS
+            try:
+                total = await asyncio.get_running_loop().run_in_executor(None, partition_count, settings)
+            except Exception as exc:  # noqa: BLE001 - the broker may be away; checked again later
+                log.warning("could not read the partition count of %s: %s", settings.events_topic, exc)
+            else:
+                problem = total and partition_count_problem(settings.events_topic, total, pipeline.engine.partitions)
+                if problem:
+                    on_conflict(problem)
+                    return
         try:
             assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()
                         if tp.topic in (settings.events_topic, changes_name)}
@@ -280,7 +289,7 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
     async def release_unowned(assigned: set[Key], now: float) -> None:
         """Drop the state of partitions another worker has owned for ``RELEASE_SECONDS`` (a rebalance
         that hands them straight back keeps it)."""
-        held = {key for key in pipeline.next_offsets if key[0] in (settings.events_topic, changes_name)}
+        held = {key for key in list(pipeline.next_offsets) if key[0] in (settings.events_topic, changes_name)}
         for key in held & assigned:
             owned.unowned_since.pop(key, None)
         for key in sorted(held - assigned):
@@ -344,13 +353,9 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
     return app
 
 
-def partition_count_problem(app: faust.App, topic: str, engine_partitions: int) -> str | None:
+def partition_count_problem(topic: str, total: int, engine_partitions: int) -> str | None:
     """Why the engine no longer fits the input topic (its partition count changed), or None."""
-    try:
-        total = app.consumer.topic_partitions(topic)
-    except Exception:  # noqa: BLE001 - no consumer or metadata yet
-        return None
-    if not total or total == engine_partitions:
+    if total == engine_partitions:
         return None
     return (f"{topic} now has {total} partitions, the engine was built for {engine_partitions}: restart the workers "
             "(each start checks its checkpoint against the partition count and rebuilds when it differs)")

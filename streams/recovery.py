@@ -28,16 +28,21 @@ from streams.settings import Settings
 log = logging.getLogger("fraudgraph.recovery")
 
 
-def input_partitions(settings: Settings) -> int:
-    """Partitions of the input topic (each gets a window of its own); ``settings.partitions`` when the
-    topic does not exist yet (the worker creates it with that many)."""
+def partition_count(settings: Settings) -> int | None:
+    """Partitions of the input topic now (None: the broker does not know the topic)."""
     probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
                           client_id="fraudgraph-recovery", **kafka_python_args(settings))
     try:
         partitions = probe.partitions_for_topic(settings.events_topic)
     finally:
         probe.close()
-    return max(partitions) + 1 if partitions else settings.partitions
+    return max(partitions) + 1 if partitions else None
+
+
+def input_partitions(settings: Settings) -> int:
+    """Partitions of the input topic (each gets a window of its own); ``settings.partitions`` when the
+    topic does not exist yet (the worker creates it with that many)."""
+    return partition_count(settings) or settings.partitions
 
 
 def committed_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:

@@ -71,26 +71,20 @@ def one_length(broker: DevKafka, lines: list[bytes], keys: list[bytes], n: int, 
             "tail": tail, "tail_seconds": reread, "ready_full": full, "rebuilt": rebuilt}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--benign", type=int, default=70000)
-    parser.add_argument("--lengths", default="300000,1000000,1500000")
-    parser.add_argument("--out")
-    args = parser.parse_args(argv)
-    path, total = stream(args.benign, 1.0, 12, 23)
+def measure(benign: int, lengths: list[int]) -> str:
+    """The restart table (markdown) for the first ``lengths`` events of the 12-day stream."""
+    path, total = stream(benign, 1.0, 12, 23)
     with gzip.open(path, "rb") as handle:
         lines = [line for line in handle.read().splitlines() if line]
     keys = [json.loads(line)["account_id"].encode() for line in lines]
-    lengths = [min(int(x), len(lines)) for x in args.lengths.split(",")]
     rows = []
     with DevKafka() as broker, tempfile.TemporaryDirectory() as tmp:
-        for i, n in enumerate(lengths):
+        for i, n in enumerate(min(n, len(lines)) for n in lengths):
             work = Path(tmp) / f"n{i}"
             work.mkdir()
             rows.append(one_length(broker, lines, keys, n, work))
             print(f"restart: {rows[-1]}", flush=True)
-    out = [f"## Restart vs topic length ({time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-           f"{os.cpu_count()} vCPU, Python {platform.python_version()})", "",
+    out = [f"## Restart vs topic length ({machine()})", "",
            f"12-day simulated stream ({total:,} events), 1-day window, checkpoint every 30 s, worker killed with "
            "SIGKILL after a checkpoint; ready = launch to `fraudgraph_recovering` 0 with partitions assigned "
            "(the checkpoint restart includes the 10 s wait for the killed worker's group session).", "",
@@ -101,11 +95,28 @@ def main(argv: list[str] | None = None) -> int:
         out.append(f"| {r['events']:,.0f} | {r['links']:,.0f} | {r['bytes'] / 2**20:.1f} MiB | {r['capture']:.2f} | "
                    f"{r['ready_ckpt']:.1f} | {r['restore']:.2f} | {r['tail']:,.0f} | {r['ready_full']:.1f} | "
                    f"{r['rebuilt']:,.0f} | {r['ready_full'] / r['ready_ckpt']:.1f}x |")
-    text = "\n".join(out) + "\n"
+    return "\n".join(out) + "\n"
+
+
+def machine() -> str:
+    return (f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} vCPU, "
+            f"Python {platform.python_version()}")
+
+
+def emit(text: str, out: str | None) -> None:
     print(text)
-    if args.out:
-        with open(args.out, "a") as handle:
+    if out:
+        with open(out, "a") as handle:
             handle.write("\n" + text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benign", type=int, default=70000)
+    parser.add_argument("--lengths", default="300000,1000000,1500000")
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    emit(measure(args.benign, [int(x) for x in args.lengths.split(",")]), args.out)
     return 0
 
 

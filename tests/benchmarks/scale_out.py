@@ -1,7 +1,9 @@
-"""Through Kafka with 1 and 2 workers, in one run: throughput from the input topic to alerts, and
-the wall-time latency from the event that makes a ring alert-worthy to its alert on fraud-alerts.
+"""Through Kafka with 1 and 2 workers, and restart against the topic's length, in one run:
+throughput from the input topic to alerts, the wall-time latency from the event that makes a ring
+alert-worthy to its alert on fraud-alerts, and ``tests/benchmarks/restart.py``'s table.
 
-    .venv/bin/python -m tests.benchmarks.scale_out [--events 600000] [--partitions 4] [--out RESULTS.md]
+    .venv/bin/python -m tests.benchmarks.scale_out [--events 600000] [--partitions 4]
+        [--restart-lengths 300000,1000000,1500000 | --restart-lengths ""] [--out RESULTS.md]
 
 A real broker (started here) and real workers (``fraudgraph worker`` processes).
 
@@ -26,8 +28,6 @@ import argparse
 import gzip
 import json
 import math
-import os
-import platform
 import random
 import statistics
 import tempfile
@@ -39,6 +39,7 @@ from kafka import KafkaProducer
 
 from streams.devkafka import DevKafka
 from streams.localrun import wait_for
+from tests.benchmarks.restart import emit, machine, measure
 from tests.benchmarks.speed import stream
 from tests.integration.conftest import WorkerHandle, contract_json
 from tests.unit.scenarios import farm
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--seconds", type=float, default=95.0)
+    parser.add_argument("--restart-lengths", default="300000,1000000,1500000")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     path, _total = stream(args.benign, 1.0, 3, 11)
@@ -180,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             work.mkdir()
             lat.append(latency(broker, args.partitions, n, args.rate, args.seconds, work))
             print(f"latency: {lat[-1]}", flush=True)
-    head = (f"## Through Kafka, 1 and 2 workers ({time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} vCPU, Python {platform.python_version()})")
+    head = f"## Through Kafka, 1 and 2 workers ({machine()})"
     out = [head, "",
            f"Throughput: {len(lines):,} events of the 3-day simulated stream, {args.partitions}-partition input topic "
            "filled first; from all workers ready to every record consumed and every change applied by stage B. "
@@ -201,10 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         out.append(f"| {r['workers']} | {r['sent']:,.0f} | {r['alerts']:,.0f} | {r['total_p50']:.2f} | {r['total_p99']:.2f} | "
                    f"{r['after_p50']:.2f} | {r['after_p99']:.2f} |")
     text = "\n".join(out) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "a") as handle:
-            handle.write("\n" + text)
+    if args.restart_lengths:
+        text += "\n" + measure(args.benign, [int(x) for x in args.restart_lengths.split(",")])
+    emit(text, args.out)
     return 0
 
 
