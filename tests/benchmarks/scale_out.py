@@ -7,12 +7,15 @@ alert-worthy to its alert on fraud-alerts, and ``tests/benchmarks/restart.py``'s
 
 A real broker (started here) and real workers (``fraudgraph worker`` processes).
 
-1. **Throughput**: the first ``--events`` events of the simulator's 3-day stream (the speed
-   benchmark's, with its 24k-account operation) go to a fresh ``--partitions``-partition topic
-   first; then 1 (or 2) workers start on it. Timed from every worker ready (partitions assigned) to
-   every input record consumed *and* every change record applied by stage B
+1. **Throughput**: 1 (or 2) workers start on a fresh ``--partitions``-partition topic; once every
+   worker is ready (partitions assigned), the first ``--events`` events of the simulator's 3-day
+   stream (the speed benchmark's, with its 24k-account operation) are produced to it, faster than
+   the workers read. Timed from the first produce to every input record consumed *and* every change
+   record applied by stage B
    (``fraudgraph_changes_lag_messages`` 0). Reported beside the per-stage busy share, so that what
-   limits it is visible: stage A (per partition, splits across workers) or stage B (one owner).
+   limits it is visible: stage A (per partition, splits across workers) or stage B (one owner), and
+   beside the baseline in the same run: a bare Faust agent that only counts the records it is
+   given, on the same topic layout — the most any Faust worker gets from this broker here.
 2. **Latency**: live traffic at ``--rate`` events/s (benign accounts, each on a device and an IP of
    its own) with event time = wall time, and every 15 s a device farm of 120 accounts (the
    integration tests' ``farm``) produced as it happens; 1 s ticks, 2 s allowed lateness. For each
@@ -28,6 +31,9 @@ import argparse
 import gzip
 import json
 import math
+import os
+import subprocess
+import sys
 import random
 import statistics
 import tempfile
@@ -50,7 +56,6 @@ TICK, LATENESS = 1.0, 2.0
 def throughput(broker: DevKafka, lines: list[bytes], keys: list[bytes], partitions: int, n_workers: int,
                tmp: Path) -> dict[str, float]:
     first = WorkerHandle(broker, tmp, partitions, checkpoint_seconds=0.0, window_days=1.0)
-    first.produce(lines, keys)
     workers = [first] + [first.twin(f"w{i}") for i in range(1, n_workers)]
     try:
         for w in workers:
@@ -59,14 +64,17 @@ def throughput(broker: DevKafka, lines: list[bytes], keys: list[bytes], partitio
                  sum(w.metric("fraudgraph_assigned_partitions") or 0 for w in workers) == partitions and
                  all((w.metric("fraudgraph_assigned_partitions") or 0) > 0 for w in workers), 300, "workers ready")
         started = time.perf_counter()
-        wait_for(lambda: sum(w.consumed() for w in workers) >= len(lines), 3600, "input consumed", interval=0.2)
+        producing = threading.Thread(target=fast_produce, args=(broker.bootstrap, first.settings.events_topic, lines, keys))
+        producing.start()  # the workers consume while the topic fills (faster than they read it)
+        wait_for(lambda: sum(w.consumed() for w in workers) >= len(lines), 3600, "input consumed", interval=1.0)
+        producing.join()
         consumed = time.perf_counter() - started
 
         def drained() -> bool:
             owners = [w for w in workers if w.metric("fraudgraph_global_stage_owner") == 1]
             return len(owners) == 1 and owners[0].metric("fraudgraph_changes_lag_messages") == 0
 
-        wait_for(drained, 3600, "stage B drained", interval=0.2)
+        wait_for(drained, 3600, "stage B drained", interval=1.0)
         done = time.perf_counter() - started
         owner = next(w for w in workers if w.metric("fraudgraph_global_stage_owner") == 1)
         sent = sum(w.metric('fraudgraph_change_records_total{direction="sent"}') or 0 for w in workers)
@@ -77,6 +85,64 @@ def throughput(broker: DevKafka, lines: list[bytes], keys: list[bytes], partitio
     finally:
         for w in workers:
             w.stop()
+
+
+def fast_produce(bootstrap: str, topic: str, lines: list[bytes], keys: list[bytes]) -> None:
+    """Produce with aiokafka in large batches (kafka-python's per-record path is slower than a worker)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20, max_batch_size=1 << 20,
+                                    max_request_size=4 << 20)
+        await producer.start()
+        try:
+            for i in range(0, len(lines), 5000):
+                futures = [await producer.send(topic, value=v, key=k) for k, v in zip(keys[i:i + 5000], lines[i:i + 5000], strict=True)]
+                await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def bare_faust(broker: DevKafka, lines: list[bytes], keys: list[bytes], partitions: int, tmp: Path) -> float:
+    """The baseline: events/s of a Faust agent that only counts what it is given (same topic layout)."""
+    topic = f"bare-{time.time_ns()}"
+    broker.create_topics([topic], partitions=partitions)
+    fast_produce(broker.bootstrap, topic, lines, keys)
+    out = tmp / "bare.out"
+    child = subprocess.Popen([sys.executable, "-m", "tests.benchmarks.scale_out", "--bare-faust", broker.bootstrap, topic,
+                              str(len(lines)), str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        child.wait(timeout=1800)  # it exits once it has counted every record
+    finally:
+        child.kill()
+    if not out.exists():
+        raise RuntimeError(f"the bare Faust agent exited with {child.returncode} without a result")
+    return float(out.read_text())
+
+
+def child_bare_faust(bootstrap: str, topic: str, n: int, out: str) -> None:
+    import faust
+    from faust.worker import Worker
+
+    app = faust.App(f"bare-{topic}", broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
+                    consumer_auto_offset_reset="earliest", datadir=f"{out}.faust")
+    source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    seen = {"n": 0, "t": 0.0}
+
+    @app.agent(source)
+    async def count(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.take_events(2000, within=0.25):  # type: ignore[attr-defined]
+            seen["t"] = seen["t"] or time.perf_counter()
+            seen["n"] += len(batch)
+            if seen["n"] >= n:
+                Path(out).write_text(f"{seen['n'] / (time.perf_counter() - seen['t']):.1f}")
+                os._exit(0)
+
+    Worker(app, loglevel="error", quiet=True).execute_from_commandline()
 
 
 def live_traffic(bootstrap: str, topic: str, rate: float, seconds: float, stop: threading.Event) -> int:
@@ -165,13 +231,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=95.0)
     parser.add_argument("--restart-lengths", default="300000,1000000,1500000")
     parser.add_argument("--out")
+    parser.add_argument("--bare-faust", nargs=4, help=argparse.SUPPRESS)  # the baseline's child process
     args = parser.parse_args(argv)
+    if args.bare_faust:
+        bootstrap, topic, n, out_path = args.bare_faust
+        child_bare_faust(bootstrap, topic, int(n), out_path)
+        return 0
     path, _total = stream(args.benign, 1.0, 3, 11)
     with gzip.open(path, "rb") as handle:
         lines = [line for line in handle.read().splitlines() if line][:args.events]
     keys = [json.loads(line)["account_id"].encode() for line in lines]
     through, lat = [], []
     with DevKafka() as broker, tempfile.TemporaryDirectory() as tmp:
+        bare = bare_faust(broker, lines, keys, args.partitions, Path(tmp))
+        print(f"bare Faust agent: {bare:,.0f} events/s", flush=True)
         for n in (1, 2):
             work = Path(tmp) / f"t{n}"
             work.mkdir()
@@ -184,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"latency: {lat[-1]}", flush=True)
     head = f"## Through Kafka, 1 and 2 workers ({machine()})"
     out = [head, "",
-           f"Throughput: {len(lines):,} events of the 3-day simulated stream, {args.partitions}-partition input topic "
-           "filled first; from all workers ready to every record consumed and every change applied by stage B. "
+           f"Throughput: {len(lines):,} events of the 3-day simulated stream produced to a {args.partitions}-partition input "
+           "topic once all workers are ready; from the first produce to every record consumed and every change applied "
+           "by stage B. "
            "Stage A busy = seconds in the windows' batches per wall second, summed over workers.", "",
            "| workers | events/s | input consumed s | stage B drained s | change records | alerts | stage A busy |",
            "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -193,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         out.append(f"| {r['workers']} | {r['events_per_s']:,.0f} | {r['consumed_s']:.1f} | {r['done_s']:.1f} | "
                    f"{r['change_records']:,.0f} | {r['alerts']:,.0f} | {r['stage_a_busy']:.2f} |")
     out.append(f"| 2 / 1 | {through[1]['events_per_s'] / through[0]['events_per_s']:.2f}x | | | | | |")
+    out.append(f"| baseline: a bare Faust agent (1 worker, counts its batches, nothing else) | {bare:,.0f} | | | | | |")
+    out.append(f"| 1 worker / baseline | {through[0]['events_per_s'] / bare:.2f} | | | | | |")
     out += ["", f"Latency: live traffic at {args.rate:,.0f} events/s for {args.seconds:.0f} s with event time = wall time, "
             f"a 120-account device farm every 15 s; tick {TICK:.0f} s, allowed lateness {LATENESS:.0f} s. Total = alert "
             "record timestamp − `detected_at`; after the watermark = total − the hold (tick alignment + lateness).", "",
