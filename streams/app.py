@@ -254,8 +254,12 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
         await release_unowned(assigned, now)
         unverified = sorted(assigned - owned.verified)
         if unverified:  # partitions with nothing new to deliver: check them against the committed offsets
-            committed = await asyncio.get_running_loop().run_in_executor(
-                None, committed_offsets, settings, [settings.events_topic, changes_name])
+            try:
+                committed = await asyncio.get_running_loop().run_in_executor(
+                    None, committed_offsets, settings, [settings.events_topic, changes_name])
+            except Exception as exc:  # noqa: BLE001 - the broker may be away; the next second tries again
+                log.warning("could not read the committed offsets: %s", exc)
+                return
             async with stepping():
                 for key in unverified:
                     await ensure(key, committed.get(key, 0))
