@@ -38,7 +38,7 @@ from tests.integration.conftest import WorkerHandle
 
 def ready_seconds(w: WorkerHandle) -> float:
     started = time.perf_counter()
-    w.start()
+    w.start(timeout=1800)  # a full rebuild of a long topic takes minutes
     return time.perf_counter() - started
 
 

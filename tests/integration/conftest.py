@@ -67,12 +67,12 @@ class WorkerHandle:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
-    def start(self) -> WorkerHandle:
+    def start(self, timeout: float = 120) -> WorkerHandle:
         self.launch()
         wait_for(lambda: scrape(self.settings.metrics_port), 120, "worker /metrics", self.proc)
         # Live once recovery is over and the consumer group has assigned the input partitions.
         wait_for(lambda: self.metric("fraudgraph_recovering") == 0 and
-                 (self.metric("fraudgraph_assigned_partitions") or 0) > 0, 120, "recovery and assignment", self.proc)
+                 (self.metric("fraudgraph_assigned_partitions") or 0) > 0, timeout, "recovery and assignment", self.proc)
         return self
 
     def metric(self, name: str) -> float | None:
