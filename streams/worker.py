@@ -1,4 +1,4 @@
-"""``fraudgraph worker``: metrics endpoint, ownership check, recovery, then the Faust app.
+"""``fraudgraph worker``: metrics endpoint, topics, checkpoint restore, then the Faust app.
 
 Operational guarantees kept here:
 
