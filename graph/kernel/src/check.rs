@@ -90,8 +90,8 @@ impl Graph {
                 bad.push(format!("core {c} profile differs from its members' weak links"));
             }
             for (&e, &n) in &profile {
-                if self.ent[e as usize].hist_get(c) != n {
-                    bad.push(format!("entity {e} counts {} members of core {c}, not {n}", self.ent[e as usize].hist_get(c)));
+                if self.hists.get(&self.ent[e as usize], c) != n {
+                    bad.push(format!("entity {e} counts {} members of core {c}, not {n}", self.hists.get(&self.ent[e as usize], c)));
                 }
             }
             if core.op == NONE || !self.ops.list[core.op as usize].live || !self.ops.list[core.op as usize].nodes.contains(&c) {

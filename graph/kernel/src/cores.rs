@@ -130,7 +130,7 @@ impl Graph {
             *entry = v as u32;
         }
         core.changed.push(e);
-        self.ent[e as usize].hist_add(c, n);
+        self.hists.add(&mut self.ent[e as usize], c, n);
         self.queue_heavy(c);
     }
 
@@ -218,8 +218,8 @@ impl Graph {
             *self.cores.list[l as usize].profile.entry(e).or_insert(0) += n;
             self.cores.list[l as usize].changed.push(e);
             let ent = &mut self.ent[e as usize];
-            ent.hist_add(s, -(n as i64));
-            ent.hist_add(l, n as i64);
+            self.hists.add(ent, s, -(n as i64));
+            self.hists.add(ent, l, n as i64);
             self.mark_weak(e);
         }
         self.core_dissolve_empty(s);

@@ -118,14 +118,14 @@ impl AcctB {
 }
 
 /// An entity. Most are used by one or two accounts (a home line, an own phone, an own template):
-/// those members sit inline; the per-core counts exist only for weak entities that cores use.
+/// up to four members sit inline; the per-core counts exist only for weak entities that cores use.
 #[derive(Clone, Default)]
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct EntB {
-    pub members: SmallVec<[u32; 2]>,
-    /// weak entities: members per core (only accounts in a core; the rest are loose)
-    hist: Option<Box<Vec<(u32, u32)>>>,
-    pub cohort: u32,    // template: its cohort entity
+    pub members: SmallVec<[u32; 4]>, // up to 4 inline in the same 24 bytes (smallvec "union")
+    /// weak entities: members per core (only accounts in a core; the rest are loose), as a list in
+    /// `Graph::hists` (0: none, else 1 + its index) — an index, not a box, keeps this slot at 40 bytes
+    hist: u32,
     pub stamp: u32,     // per-tick dedupe of dirty marks (an entity is strong or weak, never both)
     /// device/card: members with no private entity of its kind; IP/template: members in a core
     /// (both kept as they change)
@@ -142,12 +142,14 @@ pub struct EntB {
 pub struct Rhythm {
     first_minute: u32,
     account_minutes: u64,
-    recent: std::collections::VecDeque<Vec<u32>>,
+    /// boxed: most templates (one user's own) never have a crowded minute, and the rhythm of every
+    /// template with API activity is kept
+    recent: Option<Box<std::collections::VecDeque<Vec<u32>>>>,
 }
 
 impl Rhythm {
     fn new(first_minute: u32) -> Self {
-        Rhythm { first_minute, account_minutes: 0, recent: Default::default() }
+        Rhythm { first_minute, account_minutes: 0, recent: None }
     }
 
     /// Closes one minute (its accounts sorted and distinct, minutes closed in time order) and returns
@@ -161,8 +163,9 @@ impl Rhythm {
             return Vec::new();
         }
         let mut hits: Vec<u32> = Vec::new();
+        let recent = self.recent.get_or_insert_with(Default::default);
         if d as f64 >= cfg.sync_min_lift * usual {
-            for past in &self.recent {
+            for past in recent.iter() {
                 let common = intersect(&accounts, past);
                 if common.len() >= cfg.sync_min_accounts as usize
                     && common.len() as f64 >= cfg.sync_min_overlap * d.min(past.len()) as f64
@@ -173,15 +176,17 @@ impl Rhythm {
             hits.sort_unstable();
             hits.dedup();
         }
-        if self.recent.len() >= cfg.sync_recent_buckets.max(1) {
-            self.recent.pop_front();
+        if recent.len() >= cfg.sync_recent_buckets.max(1) {
+            recent.pop_front();
         }
-        self.recent.push_back(accounts);
+        recent.push_back(accounts);
         hits
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.recent.capacity() * std::mem::size_of::<Vec<u32>>() + self.recent.iter().map(|v| v.capacity() * 4).sum::<usize>()
+        self.recent.as_ref().map_or(0, |r| {
+            32 + r.capacity() * std::mem::size_of::<Vec<u32>>() + r.iter().map(|v| v.capacity() * 4).sum::<usize>()
+        })
     }
 }
 
@@ -201,13 +206,37 @@ fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
     out
 }
 
-impl EntB {
-    pub fn hist(&self) -> &[(u32, u32)] {
-        self.hist.as_deref().map(|v| v.as_slice()).unwrap_or(&[])
+/// The weak entities' per-core member counts (`EntB::hist` indexes them); freed lists are reused.
+#[derive(Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Hists {
+    lists: Vec<Vec<(u32, u32)>>,
+    free: Vec<u32>,
+}
+
+impl Hists {
+    /// (core, members of the entity in it) of an entity.
+    pub fn of(&self, ent: &EntB) -> &[(u32, u32)] {
+        if ent.hist == 0 { &[] } else { &self.lists[ent.hist as usize - 1] }
     }
-    pub fn hist_add(&mut self, core: u32, n: i64) {
-        self.exclusive = (self.exclusive as i64 + n) as u32; // members in a core
-        let hist = self.hist.get_or_insert_with(Default::default);
+
+    /// `n` more (or fewer) of the entity's members in `core`; the entity's `exclusive` (members in a
+    /// core) follows.
+    pub fn add(&mut self, ent: &mut EntB, core: u32, n: i64) {
+        ent.exclusive = (ent.exclusive as i64 + n) as u32;
+        if ent.hist == 0 {
+            if n <= 0 {
+                return;
+            }
+            ent.hist = 1 + match self.free.pop() {
+                Some(i) => i,
+                None => {
+                    self.lists.push(Vec::new());
+                    (self.lists.len() - 1) as u32
+                }
+            };
+        }
+        let hist = &mut self.lists[ent.hist as usize - 1];
         if let Some(i) = hist.iter().position(|h| h.0 == core) {
             let v = hist[i].1 as i64 + n;
             debug_assert!(v >= 0);
@@ -220,14 +249,18 @@ impl EntB {
             hist.push((core, n as u32));
         }
         if hist.is_empty() {
-            self.hist = None;
+            *hist = Vec::new();
+            self.free.push(ent.hist - 1);
+            ent.hist = 0;
         }
     }
-    pub fn hist_get(&self, core: u32) -> u32 {
-        self.hist().iter().find(|h| h.0 == core).map(|h| h.1).unwrap_or(0)
+
+    pub fn get(&self, ent: &EntB, core: u32) -> u32 {
+        self.of(ent).iter().find(|h| h.0 == core).map(|h| h.1).unwrap_or(0)
     }
-    pub fn hist_bytes(&self) -> usize {
-        self.hist.as_ref().map(|h| 24 + h.capacity() * 8).unwrap_or(0)
+
+    pub fn heap_bytes(&self) -> usize {
+        self.lists.capacity() * 24 + self.lists.iter().map(|h| h.capacity() * 8).sum::<usize>() + self.free.capacity() * 4
     }
 }
 
@@ -302,6 +335,9 @@ pub struct Graph {
     pub ent_space: Space,
     pub acct: Vec<AcctB>,
     pub ent: Vec<EntB>,
+    pub hists: Hists,
+    /// template -> its lockstep cohort entity (few templates have one)
+    pub cohorts: FxHashMap<u32, u32>,
     pub cores: crate::cores::Cores,
     pub weak: crate::weak::Weak,
     pub ops: crate::ops::Ops,
@@ -404,12 +440,18 @@ impl Graph {
     pub fn new(cfg: GraphConfig) -> Self {
         Graph {
             cfg, names: Names::default(), acc_space: Space::default(), ent_space: Space::default(), acct: Vec::new(),
-            ent: Vec::new(), cores: Default::default(), weak: Default::default(), ops: Default::default(),
+            ent: Vec::new(), hists: Default::default(), cohorts: FxHashMap::default(), cores: Default::default(), weak: Default::default(), ops: Default::default(),
             clusters: FxHashMap::default(), next_cluster: 1, open_buckets: FxHashMap::default(),
             closed_minutes_before: 0, rhythm: FxHashMap::default(), dirty: Dirty::default(), stamp: 1, now: i64::MIN, link_count: 0,
             deltas: FxHashMap::default(), population_tokens_median: 0.0, usage_seen: false,
             counters: GraphCounters::default(), last_watermark: f64::NEG_INFINITY, remap: FxHashMap::default(),
         }
+    }
+
+    /// A template's lockstep cohort entity (NONE: none yet).
+    #[inline]
+    pub fn cohort_of(&self, template: u32) -> u32 {
+        if self.cohorts.is_empty() { NONE } else { self.cohorts.get(&template).copied().unwrap_or(NONE) }
     }
 
     #[inline]
@@ -628,7 +670,10 @@ impl Graph {
             grow_to(&mut self.ent, id as usize, EntB::default());
         }
         let kind = self.ent_bytes(id)[0];
-        self.ent[id as usize] = EntB { kind, live: true, cohort: NONE, ..Default::default() };
+        self.ent[id as usize] = EntB { kind, live: true, ..Default::default() };
+        if kind == TEMPLATE && !self.cohorts.is_empty() {
+            self.cohorts.remove(&id); // a reused id is a new template
+        }
     }
 
     // -- links ----------------------------------------------------------------------------------
@@ -709,7 +754,7 @@ impl Graph {
             }
             self.mark_weak(e);
             if kind == TEMPLATE {
-                let cohort = self.ent[e as usize].cohort;
+                let cohort = self.cohort_of(e);
                 if cohort != NONE && self.acct[a as usize].link(cohort).is_some() {
                     self.remove_link(a, cohort); // its lockstep evidence goes with the template link
                 }
@@ -724,7 +769,8 @@ impl Graph {
                 }
                 self.rhythm.remove(&e);
             }
-            let cohort = self.ent[e as usize].cohort;
+            let cohort = if kind == TEMPLATE { self.cohorts.remove(&e).unwrap_or(NONE) } else { NONE };
+            debug_assert!(self.ent[e as usize].hist == 0, "an entity with no member counts no core");
             self.ent[e as usize] = EntB::default();
             if cohort != NONE && self.ent_release(cohort) {
                 self.ent[cohort as usize] = EntB::default();
@@ -862,13 +908,13 @@ impl Graph {
             }
             let Some(link) = self.acct[a as usize].link(tpl).copied() else { continue };
             let member = link.hits >= self.cfg.sync_min_buckets && link.hits as f64 >= self.cfg.sync_min_ratio * link.uses as f64;
-            let cohort = self.ent[tpl as usize].cohort;
+            let cohort = self.cohort_of(tpl);
             let has = cohort != NONE && self.acct[a as usize].link(cohort).is_some();
             if member && !has {
                 let c = if cohort == NONE {
                     let name = format!("s:{}", &self.ent_str(tpl)[2..]);
                     let c = self.intern_entity(&name);
-                    self.ent[tpl as usize].cohort = c;
+                    self.cohorts.insert(tpl, c);
                     self.ent_retain(c); // the template holds its cohort's id
                     c
                 } else {
@@ -1047,14 +1093,14 @@ impl Graph {
         let links: usize = self.acct.iter().map(|a| a.links.capacity() * std::mem::size_of::<Link>()).sum();
         let usage: usize = self.acct.iter().map(|a| a.usage.capacity() * 12).sum();
         let members: usize = self.ent.iter().filter(|e| e.members.spilled()).map(|e| e.members.capacity() * 4).sum();
-        let hist: usize = self.ent.iter().map(|e| e.hist_bytes()).sum();
         vec![
             ("account slots", self.acct.capacity() * std::mem::size_of::<AcctB>()),
             ("account links", links),
             ("account usage", usage),
             ("entity slots", self.ent.capacity() * std::mem::size_of::<EntB>()),
             ("entity members", members),
-            ("entity per-core counts", hist),
+            ("entity per-core counts", self.hists.heap_bytes()),
+            ("template cohorts", self.cohorts.capacity() * 9),
             ("names", if self.acc_space.shared { self.acc_space.heap_bytes() + self.ent_space.heap_bytes() } else { self.names.heap_bytes() }),
             ("cores", self.cores.heap_bytes()),
             ("weak edges", self.weak.heap_bytes()),
@@ -1065,13 +1111,18 @@ impl Graph {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        let mut n = self.acct.capacity() * std::mem::size_of::<AcctB>() + self.ent.capacity() * std::mem::size_of::<EntB>();
-        for a in &self.acct {
-            n += a.links.capacity() * std::mem::size_of::<Link>() + a.usage.capacity() * 12;
-        }
-        for e in &self.ent {
-            n += if e.members.spilled() { e.members.capacity() * 4 } else { 0 } + e.hist_bytes();
-        }
-        n + self.names.heap_bytes() + self.cores.heap_bytes() + self.weak.heap_bytes() + self.ops.heap_bytes()
+        self.heap_parts().iter().map(|p| p.1).sum()
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn an_entity_slot_is_40_bytes() {
+        // entity slots are the graph's largest part per live link: members inline up to 4 (in the
+        // 24 bytes smallvec's union needs anyway), core counts and cohorts on the side
+        assert_eq!(std::mem::size_of::<EntB>(), 40);
     }
 }

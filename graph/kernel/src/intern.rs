@@ -44,13 +44,28 @@ fn hash_bytes(hasher: &hashbrown::DefaultHashBuilder, prefix: &[u8], value: &[u8
     h.finish()
 }
 
+/// The bytes of interned id `id`.
+#[inline]
+fn stored<'a>(arena: &'a [u8], slots: &[Slot], id: u32) -> &'a [u8] {
+    let slot = &slots[id as usize];
+    let s = slot.start as usize;
+    &arena[s..s + slot.len as usize]
+}
+
+#[derive(Clone, Copy, Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Slot {
+    start: u32,
+    len: u32, // NONE marks a free id
+    refs: u32,
+}
+
 #[derive(Default)]
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Interner {
     arena: Vec<u8>,
-    start: Vec<u32>,
-    len: Vec<u32>, // NONE marks a free id
-    refs: Vec<u32>,
+    /// per id, together so that a lookup's comparison reads one place (then the arena)
+    slots: Vec<Slot>,
     #[serde(skip)] // rebuilt on restore (`rebuild_index`): the hasher is seeded per process
     table: HashTable<u32>,
     #[serde(skip)]
@@ -72,26 +87,20 @@ impl Interner {
     /// After a restore: index every live id again under this process's hasher.
     pub fn rebuild_index(&mut self) {
         let mut table = HashTable::with_capacity(self.live);
-        for (i, &len) in self.len.iter().enumerate() {
-            if len == NONE {
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot.len == NONE {
                 continue;
             }
             let h = self.hash(self.bytes(i as u32));
-            let (arena, start, lens, hasher) = (&self.arena, &self.start, &self.len, &self.hasher);
-            table.insert_unique(h, i as u32, |&other| {
-                let o = other as usize;
-                let st = start[o] as usize;
-                hash_bytes(hasher, b"", &arena[st..st + lens[o] as usize])
-            });
+            let (arena, slots, hasher) = (&self.arena, &self.slots, &self.hasher);
+            table.insert_unique(h, i as u32, |&other| hash_bytes(hasher, b"", stored(arena, slots, other)));
         }
         self.table = table;
     }
 
     #[inline]
     pub fn bytes(&self, id: u32) -> &[u8] {
-        let i = id as usize;
-        let s = self.start[i] as usize;
-        &self.arena[s..s + self.len[i] as usize]
+        stored(&self.arena, &self.slots, id)
     }
 
     #[inline]
@@ -117,9 +126,7 @@ impl Interner {
         let h = hash_bytes(&self.hasher, prefix, value);
         let plen = prefix.len();
         if let Some(&id) = self.table.find(h, |&id| {
-            let i = id as usize;
-            let st = self.start[i] as usize;
-            let stored = &self.arena[st..st + self.len[i] as usize];
+            let stored = stored(&self.arena, &self.slots, id);
             stored.len() == plen + value.len() && &stored[..plen] == prefix && &stored[plen..] == value
         }) {
             return (id, false);
@@ -127,41 +134,36 @@ impl Interner {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
-                let id = self.start.len();
-                grow_to(&mut self.start, id, 0);
-                grow_to(&mut self.len, id, NONE);
-                grow_to(&mut self.refs, id, 0);
+                let id = self.slots.len();
+                grow_to(&mut self.slots, id, Slot { start: 0, len: NONE, refs: 0 });
                 id as u32
             }
         };
-        let i = id as usize;
-        self.start[i] = self.arena.len() as u32;
-        self.len[i] = (plen + value.len()) as u32;
-        self.refs[i] = 0;
+        let n = plen + value.len();
+        if self.arena.len() + n > self.arena.capacity() {
+            // a quarter more at a time (not doubling): the arena is most of the names' memory
+            self.arena.reserve_exact(n.max(4096).max(self.arena.capacity() / 4));
+        }
+        self.slots[id as usize] = Slot { start: self.arena.len() as u32, len: n as u32, refs: 0 };
         self.arena.extend_from_slice(prefix);
         self.arena.extend_from_slice(value);
         self.live += 1;
-        let (arena, start, len) = (&self.arena, &self.start, &self.len);
-        let hasher = &self.hasher;
-        self.table.insert_unique(h, id, |&other| {
-            let o = other as usize;
-            let st = start[o] as usize;
-            hash_bytes(hasher, b"", &arena[st..st + len[o] as usize])
-        });
+        let (arena, slots, hasher) = (&self.arena, &self.slots, &self.hasher);
+        self.table.insert_unique(h, id, |&other| hash_bytes(hasher, b"", stored(arena, slots, other)));
         (id, true)
     }
 
     #[inline]
     pub fn retain(&mut self, id: u32) {
-        self.refs[id as usize] += 1;
+        self.slots[id as usize].refs += 1;
     }
 
     /// Drop one reference; returns true when the id was freed.
     pub fn release(&mut self, id: u32) -> bool {
-        let i = id as usize;
-        debug_assert!(self.refs[i] > 0, "release of an id with no references");
-        self.refs[i] -= 1;
-        if self.refs[i] == 0 {
+        let slot = &mut self.slots[id as usize];
+        debug_assert!(slot.refs > 0, "release of an id with no references");
+        slot.refs -= 1;
+        if slot.refs == 0 {
             self.free_id(id);
             return true;
         }
@@ -170,7 +172,8 @@ impl Interner {
 
     /// Free an id that holds no references (e.g. interned but never kept).
     pub fn free_if_unused(&mut self, id: u32) -> bool {
-        if self.refs[id as usize] == 0 && self.len[id as usize] != NONE {
+        let slot = self.slots[id as usize];
+        if slot.refs == 0 && slot.len != NONE {
             self.free_id(id);
             return true;
         }
@@ -178,13 +181,12 @@ impl Interner {
     }
 
     fn free_id(&mut self, id: u32) {
-        let i = id as usize;
-        let b_len = self.len[i] as usize;
+        let b_len = self.slots[id as usize].len as usize;
         let h = self.hash(self.bytes(id));
         if let Ok(entry) = self.table.find_entry(h, |&other| other == id) {
             entry.remove();
         }
-        self.len[i] = NONE;
+        self.slots[id as usize].len = NONE;
         self.dead_bytes += b_len;
         self.live -= 1;
         self.free.push(id);
@@ -195,30 +197,29 @@ impl Interner {
 
     fn compact(&mut self) {
         let mut arena = Vec::with_capacity(self.arena.len() - self.dead_bytes + 64);
-        for i in 0..self.start.len() {
-            if self.len[i] == NONE {
+        for slot in self.slots.iter_mut() {
+            if slot.len == NONE {
                 continue;
             }
-            let s = self.start[i] as usize;
-            let l = self.len[i] as usize;
-            self.start[i] = arena.len() as u32;
-            arena.extend_from_slice(&self.arena[s..s + l]);
+            let s = slot.start as usize;
+            slot.start = arena.len() as u32;
+            arena.extend_from_slice(&self.arena[s..s + slot.len as usize]);
         }
         self.arena = arena;
         self.dead_bytes = 0;
     }
 
     pub fn refs(&self, id: u32) -> u32 {
-        self.refs[id as usize]
+        self.slots[id as usize].refs
     }
 
     pub fn is_live(&self, id: u32) -> bool {
-        (id as usize) < self.len.len() && self.len[id as usize] != NONE
+        (id as usize) < self.slots.len() && self.slots[id as usize].len != NONE
     }
 
     /// One past the largest id ever handed out (size per-id side tables with this).
     pub fn capacity(&self) -> usize {
-        self.start.len()
+        self.slots.len()
     }
 
     pub fn live(&self) -> usize {
@@ -226,8 +227,7 @@ impl Interner {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity() + self.start.capacity() * 4 + self.len.capacity() * 4 + self.refs.capacity() * 4
-            + self.table.capacity() * 5 + self.free.capacity() * 4
+        self.arena.capacity() + self.slots.capacity() * std::mem::size_of::<Slot>() + self.table.capacity() * 5 + self.free.capacity() * 4
     }
 }
 
