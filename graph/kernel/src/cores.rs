@@ -14,7 +14,7 @@
 //! * During a tick a core also records where its members came from (`origin`: public cluster ->
 //!   count) and who joined, so identity and member deltas cost what changed (`ops.rs`).
 
-use crate::graph::{is_weak, Graph};
+use crate::graph::Graph;
 use crate::intern::NONE;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::VecDeque;
@@ -135,7 +135,7 @@ impl Graph {
     }
 
     fn move_weak(&mut self, a: u32, from: u32, to: u32) {
-        let weak: Vec<u32> = self.acct[a as usize].links.iter().map(|l| l.ent).filter(|&e| is_weak(self.kind(e))).collect();
+        let weak: Vec<u32> = self.acct[a as usize].links.iter().filter(|l| !l.strong()).map(|l| l.ent).collect();
         for e in weak {
             if from != NONE {
                 self.cores_weak_link(from, e, -1);
@@ -434,10 +434,11 @@ impl Graph {
                 self.counters.split_steps += 1;
                 let mut i = i0;
                 for li in 0..self.acct[a as usize].links.len() {
-                    let e = self.acct[a as usize].links[li].ent;
-                    if !self.ent[e as usize].binding {
+                    let link = self.acct[a as usize].links[li];
+                    if !link.strong() || !self.ent[link.ent as usize].binding {
                         continue;
                     }
+                    let e = link.ent;
                     let (st, j) = seen_ent[e as usize];
                     if st == stamp {
                         let (ri, rj) = (find(&mut parent, i), find(&mut parent, j as usize));

@@ -201,7 +201,7 @@ impl Graph {
             requests += r;
             tokens += t;
             volumes.push(t);
-            if acc.links.iter().any(|l| self.kind(l.ent) == COHORT && self.ent[l.ent as usize].binding) {
+            if acc.links.iter().any(|l| l.strong() && self.kind(l.ent) == COHORT && self.ent[l.ent as usize].binding) {
                 lockstep += 1;
             }
         }

@@ -79,7 +79,32 @@ pub struct Link {
     pub pos: u32, // index of the account in the entity's member list
     pub ts: u32,  // event time the link appeared
     pub uses: u16, // template links: minutes with API activity on it
-    pub hits: u16, // template links: of those, minutes in a synchronous bucket
+    /// template links: of those, minutes in a synchronous bucket (15 bits, saturating); the top bit:
+    /// the entity is of a strong kind (device, card, cohort), so walks over an account's binding
+    /// links skip its IPs and templates without reading their entities
+    hits_strong: u16,
+}
+
+const STRONG_BIT: u16 = 1 << 15;
+
+impl Link {
+    fn new(ent: u32, pos: u32, ts: u32, kind: u8) -> Self {
+        Link { ent, pos, ts, uses: 0, hits_strong: if is_strong(kind) { STRONG_BIT } else { 0 } }
+    }
+    /// Is the entity a device, card or cohort (the kinds that can bind)?
+    #[inline]
+    pub fn strong(&self) -> bool {
+        self.hits_strong & STRONG_BIT != 0
+    }
+    #[inline]
+    pub fn hits(&self) -> u16 {
+        self.hits_strong & !STRONG_BIT
+    }
+    fn add_hit(&mut self) {
+        if self.hits() < !STRONG_BIT {
+            self.hits_strong += 1;
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -680,16 +705,16 @@ impl Graph {
     pub fn add_link(&mut self, a: u32, e: u32, t: u32) {
         let pos = self.ent[e as usize].members.len() as u32;
         self.ent[e as usize].members.push(a);
+        let kind = self.kind(e);
         let links = &mut self.acct[a as usize].links;
         if links.len() == links.capacity() {
             links.reserve_exact(2.max(links.len() / 4)); // a quarter at a time: link lists are most of the state
         }
-        links.push(Link { ent: e, pos, ts: t, uses: 0, hits: 0 });
+        links.push(Link::new(e, pos, t, kind));
         self.acc_retain(a);
         self.ent_retain(e);
         self.link_count += 1;
         self.dirty.touched_accounts.push(a);
-        let kind = self.kind(e);
         let deg = self.ent[e as usize].members.len();
         if is_strong(kind) {
             self.mark_strong(e);
@@ -892,7 +917,7 @@ impl Graph {
                 }
                 for a in hits {
                     if let Some(link) = self.acct[a as usize].link_mut(tpl) {
-                        link.hits = link.hits.saturating_add(1);
+                        link.add_hit();
                     }
                 }
                 // every account of the bucket was queued for a check by its activity
@@ -907,7 +932,7 @@ impl Graph {
                 continue;
             }
             let Some(link) = self.acct[a as usize].link(tpl).copied() else { continue };
-            let member = link.hits >= self.cfg.sync_min_buckets && link.hits as f64 >= self.cfg.sync_min_ratio * link.uses as f64;
+            let member = link.hits() >= self.cfg.sync_min_buckets && link.hits() as f64 >= self.cfg.sync_min_ratio * link.uses as f64;
             let cohort = self.cohort_of(tpl);
             let has = cohort != NONE && self.acct[a as usize].link(cohort).is_some();
             if member && !has {
@@ -932,8 +957,10 @@ impl Graph {
     /// Does the account use an entity of `kind` no other live account uses?
     pub fn has_private(&self, a: u32, kind: u8) -> bool {
         self.acct[a as usize].links.iter().any(|l| {
-            let ent = &self.ent[l.ent as usize];
-            ent.kind == kind && ent.members.len() == 1
+            l.strong() && {
+                let ent = &self.ent[l.ent as usize];
+                ent.kind == kind && ent.members.len() == 1
+            }
         })
     }
 
@@ -979,8 +1006,9 @@ impl Graph {
             }
             self.acct[a as usize].private ^= private_bit(kind);
             for i in 0..self.acct[a as usize].links.len() {
-                let e = self.acct[a as usize].links[i].ent;
-                if self.kind(e) == kind {
+                let link = self.acct[a as usize].links[i];
+                let e = link.ent;
+                if link.strong() && self.kind(e) == kind {
                     let ent = &mut self.ent[e as usize];
                     if truth { ent.exclusive -= 1 } else { ent.exclusive += 1 }
                     self.mark_strong(e);
@@ -1021,7 +1049,7 @@ impl Graph {
             if !acc.live {
                 continue;
             }
-            let strong = acc.links.iter().any(|l| self.ent[l.ent as usize].binding);
+            let strong = acc.links.iter().any(|l| l.strong() && self.ent[l.ent as usize].binding);
             self.acct[a as usize].strong = strong;
         }
         self.dirty.strong = Vec::new();

@@ -98,11 +98,19 @@ impl Graph {
                 }
             }
         }
-        if (mass + 1) as f64 >= p * deg {
+        // the loose members (in no core): `exclusive` counts the members in a core, so the scan of a
+        // large entity (a proxy exit) stops at its last loose member
+        debug_assert!(ent.exclusive as usize <= ent.members.len());
+        let mut loose = ent.members.len().saturating_sub(ent.exclusive as usize);
+        if loose > 0 && (mass + 1) as f64 >= p * deg {
             for &a in &ent.members {
                 if self.acct[a as usize].core == NONE {
                     for &c in &heavy {
                         pairs.push((c, SINGLE | a));
+                    }
+                    loose -= 1;
+                    if loose == 0 {
+                        break;
                     }
                 }
             }
