@@ -44,6 +44,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for Asn<'a> {
     }
 }
 
+/// An optional string, borrowed from the value unless it has escapes. (`#[serde(borrow)]` borrows a
+/// `Cow<str>` field, but not one inside an `Option`: serde would copy every optional string.)
+fn borrowed_opt<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'b>(#[serde(borrow)] Cow<'b, str>);
+    Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
+}
+
 #[derive(Deserialize)]
 struct Wire<'a> {
     #[serde(borrow)]
@@ -54,19 +62,19 @@ struct Wire<'a> {
     account_id: Cow<'a, str>,
     #[serde(borrow)]
     ts: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     device_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     ip: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     payment_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     email_domain: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     user_agent: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     asn: Option<Asn<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     country: Option<Cow<'a, str>>,
     #[serde(default)]
     requests: Option<i64>,
@@ -74,9 +82,9 @@ struct Wire<'a> {
     tokens_in: Option<i64>,
     #[serde(default)]
     tokens_out: Option<i64>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     model: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     prompt_fingerprint: Option<Cow<'a, str>>,
 }
 
@@ -248,5 +256,15 @@ mod tests {
         assert_eq!(rfc3339("2026-02-30T00:00:00Z"), None);
         assert_eq!(rfc3339("2026-01-05T00:00:00.1234567Z"), None);
         assert!(canonical_v4("10.0.0.1") && !canonical_v4("10.0.0.01") && !canonical_v4("256.1.1.1"));
+    }
+
+    #[test]
+    fn optional_strings_borrow_from_the_value_unless_escaped() {
+        let raw = br#"{"event_id":"e1","type":"login","account_id":"a1","ts":"2026-01-05T00:00:00Z","device_id":"d-1","payment_id":"p\u0031","model":"m"}"#;
+        let d = decode(raw).expect("valid");
+        assert!(matches!(d.device, Some(Cow::Borrowed("d-1"))));
+        assert!(matches!(d.model, Some(Cow::Borrowed("m"))));
+        assert!(matches!(d.payment.as_deref(), Some("p1")) && matches!(d.payment, Some(Cow::Owned(_))));
+        assert!(d.ip.is_none());
     }
 }

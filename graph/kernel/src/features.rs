@@ -108,44 +108,54 @@ impl Graph {
         let horizon_hour = (horizon.max(0) / 3600) as u32;
 
         // binding devices/cards with the members on them (the mesh needs who); every other entity
-        // only counted (a 24,000-account cluster touches hundreds of thousands of IPs)
-        let mut on: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
-        let mut count: FxHashMap<u32, u32> = FxHashMap::default();
-        let mut ips = 0usize;
+        // only counted (a 24,000-account cluster touches hundreds of thousands of IPs). Both keep the
+        // first and last time a member linked to the entity (the evidence's span), so the members'
+        // links are walked once; an IP or template link is counted without reading its entity.
+        type Span = (u32, u32);
+        let widen = |span: &mut Span, ts: u32| {
+            span.0 = span.0.min(ts);
+            span.1 = span.1.max(ts);
+        };
+        let mut on: FxHashMap<u32, (Vec<u32>, Span)> = FxHashMap::default();
+        let mut count: FxHashMap<u32, (u32, Span)> = FxHashMap::with_capacity_and_hasher(4 * n, Default::default());
         let mut newest = 0u32;
         for &a in &members {
             for l in &self.acct[a as usize].links {
-                let k = self.kind(l.ent);
-                if (k == DEVICE || k == PAYMENT) && self.ent[l.ent as usize].binding {
-                    on.entry(l.ent).or_default().push(a);
-                } else {
-                    *count.entry(l.ent).or_insert(0) += 1;
-                }
-                if k == IP {
-                    ips += 1;
-                }
                 newest = newest.max(l.ts);
+                if l.strong() {
+                    let ent = &self.ent[l.ent as usize];
+                    if (ent.kind == DEVICE || ent.kind == PAYMENT) && ent.binding {
+                        let (accounts, span) = on.entry(l.ent).or_insert_with(|| (Vec::new(), (u32::MAX, 0)));
+                        accounts.push(a);
+                        widen(span, l.ts);
+                        continue;
+                    }
+                }
+                let (c, span) = count.entry(l.ent).or_insert((0, (u32::MAX, 0)));
+                *c += 1;
+                widen(span, l.ts);
             }
         }
+        let ips: usize = count.iter().filter(|(&e, _)| self.kind(e) == IP).map(|(_, c)| c.0 as usize).sum();
         let name = |e: u32| self.ent_str(e);
-        let mut strong: Vec<u32> = on.iter().filter(|(_, m)| m.len() >= 2).map(|(&e, _)| e).collect();
-        strong.sort_unstable_by(|&x, &y| on[&y].len().cmp(&on[&x].len()).then_with(|| name(x).cmp(name(y))));
+        let mut strong: Vec<u32> = on.iter().filter(|(_, m)| m.0.len() >= 2).map(|(&e, _)| e).collect();
+        strong.sort_unstable_by(|&x, &y| on[&y].0.len().cmp(&on[&x].0.len()).then_with(|| name(x).cmp(name(y))));
         let by_count = |pred: &dyn Fn(u8, u32) -> bool| -> Vec<u32> {
-            let mut v: Vec<u32> = count.iter().filter(|(&e, &n)| n >= 2 && pred(self.kind(e), e)).map(|(&e, _)| e).collect();
-            v.sort_unstable_by(|&x, &y| count[&y].cmp(&count[&x]).then_with(|| name(x).cmp(name(y))));
+            let mut v: Vec<u32> = count.iter().filter(|(&e, &(n, _))| n >= 2 && pred(self.kind(e), e)).map(|(&e, _)| e).collect();
+            v.sort_unstable_by(|&x, &y| count[&y].0.cmp(&count[&x].0).then_with(|| name(x).cmp(name(y))));
             v
         };
         let cohorts = by_count(&|k, e| k == COHORT && self.ent[e as usize].binding);
         let weak_shared = by_count(&|k, _| k == IP || k == TEMPLATE);
-        let shared_count = |e: u32| -> usize { on.get(&e).map(|m| m.len()).unwrap_or_else(|| count.get(&e).copied().unwrap_or(0) as usize) };
+        let shared_count = |e: u32| -> usize { on.get(&e).map(|m| m.0.len()).unwrap_or_else(|| count.get(&e).map_or(0, |c| c.0 as usize)) };
 
         // the hub and its near-copies (a renewed company card)
         let mut hub: FxHashSet<u32> = FxHashSet::default();
         if let Some(&first) = strong.first() {
-            let hub_members: FxHashSet<u32> = on[&first].iter().copied().collect();
+            let hub_members: FxHashSet<u32> = on[&first].0.iter().copied().collect();
             hub.insert(first);
             for &e in &strong[1..] {
-                let accounts = &on[&e];
+                let accounts = &on[&e].0;
                 if (accounts.len() as f64) < self.cfg.hub_copy_overlap * hub_members.len() as f64 {
                     break;
                 }
@@ -155,7 +165,7 @@ impl Graph {
                 }
             }
         }
-        let rest: Vec<&Vec<u32>> = strong.iter().filter(|e| !hub.contains(e)).map(|e| &on[e]).collect();
+        let rest: Vec<&Vec<u32>> = strong.iter().filter(|e| !hub.contains(e)).map(|e| &on[e].0).collect();
         let mesh = largest_piece(&rest) as f64 / nf;
 
         let own_identity = |a: u32| self.has_private(a, DEVICE) || self.has_private(a, PAYMENT);
@@ -164,9 +174,9 @@ impl Graph {
         let mut off_hub: FxHashSet<u32> = FxHashSet::default();
         for &e in &strong {
             let set = if self.kind(e) == DEVICE { &mut with_device } else { &mut with_payment };
-            set.extend(on[&e].iter().copied());
+            set.extend(on[&e].0.iter().copied());
             if !hub.contains(&e) {
-                off_hub.extend(on[&e].iter().copied());
+                off_hub.extend(on[&e].0.iter().copied());
             }
         }
         let sharing: FxHashSet<u32> = with_device.union(&with_payment).copied().collect();
@@ -211,13 +221,13 @@ impl Graph {
         let median_tokens = *volumes.select_nth_unstable(mid).1 as f64;
         let intensity = if self.population_tokens_median > 0.0 { median_tokens / self.population_tokens_median } else { 0.0 };
         let org = domains.values().copied().max().unwrap_or(0) as f64 / nf;
-        let top_template = count.iter().filter(|(&e, _)| self.kind(e) == TEMPLATE).map(|(_, &n)| n).max().unwrap_or(0) as f64 / nf;
-        let single_payer = on.iter().filter(|(&e, _)| self.kind(e) == PAYMENT).map(|(_, m)| m.len() as u32)
-            .chain(count.iter().filter(|(&e, _)| self.kind(e) == PAYMENT).map(|(_, &n)| n))
+        let top_template = count.iter().filter(|(&e, _)| self.kind(e) == TEMPLATE).map(|(_, c)| c.0).max().unwrap_or(0) as f64 / nf;
+        let single_payer = on.iter().filter(|(&e, _)| self.kind(e) == PAYMENT).map(|(_, m)| m.0.len() as u32)
+            .chain(count.iter().filter(|(&e, _)| self.kind(e) == PAYMENT).map(|(_, c)| c.0))
             .max().unwrap_or(0) as f64 / nf;
         let largest_core = self.ops.list[cluster.op as usize].nodes.iter()
             .filter(|&&nd| nd & crate::weak::SINGLE == 0).map(|&c| self.cores.size(c)).max().unwrap_or(0) as f64;
-        let owned_weak = weak_shared.iter().filter(|&&e| count[&e] as f64 >= self.cfg.weak_purity_min * self.ent[e as usize].members.len() as f64).count();
+        let owned_weak = weak_shared.iter().filter(|&&e| count[&e].0 as f64 >= self.cfg.weak_purity_min * self.ent[e as usize].members.len() as f64).count();
 
         let values = vec![
             ("size", nf),
@@ -227,7 +237,7 @@ impl Graph {
             ("binding_strong_entities", strong.len() as f64),
             ("lockstep_cohorts", cohorts.len() as f64),
             ("owned_weak_entities", owned_weak as f64),
-            ("top_entity_share", strong.first().map(|e| on[e].len() as f64 / nf).unwrap_or(0.0)),
+            ("top_entity_share", strong.first().map(|e| on[e].0.len() as f64 / nf).unwrap_or(0.0)),
             ("device_reuse", with_device.len() as f64 / nf),
             ("payment_sharing", with_payment.len() as f64 / nf),
             ("single_payer_share", single_payer),
@@ -245,18 +255,9 @@ impl Graph {
 
         let limit = self.cfg.evidence_limit;
         let chosen: Vec<u32> = strong.iter().chain(cohorts.iter()).chain(weak_shared.iter()).take(limit).copied().collect();
-        let mut seen: FxHashMap<u32, (u32, u32)> = chosen.iter().map(|&e| (e, (u32::MAX, 0u32))).collect();
-        for &a in &members {
-            for l in &self.acct[a as usize].links {
-                if let Some(span) = seen.get_mut(&l.ent) {
-                    span.0 = span.0.min(l.ts);
-                    span.1 = span.1.max(l.ts);
-                }
-            }
-        }
         let evidence: Vec<Evidence> = chosen.iter().map(|&e| {
             let full = name(e);
-            let (first, last) = seen[&e];
+            let (first, last) = on.get(&e).map(|v| v.1).unwrap_or_else(|| count[&e].1);
             Evidence { kind: full.as_bytes()[0], value: full[2..].to_owned(), members: shared_count(e) as u32,
                        first_seen: first, last_seen: last }
         }).collect();
