@@ -49,8 +49,8 @@ def read_batches(path: Path, batch: int = 5000) -> Iterator[tuple[list[bytes], i
                 continue
             tail = block[cut + 1:]
             body = block[:cut]
-            clean = b"\r" not in body and b"\n\n" not in body and not body.startswith(b"\n")  # one memchr each
             lines = body.split(b"\n")
+            clean = b"\r" not in body and b"" not in lines  # a memchr, and a blank line is an empty item
             for i in range(0, len(lines), batch):
                 part = lines[i:i + batch]
                 if clean:

@@ -1,0 +1,28 @@
+"""`replay`'s reader: lines in file order with their line numbers, blank lines skipped but counted,
+\\r\\n endings stripped, however the file falls into blocks."""
+
+import gzip
+
+import pytest
+
+from streams import replay
+
+
+def numbered(path, batch=3):
+    return [(first + i, line) for lines, first in replay.read_batches(path, batch) for i, line in enumerate(lines)]
+
+
+@pytest.mark.parametrize("block", [1, 2, 5, 7, 4 << 20])
+@pytest.mark.parametrize("gz", [False, True])
+def test_lines_keep_their_numbers(tmp_path, monkeypatch, block, gz):
+    monkeypatch.setattr(replay, "BLOCK_BYTES", block)
+    text = b"\na1\r\nb2\n\n\nc3\nd4\r\n\r\ne5\nf6"  # leading, repeated and \r\n blank lines; no final newline
+    path = tmp_path / ("events.jsonl.gz" if gz else "events.jsonl")
+    path.write_bytes(gzip.compress(text) if gz else text)
+    assert numbered(path) == [(2, b"a1"), (3, b"b2"), (6, b"c3"), (7, b"d4"), (9, b"e5"), (10, b"f6")]
+
+
+def test_clean_blocks_pass_through_whole(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(b"line%d\n" % i for i in range(10)))
+    assert [(first, len(lines)) for lines, first in replay.read_batches(path, 4)] == [(1, 4), (5, 4), (9, 2)]
