@@ -156,6 +156,10 @@ class AuditStore:
         self.retention_days = retention_days
         self.clock = clock
         self._cols = _empty_buffers()
+        # cluster id -> its newest snapshot since the last flush: only the newest member, evidence and
+        # link rows of a cluster are ever shown (the views; compaction keeps no others), so a cluster
+        # re-scored several times between two flushes writes them once
+        self._latest: dict[str, ClusterSnapshot] = {}
         self._lock = threading.Lock()
         self._seq = 0
         self.rows_written = 0
@@ -264,11 +268,15 @@ class AuditStore:
                 c[4].extend([at] * n)
 
     def _add_cluster(self, s: ClusterSnapshot) -> None:
-        at = s.scored_at
-        _row(self._cols["cluster_snapshots"], s.cluster_id, at, len(s.members), s.scored.score, s.scored.severity,
-             s.verdict, s.born_at, s.updated_at,
+        _row(self._cols["cluster_snapshots"], s.cluster_id, s.scored_at, len(s.members), s.scored.score,
+             s.scored.severity, s.verdict, s.born_at, s.updated_at,
              orjson.dumps(s.scored.features, option=orjson.OPT_SORT_KEYS).decode(), "live", s.scored.requests,
              s.scored.tokens_out)
+        self._latest[s.cluster_id] = s
+
+    def _add_snapshot_rows(self, s: ClusterSnapshot) -> None:
+        """A snapshot's member, evidence and link rows."""
+        at = s.scored_at
         m = self._cols["cluster_member_snapshots"]
         n = len(s.members)
         m[0].extend([s.cluster_id] * n)
@@ -305,11 +313,15 @@ class AuditStore:
 
     # -- writing ----------------------------------------------------------------------------
     def pending(self) -> int:
-        return sum(len(cols[0]) for cols in self._cols.values())
+        with self._lock:
+            return sum(len(cols[0]) for cols in self._cols.values()) + sum(len(s.members) for s in self._latest.values())
 
     def flush(self) -> int:
         """Write every buffered row as one new segment per table; returns rows written."""
         with self._lock:
+            for snapshot in self._latest.values():
+                self._add_snapshot_rows(snapshot)
+            self._latest = {}
             batches = {name: cols for name, cols in self._cols.items() if cols[0]}
             self._cols = _empty_buffers()
         written = 0
