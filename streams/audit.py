@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ import pyarrow.parquet as pq
 from graph.alerts import AlertUpdate
 from graph.engine import ClusterSnapshot, EngineOutput
 
-LinksOf = Callable[[str], Sequence[tuple[str, str, float]]]  # account -> (entity type, value, seen)
+# accounts -> their links as columns: (entity types, values, seen, links per account)
+LinksTable = Callable[[list[str]], tuple[Sequence[str], Sequence[str], Sequence[float], Sequence[int]]]
 TS = pa.timestamp("us", tz="UTC")
 SCHEMAS: dict[str, pa.Schema] = {
     "alert_versions": pa.schema([
@@ -227,13 +229,13 @@ class AuditStore:
     # -- rows from the engine ---------------------------------------------------------------
     # Rows are buffered as columns (one list per column, in schema order) and written as one Arrow
     # table per flush: no per-row dict or dataclass conversion on the hot path.
-    def add_output(self, out: EngineOutput, links_of: LinksOf | None = None) -> None:
+    def add_output(self, out: EngineOutput, links_table: LinksTable | None = None) -> None:
         with self._lock:
             self.event_time_now = max(self.event_time_now, out.watermark)
             for update in out.alerts:
                 self._add_alert(update)
-                if links_of is not None and update.members_added:
-                    self._add_links(update.cluster_id, update.members_added, links_of)
+                if links_table is not None and update.members_added:
+                    self._add_links(update.cluster_id, update.members_added, links_table)
             if out.lineage:
                 written = self.clock()
                 c = self._cols["cluster_lineage_rows"]
@@ -290,18 +292,15 @@ class AuditStore:
                 for column, values in zip(c[2:], zip(*rows), strict=True):
                     column.extend(values)
 
-    def _add_links(self, cluster_id: str, accounts: Iterable[str], links_of: LinksOf) -> None:
+    def _add_links(self, cluster_id: str, accounts: Sequence[str], links_table: LinksTable) -> None:
         """The links behind an alert, captured as each account joins it."""
         c = self._cols["account_link_rows"]
-        for account in accounts:
-            links = links_of(account)
-            if links:
-                kinds, values, seen = zip(*links)
-                c[0].extend([account] * len(links))
-                c[1].extend(kinds)
-                c[2].extend(values)
-                c[3].extend(seen)
-                c[4].extend([cluster_id] * len(links))
+        kinds, values, seen, counts = links_table(list(accounts))
+        c[0].extend(chain.from_iterable(map(repeat, accounts, counts)))
+        c[1].extend(kinds)
+        c[2].extend(values)
+        c[3].extend(seen)
+        c[4].extend(repeat(cluster_id, len(kinds)))
 
     def add_publication(self, alert_id: str, version: int, at: float) -> None:
         with self._lock:

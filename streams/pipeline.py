@@ -110,8 +110,8 @@ class Pipeline:
                  pseudonymiser: Pseudonymiser | None = None) -> None:
         self.engine = engine
         self.pseudonymiser = pseudonymiser  # renames raw identifiers in everything written out
-        links_of = engine.detector.graph.links_of
-        self._links_of = pseudonymiser.links_of(links_of) if pseudonymiser is not None else links_of
+        links_table = engine.detector.graph.links_table
+        self._links_table = pseudonymiser.links_table(links_table) if pseudonymiser is not None else links_table
         self.audit = audit
         self.metrics = metrics
         self.wall = wall
@@ -276,7 +276,7 @@ class Pipeline:
         if len(emitted.dead) > 1:  # in source order, whichever stage refused them
             emitted.dead.sort(key=lambda d: (d.record.topic, d.record.partition, d.record.offset))
         if self.audit is not None and out:
-            self.audit.add_output(out, self._links_of)
+            self.audit.add_output(out, self._links_table)
         m = self.metrics
         if m is None or self.recovering:
             return

@@ -34,7 +34,8 @@ from graph.scoring import Evidence
 PREFIXES = {"ip": "ip_", "device": "dev_", "payment": "pay_", "email_domain": "dom_"}
 DIGEST_HEX = 24  # 96 bits: no collision among billions of values in any real window
 
-LinksOf = Callable[[str], list[tuple[str, str, int]]]
+# accounts -> their links as columns: (entity types, values, seen, links per account)
+LinksTable = Callable[[list[str]], tuple[list[str], list[str], list[int], list[int]]]
 
 
 class Pseudonymiser:
@@ -64,9 +65,10 @@ class Pseudonymiser:
         out.clusters = [replace(s, scored=replace(s.scored, evidence=ev, evidence_json=_json(ev)))
                         for s in out.clusters for ev in (self.evidence(s.scored.evidence),)]
 
-    def links_of(self, links_of: LinksOf) -> LinksOf:
-        def renamed(account: str) -> list[tuple[str, str, int]]:
-            return [(kind, self.value(kind, value), seen) for kind, value, seen in links_of(account)]
+    def links_table(self, links_table: LinksTable) -> LinksTable:
+        def renamed(accounts: list[str]) -> tuple[list[str], list[str], list[int], list[int]]:
+            kinds, values, seen, counts = links_table(accounts)
+            return kinds, [self.value(k, v) for k, v in zip(kinds, values)], seen, counts
 
         return renamed
 

@@ -585,6 +585,33 @@ impl Graph {
         v
     }
 
+    /// The links of several accounts as columns: (entity types, values, seen, links per account), each
+    /// account's links in `links_of`'s order (the audit store's rows, without a tuple per link).
+    fn links_table(&mut self, accounts: Vec<String>) -> (Vec<&'static str>, Vec<String>, Vec<u32>, Vec<u32>) {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        let (mut kinds, mut values, mut seen) = (Vec::new(), Vec::new(), Vec::new());
+        let mut counts = Vec::with_capacity(accounts.len());
+        let mut links: Vec<(&'static str, &str, u32)> = Vec::new();
+        for account in &accounts {
+            links.clear();
+            if let Some(a) = inner.acc_lookup(account) {
+                links.extend(inner.acct[a as usize].links.iter().map(|l| {
+                    let s = inner.ent_str(l.ent);
+                    (kind_name(s.as_bytes()[0]), &s[2..], l.ts)
+                }));
+                links.sort_unstable();
+            }
+            counts.push(links.len() as u32);
+            for &(kind, value, ts) in &links {
+                kinds.push(kind);
+                values.push(value.to_owned());
+                seen.push(ts);
+            }
+        }
+        (kinds, values, seen, counts)
+    }
+
     /// The time of the last applied tick (None before any).
     #[getter]
     fn now(&mut self) -> Option<i64> {
