@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 from streams.pipeline import Emitted, Pipeline
 
 
-BLOCK_BYTES = 4 << 20
+BLOCK_BYTES = 1 << 20  # decompressed per read: large enough to cost nothing per block, small enough that
+# the block, its split lines and the copies between them stay a few MiB of resident memory
 AUDIT_FLUSH_ROWS = 200_000
 
 
