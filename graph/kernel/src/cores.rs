@@ -448,9 +448,13 @@ impl Graph {
                         continue;
                     }
                     seen_ent[e as usize] = (stamp, i as u32);
+                    // A binding entity untouched this tick still has all its members in one core, the
+                    // one `a` is in: no need to read each member's core (a cache miss per member).
+                    let settled = self.ent[e as usize].stamp != self.stamp;
                     for mi in 0..self.ent[e as usize].members.len() {
                         let m = self.ent[e as usize].members[mi];
-                        if self.acct[m as usize].core != c {
+                        debug_assert!(!settled || self.acct[m as usize].core == c, "untouched entity {e} spans cores");
+                        if !settled && self.acct[m as usize].core != c {
                             continue;
                         }
                         let (st, j) = seen_acct[m as usize];
