@@ -39,6 +39,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from streams.allocator import MEMORY_RELEASE_SECONDS, release_free_memory
 from streams.checkpoints import CheckpointStore, capture
 from streams.changes import verdict_record
 from streams.kafka_security import faust_credentials
@@ -307,6 +308,10 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
                     pipeline.release_partition(key)
             owned.unowned_since.pop(key, None)
             log.warning("released the state of %s[%d]: another worker owns it", *key)
+
+    @app.timer(interval=MEMORY_RELEASE_SECONDS)
+    async def release_memory() -> None:
+        release_free_memory()  # the heap's free pages back to the OS (streams/allocator.py)
 
     @app.timer(interval=settings.audit_flush_seconds)
     async def audit_flush() -> None:

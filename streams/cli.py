@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from streams import settings as cfg
-from streams.allocator import pin_mmap_threshold
 from streams.kafka_security import KafkaSecurityError
 
 if TYPE_CHECKING:
@@ -354,7 +353,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    pin_mmap_threshold()  # long-lived engines: large blocks back to the OS when freed (streams/allocator.py)
     try:
         code: int = args.func(args)
         return code

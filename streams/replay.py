@@ -15,17 +15,18 @@ from pathlib import Path
 import orjson
 import pyarrow.parquet as pq
 
+from streams.allocator import release_free_memory
 from streams.pipeline import Emitted, Pipeline
 
 
-BLOCK_BYTES = 1 << 20  # decompressed per read: large enough to cost nothing per block, small enough that
-# the block, its split lines and the copies between them stay a few MiB of resident memory
+BLOCK_BYTES = 256 << 10  # decompressed per read: blocks this small stay out of the C allocator's mmap path
+# (a fresh mapping, and its pages faulted in, per block) and keep the reader's few buffers small
 AUDIT_FLUSH_ROWS = 200_000
 
 
 def read_batches(path: Path, batch: int = 5000) -> Iterator[tuple[list[bytes], int]]:
-    """(lines, line number of the first) in file order; blank lines are skipped but counted. Text
-    files are read in large blocks; Parquet rows become JSON objects (nulls dropped)."""
+    """(lines, line number of the first) in file order, ``batch`` lines at a time where they follow each
+    other; blank lines are skipped but counted. Parquet rows become JSON objects (nulls dropped)."""
     name = path.name
     if name.endswith(".parquet"):
         parquet = pq.ParquetFile(path)
@@ -35,30 +36,38 @@ def read_batches(path: Path, batch: int = 5000) -> Iterator[tuple[list[bytes], i
             yield rows, line
             line += len(rows)
         return
-    opener = gzip.open if name.endswith(".gz") else open
+    pending: list[bytes] = []  # consecutive lines not yet handed out, the first numbered `start`
+    start = 1
+    for lines, first in _line_runs(path):
+        if pending and first != start + len(pending):
+            yield pending, start
+            pending = []
+        if not pending:
+            start = first
+        pending += lines
+        while len(pending) >= batch:
+            yield pending[:batch], start
+            del pending[:batch]
+            start += batch
+    if pending:
+        yield pending, start
+
+
+def _line_runs(path: Path) -> Iterator[tuple[list[bytes], int]]:
+    """Runs of consecutive non-blank lines of a text file, each with its first line number, read in blocks."""
+    opener = gzip.open if path.name.endswith(".gz") else open
     line = 1
     tail = b""
     with opener(path, "rb") as handle:
-        while True:
-            block = handle.read(BLOCK_BYTES)
-            if not block:
-                break
-            block = tail + block
-            cut = block.rfind(b"\n")
-            if cut < 0:
-                tail = block
-                continue
-            tail = block[cut + 1:]
-            body = block[:cut]
-            lines = body.split(b"\n")
-            clean = b"\r" not in body and b"" not in lines  # a memchr, and a blank line is an empty item
-            for i in range(0, len(lines), batch):
-                part = lines[i:i + batch]
-                if clean:
-                    yield part, line
-                else:
-                    yield from _non_blank(part, line)
-                line += len(part)
+        while block := handle.read(BLOCK_BYTES):
+            data = tail + block
+            lines = data.split(b"\n")
+            tail = lines.pop()  # the line the next block completes (b"" after a newline)
+            if b"\r" not in data and b"" not in lines:  # a memchr, and a blank line is an empty item
+                yield lines, line
+            else:
+                yield from _non_blank(lines, line)
+            line += len(lines)
     if tail:
         yield from _non_blank([tail], line)
 
@@ -106,6 +115,7 @@ def replay(paths: list[Path], pipeline: Pipeline, dlq_path: Path | None = None, 
                 totals["records"] += len(lines)
                 if pipeline.audit is not None and pipeline.audit.pending() >= AUDIT_FLUSH_ROWS:
                     pipeline.flush_audit()  # segments as it goes: memory stays bounded, readers see progress
+                    release_free_memory()
                 now = time.monotonic()
                 if progress and now - last_report >= 2.0:
                     last_report = now

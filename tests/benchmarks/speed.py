@@ -16,7 +16,9 @@ Every measurement runs in a process of its own, so peak RSS is its own.
    cluster; at the end, one full Leiden (igraph, modularity) on the live account–entity graph and the
    kernel's from-scratch evaluation of its own rules, against the tick.
 3. **Memory** at ``--scales`` times the 3-day traffic: peak RSS, and bytes per live link at the peak
-   (RSS above the process before the engine existed, and the kernel's own heap accounting).
+   (RSS above the process before the engine existed, and the kernel's own heap accounting). The engine
+   child returns free heap pages to the OS every 500k events, as the worker does once a minute
+   (streams/allocator.py).
 4. **Window length**: the 12-day stream with 1-, 3- and 7-day windows: live links and bytes per link.
 5. **Tick vs largest cluster**: tests/benchmarks/cluster_size.py.
 Prints markdown; --out appends it to a file.
@@ -118,6 +120,7 @@ def child_engine(path: str, window_days: float, leiden: bool) -> dict[str, float
 
     from graph import DetectionConfig, DetectionEngine
     from graph.events import EventColumns
+    from streams.allocator import release_free_memory
     from streams.contract import decode_event
     from streams.replay import read_batches
 
@@ -140,6 +143,8 @@ def child_engine(path: str, window_days: float, leiden: bool) -> dict[str, float
         engine.process_json(lines, list(range(first, first + len(lines))), fallback)
         seconds += time.perf_counter() - started
         events += len(lines)
+        if n % 100 == 99:  # every 500k events: what a worker (~8k events/s through Faust) does once a minute
+            release_free_memory()
         links = int(engine.graph.stats()["links"])
         if links >= peak_links:
             peak_links, peak_rss = links, max(peak_rss, rss())
@@ -194,9 +199,6 @@ def engine_child(path: Path, window_days: float = 7.0, leiden: bool = False) -> 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
-        from streams.allocator import pin_mmap_threshold
-
-        pin_mmap_threshold()  # as the CLI does for the worker and replay
         kind, rest = argv[1], argv[2:]
         result = child_naive(rest[0]) if kind == "naive" else child_engine(rest[0], float(rest[1]), rest[2] == "1")
         print(json.dumps(result))

@@ -8,7 +8,7 @@ import pytest
 from streams import replay
 
 
-def numbered(path, batch=3):
+def numbered(path, batch=3):  # (line number, line) of every line handed out
     return [(first + i, line) for lines, first in replay.read_batches(path, batch) for i, line in enumerate(lines)]
 
 
@@ -22,7 +22,9 @@ def test_lines_keep_their_numbers(tmp_path, monkeypatch, block, gz):
     assert numbered(path) == [(2, b"a1"), (3, b"b2"), (6, b"c3"), (7, b"d4"), (9, b"e5"), (10, b"f6")]
 
 
-def test_clean_blocks_pass_through_whole(tmp_path):
+@pytest.mark.parametrize("block", [3, 7, 4 << 20])
+def test_batches_are_full_across_blocks(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(replay, "BLOCK_BYTES", block)
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(b"line%d\n" % i for i in range(10)))
     assert [(first, len(lines)) for lines, first in replay.read_batches(path, 4)] == [(1, 4), (5, 4), (9, 2)]
