@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---|---|---|---|---|---|---|---|"]
     rows = [replay_row("3 days", short, short_n), replay_row("12 days (7-day window)", long, long_n)]
     text += [r for r, _ in rows]
-    text += ["", "Whole replay: read (.jsonl.gz, 1 MiB blocks) + decode + engine + audit store (Parquet segments, "
+    text += ["", "Whole replay: read (.jsonl.gz, 256 KiB blocks) + decode + engine + audit store (Parquet segments, "
              "DuckDB views), the command's wall time including start-up; events per CPU second: over its user + system "
              "time (all threads), so a replay that leaned on a second core would show it. Naive: orjson per line, the last 7 days' "
              "device/card/IP links, hub cap 20 + connected components, no window, no ordering, no scoring, no output.",

@@ -136,17 +136,50 @@ impl Graph {
                 widen(span, l.ts);
             }
         }
-        let ips: usize = count.iter().filter(|(&e, _)| self.kind(e) == IP).map(|(_, c)| c.0 as usize).sum();
+        // One pass over the counted entities, each entity read once: IP links, the cohorts and weak
+        // entities the members share, the top template and card, and the weak entities another
+        // cluster's cores also use (shared infrastructure, from the entity's per-core counts).
+        let mut ips = 0usize;
+        let (mut cohorts, mut weak_shared): (Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new());
+        let (mut top_template, mut top_payment) = (0u32, 0u32);
+        let mut others_on: FxHashMap<u32, Vec<u32>> = FxHashMap::default(); // weak entity -> other clusters on it
+        for (&e, &(c, _)) in count.iter() {
+            let ent = &self.ent[e as usize];
+            match ent.kind {
+                IP | TEMPLATE => {
+                    if ent.kind == IP {
+                        ips += c as usize;
+                    } else {
+                        top_template = top_template.max(c);
+                    }
+                    if c >= 2 {
+                        weak_shared.push(e);
+                    }
+                    if ent.members.len() > SHARED_MAX_DEGREE {
+                        continue; // a carrier NAT or a framework's default prompt is nobody's lead
+                    }
+                    let mut others: Vec<u32> = Vec::new();
+                    for &(core, _) in self.hists.of(ent) {
+                        let other = self.cores.list[core as usize].cluster; // settled at the end of every tick
+                        if other != NONE && other != no && !others.contains(&other) {
+                            others.push(other);
+                        }
+                    }
+                    if !others.is_empty() {
+                        others_on.insert(e, others);
+                    }
+                }
+                COHORT if c >= 2 && ent.binding => cohorts.push(e),
+                PAYMENT => top_payment = top_payment.max(c),
+                _ => {}
+            }
+        }
         let name = |e: u32| self.ent_str(e);
         let mut strong: Vec<u32> = on.iter().filter(|(_, m)| m.0.len() >= 2).map(|(&e, _)| e).collect();
         strong.sort_unstable_by(|&x, &y| on[&y].0.len().cmp(&on[&x].0.len()).then_with(|| name(x).cmp(name(y))));
-        let by_count = |pred: &dyn Fn(u8, u32) -> bool| -> Vec<u32> {
-            let mut v: Vec<u32> = count.iter().filter(|(&e, &(n, _))| n >= 2 && pred(self.kind(e), e)).map(|(&e, _)| e).collect();
+        for v in [&mut cohorts, &mut weak_shared] {
             v.sort_unstable_by(|&x, &y| count[&y].0.cmp(&count[&x].0).then_with(|| name(x).cmp(name(y))));
-            v
-        };
-        let cohorts = by_count(&|k, e| k == COHORT && self.ent[e as usize].binding);
-        let weak_shared = by_count(&|k, _| k == IP || k == TEMPLATE);
+        }
         let shared_count = |e: u32| -> usize { on.get(&e).map(|m| m.0.len()).unwrap_or_else(|| count.get(&e).map_or(0, |c| c.0 as usize)) };
 
         // the hub and its near-copies (a renewed company card)
@@ -221,10 +254,9 @@ impl Graph {
         let median_tokens = *volumes.select_nth_unstable(mid).1 as f64;
         let intensity = if self.population_tokens_median > 0.0 { median_tokens / self.population_tokens_median } else { 0.0 };
         let org = domains.values().copied().max().unwrap_or(0) as f64 / nf;
-        let top_template = count.iter().filter(|(&e, _)| self.kind(e) == TEMPLATE).map(|(_, c)| c.0).max().unwrap_or(0) as f64 / nf;
+        let top_template = top_template as f64 / nf;
         let single_payer = on.iter().filter(|(&e, _)| self.kind(e) == PAYMENT).map(|(_, m)| m.0.len() as u32)
-            .chain(count.iter().filter(|(&e, _)| self.kind(e) == PAYMENT).map(|(_, c)| c.0))
-            .max().unwrap_or(0) as f64 / nf;
+            .fold(top_payment, u32::max) as f64 / nf;
         let largest_core = self.ops.list[cluster.op as usize].nodes.iter()
             .filter(|&&nd| nd & crate::weak::SINGLE == 0).map(|&c| self.cores.size(c)).max().unwrap_or(0) as f64;
         let owned_weak = weak_shared.iter().filter(|&&e| count[&e].0 as f64 >= self.cfg.weak_purity_min * self.ent[e as usize].members.len() as f64).count();
@@ -262,25 +294,6 @@ impl Graph {
                        first_seen: first, last_seen: last }
         }).collect();
 
-        // infrastructure shared with other tracked clusters: weak entities this cluster uses that
-        // another cluster's cores also use (from the entity's per-core counts)
-        let mut others_on: FxHashMap<u32, Vec<u32>> = FxHashMap::default(); // weak entity -> other clusters on it
-        for (&e, _) in count.iter() {
-            let kind = self.kind(e);
-            if (kind != IP && kind != TEMPLATE) || self.ent[e as usize].members.len() > SHARED_MAX_DEGREE {
-                continue; // a carrier NAT or a framework's default prompt is nobody's lead
-            }
-            let mut others: Vec<u32> = Vec::new();
-            for &(core, _) in self.hists.of(&self.ent[e as usize]) {
-                let other = self.cores.list[core as usize].cluster; // settled at the end of every tick
-                if other != NONE && other != no && !others.contains(&other) {
-                    others.push(other);
-                }
-            }
-            if !others.is_empty() {
-                others_on.insert(e, others);
-            }
-        }
         // per (other cluster, kind): shared entities, distinct accounts here on them, distinct there
         let mut shared: FxHashMap<(u32, u8), (u32, FxHashSet<u32>, FxHashSet<u32>)> = FxHashMap::default();
         for (&e, others) in &others_on {
