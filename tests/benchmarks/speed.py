@@ -181,14 +181,33 @@ def me(*args: str) -> list[str]:
     return [sys.executable, "-m", "tests.benchmarks.speed", "--child", *args]
 
 
-def replay_row(name: str, path: Path, lines: int) -> tuple[str, float]:
+def commit_of(checkout: str) -> str:
+    """The short commit a checkout is at (how the results name it)."""
+    done = subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or "unknown commit"
+
+
+def replay_seconds(path: Path, checkout: str | None = None) -> tuple[float, int, float]:
+    """(wall seconds, peak RSS, CPU seconds) of ``fraudgraph replay`` of ``path``: this checkout's, or
+    another's (``checkout``: its source tree with its kernel built in place)."""
     with tempfile.TemporaryDirectory(prefix="fg-speed-") as tmp:
-        seconds, peak, _, cpu = run_measured([sys.executable, "-m", "streams.cli", "replay", str(path),
-                                              "--audit-db", f"{tmp}/audit.duckdb", "--quiet"])
+        argv = [sys.executable, "-m", "streams.cli", "replay", str(path), "--audit-db", f"{tmp}/audit.duckdb", "--quiet"]
+        if checkout is not None:
+            argv = ["env", f"PYTHONPATH={checkout}", "sh", "-c", f'cd "{checkout}" && exec "$@"', "sh", *argv]
+        seconds, peak, _, cpu = run_measured(argv)
+    return seconds, peak, cpu
+
+
+def replay_row(name: str, path: Path, lines: int, against: str | None) -> tuple[str, float]:
+    seconds, peak, cpu = replay_seconds(path)
     naive_s, naive_peak, _, _ = run_measured(me("naive", str(path)))
     rate = lines / seconds
-    return (f"| {name} | {lines:,} | **{rate:,.0f}** | {seconds:.1f} s | {lines / cpu:,.0f} | {peak / 2**20:,.0f} MiB | "
-            f"{lines / naive_s:,.0f} | {naive_peak / 2**20:,.0f} MiB | {rate / (lines / naive_s):.2f}x |"), rate
+    row = (f"| {name} | {lines:,} | **{rate:,.0f}** | {seconds:.1f} s | {lines / cpu:,.0f} | {peak / 2**20:,.0f} MiB | "
+           f"{lines / naive_s:,.0f} | {naive_peak / 2**20:,.0f} MiB | {rate / (lines / naive_s):.2f}x |")
+    if against is not None:
+        before_s, _, _ = replay_seconds(path, against)
+        row += f" {lines / before_s:,.0f} | {before_s / seconds:.2f}x |"
+    return row, rate
 
 
 def engine_child(path: Path, window_days: float = 7.0, leiden: bool = False) -> tuple[dict[str, float], int]:
@@ -211,23 +230,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1000,10000,50000", help="tick vs largest cluster")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", help="append the markdown to this file")
+    parser.add_argument("--against", help="another checkout (its kernel built in place, e.g. a git worktree of an "
+                                          "earlier commit after `pip install -e`): its whole replay too, same files")
     args = parser.parse_args(argv)
 
     short, short_n = stream(args.benign, args.ring_scale, 3, args.seed)
     long, long_n = stream(args.benign_long, args.ring_scale, 12, args.seed)
     text = [f"## Speed and memory — `python -m tests.benchmarks.speed --benign {args.benign} --benign-long "
-            f"{args.benign_long} --ring-scale {args.ring_scale:g} --scales {args.scales} --seed {args.seed}`", "",
+            f"{args.benign_long} --ring-scale {args.ring_scale:g} --scales {args.scales} --seed {args.seed}"
+            f"{' --against <checkout of ' + commit_of(args.against) + '>' if args.against else ''}`", "",
             f"Machine: {platform.machine()}, {os.cpu_count()} vCPU, Python {platform.python_version()}, "
             f"{time.strftime('%Y-%m-%d')}. Single runs; every row a fresh process.", "",
             "### Whole replay vs a naive batch detector (same file)", "",
             "| stream | events | fraudgraph replay events/s | wall | events per CPU second | peak RSS "
             "| naive batch events/s | naive peak RSS | fraudgraph / naive |",
             "|---|---|---|---|---|---|---|---|---|"]
-    rows = [replay_row("3 days", short, short_n), replay_row("12 days (7-day window)", long, long_n)]
+    if args.against:
+        text[-2] += " earlier checkout's replay events/s | this / earlier |"
+        text[-1] += "---|---|"
+    rows = [replay_row("3 days", short, short_n, args.against),
+            replay_row("12 days (7-day window)", long, long_n, args.against)]
     text += [r for r, _ in rows]
     text += ["", "Whole replay: read (.jsonl.gz, 256 KiB blocks) + decode + engine + audit store (Parquet segments, "
              "DuckDB views), the command's wall time including start-up; events per CPU second: over its user + system "
-             "time (all threads), so a replay that leaned on a second core would show it. Naive: orjson per line, the last 7 days' "
+             "time (all threads), so a replay that leaned on a second core would show it. With --against: the "
+             "same command from an earlier checkout on the same file, in the same run. Naive: orjson per line, the last 7 days' "
              "device/card/IP links, hub cap 20 + connected components, no window, no ordering, no scoring, no output.",
              "", "### Engine only", "",
              "| stream | events/s | ticks | tick p50 / p99 | largest cluster | full Leiden | Leiden / tick p99 "
