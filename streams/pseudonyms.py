@@ -23,19 +23,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import replace
 
 import orjson
 
 from graph.detector import EngineOutput
 from graph.scoring import Evidence
+from streams.audit import LinksTable
 
 PREFIXES = {"ip": "ip_", "device": "dev_", "payment": "pay_", "email_domain": "dom_"}
 DIGEST_HEX = 24  # 96 bits: no collision among billions of values in any real window
 
-# accounts -> their links as columns: (entity types, values, seen, links per account)
-LinksTable = Callable[[list[str]], tuple[list[str], list[str], list[int], list[int]]]
 
 
 class Pseudonymiser:
@@ -66,7 +65,7 @@ class Pseudonymiser:
                         for s in out.clusters for ev in (self.evidence(s.scored.evidence),)]
 
     def links_table(self, links_table: LinksTable) -> LinksTable:
-        def renamed(accounts: list[str]) -> tuple[list[str], list[str], list[int], list[int]]:
+        def renamed(accounts: list[str]) -> tuple[Sequence[str], list[str], Sequence[float], Sequence[int]]:
             kinds, values, seen, counts = links_table(accounts)
             return kinds, [self.value(k, v) for k, v in zip(kinds, values)], seen, counts
 

@@ -19,8 +19,8 @@ from streams.allocator import release_free_memory
 from streams.pipeline import Emitted, Pipeline
 
 
-BLOCK_BYTES = 256 << 10  # decompressed per read: blocks this small stay out of the C allocator's mmap path
-# (a fresh mapping, and its pages faulted in, per block) and keep the reader's few buffers small
+BLOCK_BYTES = 256 << 10  # decompressed per read: small enough that glibc serves the blocks from its heap
+# after the first (not a fresh mapping, faulted in page by page, per block) and the reader's buffers stay small
 AUDIT_FLUSH_ROWS = 200_000
 
 
