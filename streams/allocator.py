@@ -2,13 +2,12 @@
 
 As links expire and batches come and go, the C heap is left with free chunks between live ones; glibc
 returns such memory only from the heap's top unless asked. ``malloc_trim(0)`` asks: it releases the
-pages of every free chunk (a few milliseconds; 1.2 ms on the 12-day benchmark stream's state). On that
-stream with a 1-day window it took resident memory from ~303 to ~261 bytes per live link. The worker
-calls it once a minute and ``replay`` after each audit flush. Where the C library has no
-``malloc_trim`` (musl) nothing happens.
+pages of every free chunk, in milliseconds. Links that expire fast (a short window) leave the most of
+them. The worker calls it once a minute and ``replay`` after each audit flush. Where the C library has
+no ``malloc_trim`` (musl) nothing happens.
 
-(Pinning glibc's mmap threshold instead was measured and rejected: ~2 B per live link less, for ~1.6 s
-more system time per 3M events, every buffer above the threshold mapped and faulted in afresh.)
+(Pinning glibc's mmap threshold instead was tried and dropped: barely less memory, for seconds more
+system time per replay, every buffer above the threshold mapped and faulted in afresh.)
 """
 
 from __future__ import annotations
