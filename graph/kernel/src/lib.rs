@@ -387,6 +387,17 @@ struct Graph {
     names: SharedNames,
 }
 
+/// An account's links as (entity type, value, seen), sorted (none for an unknown account).
+fn sorted_links<'g>(g: &'g graph::Graph, account: &str) -> Vec<(&'static str, &'g str, u32)> {
+    let Some(a) = g.acc_lookup(account) else { return Vec::new() };
+    let mut links: Vec<(&'static str, &str, u32)> = g.acct[a as usize].links.iter().map(|l| {
+        let s = g.ent_str(l.ent);
+        (kind_name(s.as_bytes()[0]), &s[2..], l.ts)
+    }).collect();
+    links.sort_unstable();
+    links
+}
+
 fn opt_id(v: u32) -> Option<u32> {
     if v == NONE {
         None
@@ -576,13 +587,7 @@ impl Graph {
     fn links_of(&mut self, account: &str) -> Vec<(&'static str, String, u32)> {
         let mut entered = Entered::new(&mut self.inner, &self.names);
         let inner = &mut *entered;
-        let Some(a) = inner.acc_lookup(account) else { return Vec::new() };
-        let mut v: Vec<(&'static str, String, u32)> = inner.acct[a as usize].links.iter().map(|l| {
-            let s = inner.ent_str(l.ent);
-            (kind_name(s.as_bytes()[0]), s[2..].to_owned(), l.ts)
-        }).collect();
-        v.sort_unstable();
-        v
+        sorted_links(inner, account).into_iter().map(|(kind, value, ts)| (kind, value.to_owned(), ts)).collect()
     }
 
     /// The links of several accounts as columns: (entity types, values, seen, links per account), each
@@ -592,16 +597,8 @@ impl Graph {
         let inner = &mut *entered;
         let (mut kinds, mut values, mut seen) = (Vec::new(), Vec::new(), Vec::new());
         let mut counts = Vec::with_capacity(accounts.len());
-        let mut links: Vec<(&'static str, &str, u32)> = Vec::new();
         for account in &accounts {
-            links.clear();
-            if let Some(a) = inner.acc_lookup(account) {
-                links.extend(inner.acct[a as usize].links.iter().map(|l| {
-                    let s = inner.ent_str(l.ent);
-                    (kind_name(s.as_bytes()[0]), &s[2..], l.ts)
-                }));
-                links.sort_unstable();
-            }
+            let links = sorted_links(inner, account);
             counts.push(links.len() as u32);
             for &(kind, value, ts) in &links {
                 kinds.push(kind);
