@@ -39,7 +39,7 @@ class EngineOutput:
     rejected: list[Rejected] = field(default_factory=list)
     lineage: list[LineageEvent] = field(default_factory=list)
     clusters: list[ClusterSnapshot] = field(default_factory=list)
-    gone: list[str] = field(default_factory=list)
+    gone: list[tuple[str, float]] = field(default_factory=list)  # (cluster id, event time of the tick it went)
     ticks: int = 0
     watermark: float = float("-inf")
 
@@ -94,7 +94,7 @@ class Detector:
             closing = self.alerts.on_gone(cid, at, self._wall, self._why_gone(cid, out.lineage))
             if closing:
                 out.alerts.append(closing)
-            out.gone.append(cid)
+            out.gone.append((cid, at))
         graph = self.graph
         for number in changed:
             record = self.clusters[cluster_id(number)]

@@ -248,11 +248,9 @@ class AuditStore:
                 c[5].extend([written] * n)
             for snapshot in out.clusters:
                 self._add_cluster(snapshot)
-            if out.gone:
-                now = out.watermark
-                c = self._cols["cluster_snapshots"]
-                for cluster_id in out.gone:
-                    _row(c, cluster_id, now, 0, 0.0, None, None, None, now, "{}", "gone", 0, 0)
+            c = self._cols["cluster_snapshots"]
+            for cluster_id, at in out.gone:  # as of the tick it went (not the batch's end: the same in any batching)
+                _row(c, cluster_id, at, 0, 0.0, None, None, None, at, "{}", "gone", 0, 0)
 
     def _add_alert(self, u: AlertUpdate) -> None:
         _row(self._cols["alert_versions"], u.alert_id, u.version, u.cluster_id, u.action, u.notify, u.severity, u.score,

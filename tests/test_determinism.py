@@ -49,3 +49,30 @@ def test_replay_in_processes_with_different_hash_seeds_gives_identical_audit_row
     assert len(first["alert_history"]) > 100 and len(first["lineage"]) > 100
     for table in first:
         assert first[table] == second[table], table
+
+
+def test_replay_in_batches_of_any_size_gives_identical_audit_rows(tmp_path):
+    """A worker's batches follow its Kafka fetches: how the events are cut into batches must not show in
+    the audit store (a cluster that went is stamped with its tick, not with the end of the batch)."""
+    from graph import DetectionConfig, DetectionEngine
+    from streams.audit import AuditStore
+    from streams.pipeline import Pipeline
+    from streams.replay import replay
+
+    events = tmp_path / "events.jsonl"
+    cli(["simulate", "--benign", "3000", "--ring-scale", "0.1", "--days", "9", "--seed", "7", "--out", str(events)])
+    results = []
+    for batch in (5000, 777):
+        db = tmp_path / f"audit-{batch}.duckdb"
+        audit = AuditStore(db, clock=lambda: 0.0)
+        audit.create()
+        replay([events], Pipeline(DetectionEngine(DetectionConfig(), clock=lambda: 0.0), audit, wall=lambda: 0.0),
+               batch=batch, progress=False)
+        results.append(audit_rows(db))
+    first, second = results
+    con = duckdb.connect(str(tmp_path / "audit-5000.duckdb"), read_only=True)
+    gone = con.execute("SELECT count(*) FROM cluster_snapshots WHERE status = 'gone'").fetchone()[0]
+    con.close()
+    assert gone > 0 and len(first["alert_history"]) > 20, (gone, len(first["alert_history"]))
+    for table in first:
+        assert first[table] == second[table], table
