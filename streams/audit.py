@@ -18,8 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
-from itertools import chain, repeat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,7 @@ import pyarrow.parquet as pq
 
 from graph.alerts import AlertUpdate
 from graph.engine import ClusterSnapshot, EngineOutput
-
-# accounts -> their links as columns: (entity types, values, seen, links per account)
-LinksTable = Callable[[list[str]], tuple[Sequence[str], Sequence[str], Sequence[float], Sequence[int]]]
+from streams.link_rows import LinkRows, LinkSource
 TS = pa.timestamp("us", tz="UTC")
 SCHEMAS: dict[str, pa.Schema] = {
     "alert_versions": pa.schema([
@@ -162,6 +159,8 @@ class AuditStore:
         # link rows of a cluster are ever shown (the views; compaction keeps no others), so a cluster
         # re-scored several times between two flushes writes them once
         self._latest: dict[str, ClusterSnapshot] = {}
+        self._links = LinkRows()  # account_link_rows, as the kernel's column buffers
+        self._kept: dict[str, list[pa.Table]] = {}  # Arrow segments a failed flush left, written first next time
         self._lock = threading.Lock()
         self._seq = 0
         self.rows_written = 0
@@ -229,13 +228,13 @@ class AuditStore:
     # -- rows from the engine ---------------------------------------------------------------
     # Rows are buffered as columns (one list per column, in schema order) and written as one Arrow
     # table per flush: no per-row dict or dataclass conversion on the hot path.
-    def add_output(self, out: EngineOutput, links_table: LinksTable | None = None) -> None:
+    def add_output(self, out: EngineOutput, links: LinkSource | None = None) -> None:
         with self._lock:
             self.event_time_now = max(self.event_time_now, out.watermark)
             for update in out.alerts:
                 self._add_alert(update)
-                if links_table is not None and update.members_added:
-                    self._add_links(update.cluster_id, update.members_added, links_table)
+                if links is not None and update.members_added:  # the links behind an alert, as accounts join it
+                    self._links.add(links, update.cluster_id, list(update.members_added))
             if out.lineage:
                 written = self.clock()
                 c = self._cols["cluster_lineage_rows"]
@@ -290,16 +289,6 @@ class AuditStore:
                 for column, values in zip(c[2:], zip(*rows), strict=True):
                     column.extend(values)
 
-    def _add_links(self, cluster_id: str, accounts: Sequence[str], links_table: LinksTable) -> None:
-        """The links behind an alert, captured as each account joins it."""
-        c = self._cols["account_link_rows"]
-        kinds, values, seen, counts = links_table(list(accounts))
-        c[0].extend(chain.from_iterable(map(repeat, accounts, counts)))
-        c[1].extend(kinds)
-        c[2].extend(values)
-        c[3].extend(seen)
-        c[4].extend(repeat(cluster_id, len(kinds)))
-
     def add_publication(self, alert_id: str, version: int, at: float) -> None:
         with self._lock:
             _row(self._cols["alert_publications"], alert_id, version, at)
@@ -311,7 +300,8 @@ class AuditStore:
     # -- writing ----------------------------------------------------------------------------
     def pending(self) -> int:
         with self._lock:
-            return sum(len(cols[0]) for cols in self._cols.values()) + sum(len(s.members) for s in self._latest.values())
+            return (sum(len(cols[0]) for cols in self._cols.values()) + sum(len(s.members) for s in self._latest.values())
+                    + len(self._links) + sum(int(t.num_rows) for tables in self._kept.values() for t in tables))
 
     def flush(self) -> int:
         """Write every buffered row as one new segment per table; returns rows written."""
@@ -319,29 +309,39 @@ class AuditStore:
             for snapshot in self._latest.values():
                 self._add_snapshot_rows(snapshot)
             self._latest = {}
+            if len(self._links):  # built before anything is taken out: if this fails, nothing is lost
+                links = pa.Table.from_arrays(self._links.columns(_times), schema=SCHEMAS["account_link_rows"])
+                self._kept.setdefault("account_link_rows", []).append(links)
+                self._links = LinkRows()
             batches = {name: cols for name, cols in self._cols.items() if cols[0]}
             self._cols = _empty_buffers()
+            kept, self._kept = self._kept, {}
         written = 0
         stamp = f"{int(self.clock() * 1000):015d}-{os.getpid()}"
-        pending = list(batches.items())
+        # per table: Arrow pieces already built, and buffered Python columns (None without)
+        pending = [(name, kept.get(name, []), batches.get(name)) for name in SCHEMAS if name in batches or name in kept]
         try:
             while pending:
-                name, cols = pending[0]
+                name, tables, cols = pending[0]
                 self._seq += 1
-                table = pa.Table.from_arrays([_column(col, field.type) for col, field in zip(cols, SCHEMAS[name])],
-                                             schema=SCHEMAS[name])
+                if cols is not None:
+                    tables = [*tables, pa.Table.from_arrays([_column(col, field.type) for col, field in
+                                                             zip(cols, SCHEMAS[name])], schema=SCHEMAS[name])]
+                table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
                 folder = self.parts / name
                 final = folder / f"{stamp}-{self._seq:06d}.parquet"
                 tmp = folder / f".{final.name}.tmp"
                 pq.write_table(table, tmp)
                 os.replace(tmp, final)  # atomic: readers see the whole segment or none of it
-                written += len(cols[0])
+                written += table.num_rows
                 pending.pop(0)
         except Exception:
             with self._lock:  # keep what was not written; the next flush retries it
-                for name, cols in pending:
-                    for kept, col in zip(self._cols[name], cols):
-                        kept[:0] = col
+                for name, tables, cols in pending:
+                    if tables:
+                        self._kept[name] = tables + self._kept.get(name, [])
+                    for kept_col, col in zip(self._cols[name], cols or ()):
+                        kept_col[:0] = col
             raise
         if written:  # one row per flush: investigators (and the freshness test) see how current the store is
             folder = self.parts / "audit_flushes"
@@ -408,11 +408,15 @@ def _row(columns: list[list[Any]], *values: Any) -> None:
 
 
 def _column(values: list[Any], kind: pa.DataType) -> pa.Array:
-    """One buffered column as Arrow; times are buffered as epoch seconds and converted here at once
-    (microseconds; infinite times, e.g. before the first event, become null)."""
+    """One buffered column as Arrow; times are buffered as epoch seconds and converted at once."""
     if kind != TS:
         return pa.array(values, type=kind)
-    seconds = pa.array(values, type=pa.float64())
+    return _times(pa.array(values, type=pa.float64()))
+
+
+def _times(seconds: pa.Array) -> pa.Array:
+    """Epoch seconds (float64) as the store's timestamps: microseconds; infinite times, e.g. before the
+    first event, become null."""
     finite = pc.is_finite(seconds)
     micros = pc.cast(pc.round(pc.multiply(pc.if_else(finite, seconds, 0.0), 1_000_000.0)), pa.int64())
     return pc.if_else(finite, micros, pa.scalar(None, pa.int64())).cast(TS)

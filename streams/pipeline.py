@@ -22,6 +22,7 @@ from graph.vocab import Severity
 from streams.audit import AuditStore
 from streams.changes import Change, ChangeRecord, batch_records, idle_record
 from streams.contract import ErrorKind, InvalidEvent, decode_event
+from streams.link_rows import LinkSource
 from streams.metrics import Metrics
 from streams.pseudonyms import Pseudonymiser
 
@@ -110,8 +111,8 @@ class Pipeline:
                  pseudonymiser: Pseudonymiser | None = None) -> None:
         self.engine = engine
         self.pseudonymiser = pseudonymiser  # renames raw identifiers in everything written out
-        links_table = engine.detector.graph.links_table
-        self._links_table = pseudonymiser.links_table(links_table) if pseudonymiser is not None else links_table
+        graph = engine.detector.graph
+        self._links: LinkSource = pseudonymiser.link_source(graph) if pseudonymiser is not None else graph
         self.audit = audit
         self.metrics = metrics
         self.wall = wall
@@ -276,7 +277,7 @@ class Pipeline:
         if len(emitted.dead) > 1:  # in source order, whichever stage refused them
             emitted.dead.sort(key=lambda d: (d.record.topic, d.record.partition, d.record.offset))
         if self.audit is not None and out:
-            self.audit.add_output(out, self._links_table)
+            self.audit.add_output(out, self._links)
         m = self.metrics
         if m is None or self.recovering:
             return

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
 from dataclasses import replace
 
 import orjson
 
 from graph.detector import EngineOutput
 from graph.scoring import Evidence
-from streams.audit import LinksTable
+from streams.link_rows import LinkSource, RenamedLinks
 
 PREFIXES = {"ip": "ip_", "device": "dev_", "payment": "pay_", "email_domain": "dom_"}
 DIGEST_HEX = 24  # 96 bits: no collision among billions of values in any real window
@@ -64,12 +63,9 @@ class Pseudonymiser:
         out.clusters = [replace(s, scored=replace(s.scored, evidence=ev, evidence_json=_json(ev)))
                         for s in out.clusters for ev in (self.evidence(s.scored.evidence),)]
 
-    def links_table(self, links_table: LinksTable) -> LinksTable:
-        def renamed(accounts: list[str]) -> tuple[Sequence[str], list[str], Sequence[float], Sequence[int]]:
-            kinds, values, seen, counts = links_table(accounts)
-            return kinds, [self.value(k, v) for k, v in zip(kinds, values)], seen, counts
-
-        return renamed
+    def link_source(self, source: LinkSource) -> LinkSource:
+        """``source``'s links with their values renamed."""
+        return RenamedLinks(source, self.value)
 
 
 def _json(evidence: tuple[Evidence, ...]) -> str:

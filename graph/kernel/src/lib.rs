@@ -406,6 +406,9 @@ fn opt_id(v: u32) -> Option<u32> {
     }
 }
 
+/// Every entity type name `kind_name` gives, "unknown" last.
+const KIND_NAMES: [&str; 6] = ["device", "payment", "ip", "template", "lockstep", "unknown"];
+
 fn kind_name(k: u8) -> &'static str {
     match k {
         graph::DEVICE => "device",
@@ -590,23 +593,29 @@ impl Graph {
         sorted_links(inner, account).into_iter().map(|(kind, value, ts)| (kind, value.to_owned(), ts)).collect()
     }
 
-    /// The links of several accounts as columns: (entity types, values, seen, links per account), each
-    /// account's links in `links_of`'s order (the audit store's rows, without a tuple per link).
-    fn links_table(&mut self, accounts: Vec<String>) -> (Vec<&'static str>, Vec<String>, Vec<u32>, Vec<u32>) {
+    /// The links of several accounts as little-endian column buffers, each account's links in
+    /// `links_of`'s order: what the audit store turns into Arrow arrays without a Python object per
+    /// link. Rows go on after `first_account` accounts and `first_byte` value bytes already buffered:
+    /// (row -> its account's index, from `first_account`, u32; row -> entity type as an index into
+    /// `LINK_KINDS`, u8; where each value ends, from `first_byte`, i64; the values' UTF-8 bytes;
+    /// seen as epoch seconds, u32).
+    #[allow(clippy::type_complexity)]
+    fn links_columns<'py>(&mut self, py: Python<'py>, accounts: Vec<String>, first_account: u32, first_byte: i64)
+        -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>, Bound<'py, PyBytes>, Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
         let mut entered = Entered::new(&mut self.inner, &self.names);
         let inner = &mut *entered;
-        let (mut kinds, mut values, mut seen) = (Vec::new(), Vec::new(), Vec::new());
-        let mut counts = Vec::with_capacity(accounts.len());
-        for account in &accounts {
-            let links = sorted_links(inner, account);
-            counts.push(links.len() as u32);
-            for &(kind, value, ts) in &links {
-                kinds.push(kind);
-                values.push(value.to_owned());
-                seen.push(ts);
+        let (mut rows, mut kinds, mut ends, mut data, mut seen) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (i, account) in (first_account..).zip(&accounts) {
+            for (kind, value, ts) in sorted_links(inner, account) {
+                rows.extend_from_slice(&i.to_le_bytes());
+                kinds.push(KIND_NAMES.iter().position(|&k| k == kind).unwrap_or(KIND_NAMES.len() - 1) as u8);
+                data.extend_from_slice(value.as_bytes());
+                ends.extend_from_slice(&(first_byte + data.len() as i64).to_le_bytes());
+                seen.extend_from_slice(&ts.to_le_bytes());
             }
         }
-        (kinds, values, seen, counts)
+        (PyBytes::new(py, &rows), PyBytes::new(py, &kinds), PyBytes::new(py, &ends), PyBytes::new(py, &data),
+         PyBytes::new(py, &seen))
     }
 
     /// The time of the last applied tick (None before any).
@@ -739,6 +748,7 @@ fn _kernel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Batch>()?;
     m.add_class::<Graph>()?;
     m.add("FORMAT_VERSION", changes::FORMAT_VERSION)?;
+    m.add("LINK_KINDS", KIND_NAMES.to_vec())?;
     m.add("STATE_FORMAT", format!("{}-{:016x}", state::STATE_VERSION, state::LAYOUT))?;
     Ok(())
 }
