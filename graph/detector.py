@@ -15,6 +15,7 @@ from graph import _kernel
 from graph.alerts import AlertBook, AlertUpdate
 from graph.config import DetectionConfig
 from graph.identity import ClusterRecord, LineageEvent, cluster_id
+from graph.names import Names
 from graph.scoring import ClusterScore, score_cluster
 from graph.vocab import LineageKind, Severity, Verdict
 from graph.window import PartitionWindow, Rejected
@@ -25,7 +26,7 @@ class ClusterSnapshot:
     """A cluster as it stands after a re-score: what the audit store keeps as 'current state'."""
 
     cluster_id: str
-    members: tuple[str, ...]
+    members: Names  # sorted, packed (graph/names.py)
     born_at: float
     updated_at: float
     scored_at: float  # the tick (event time) this state is as of
@@ -181,7 +182,7 @@ class Detector:
             severity, reason = None, "benign verdict"
         elif record.verdict == Verdict.CONFIRMED:
             severity, reason = Severity.HIGH, "linked to a confirmed ring"
-        members = tuple(self.graph.members(record.number))
+        members = Names(*self.graph.members_packed(record.number))
         out.clusters.append(ClusterSnapshot(record.cluster_id, members, record.born_at, record.updated_at, at,
                                             record.verdict, scored))
         if severity is None and record.verdict == Verdict.BENIGN:

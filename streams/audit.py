@@ -273,19 +273,23 @@ class AuditStore:
              s.scored.tokens_out)
         self._latest[s.cluster_id] = s
 
-    def _add_snapshot_rows(self, s: ClusterSnapshot) -> None:
-        """A snapshot's member, evidence and link rows."""
-        at = s.scored_at
-        m = self._cols["cluster_member_snapshots"]
+    @staticmethod
+    def _member_rows(s: ClusterSnapshot) -> pa.Table:
+        """A snapshot's member rows, from its packed names as they are."""
         n = len(s.members)
-        m[0].extend([s.cluster_id] * n)
-        m[1].extend([at] * n)
-        m[2].extend(s.members)
+        ends, data = s.members.buffers()
+        members = pa.LargeStringArray.from_buffers(n, pa.py_buffer(bytes(8) + ends), pa.py_buffer(data))
+        return pa.Table.from_arrays(
+            [pa.repeat(pa.scalar(s.cluster_id, pa.string()), n), _times(pa.repeat(pa.scalar(s.scored_at, pa.float64()), n)),
+             members.cast(pa.string())], schema=SCHEMAS["cluster_member_snapshots"])
+
+    def _add_snapshot_rows(self, s: ClusterSnapshot) -> None:
+        """A snapshot's evidence and link rows."""
         for table, rows in (("cluster_evidence_snapshots", s.scored.evidence), ("cluster_link_snapshots", s.scored.shared)):
             if rows:
                 c = self._cols[table]
                 c[0].extend([s.cluster_id] * len(rows))
-                c[1].extend([at] * len(rows))
+                c[1].extend([s.scored_at] * len(rows))
                 for column, values in zip(c[2:], zip(*rows), strict=True):
                     column.extend(values)
 
@@ -306,13 +310,17 @@ class AuditStore:
     def flush(self) -> int:
         """Write every buffered row as one new segment per table; returns rows written."""
         with self._lock:
+            # Arrow pieces built before anything is taken out of the buffers: if this fails, nothing is lost
+            members = [self._member_rows(snapshot) for snapshot in self._latest.values()]
+            links = pa.Table.from_arrays(self._links.columns(_times), schema=SCHEMAS["account_link_rows"])
             for snapshot in self._latest.values():
                 self._add_snapshot_rows(snapshot)
             self._latest = {}
-            if len(self._links):  # built before anything is taken out: if this fails, nothing is lost
-                links = pa.Table.from_arrays(self._links.columns(_times), schema=SCHEMAS["account_link_rows"])
-                self._kept.setdefault("account_link_rows", []).append(links)
-                self._links = LinkRows()
+            for name, tables in (("cluster_member_snapshots", members), ("account_link_rows", [links])):
+                tables = [t for t in tables if t.num_rows]
+                if tables:
+                    self._kept[name] = self._kept.get(name, []) + tables
+            self._links = LinkRows()
             batches = {name: cols for name, cols in self._cols.items() if cols[0]}
             self._cols = _empty_buffers()
             kept, self._kept = self._kept, {}

@@ -119,7 +119,9 @@ impl Graph {
         let mut on: FxHashMap<u32, (Vec<u32>, Span)> = FxHashMap::default();
         let mut count: FxHashMap<u32, (u32, Span)> = FxHashMap::with_capacity_and_hasher(4 * n, Default::default());
         let mut newest = 0u32;
+        let mut lockstep = 0usize; // members in a lockstep cohort (a binding cohort link)
         for &a in &members {
+            let mut in_cohort = false;
             for l in &self.acct[a as usize].links {
                 newest = newest.max(l.ts);
                 if l.strong() {
@@ -130,11 +132,13 @@ impl Graph {
                         widen(span, l.ts);
                         continue;
                     }
+                    in_cohort |= ent.kind == COHORT && ent.binding;
                 }
                 let (c, span) = count.entry(l.ent).or_insert((0, (u32::MAX, 0)));
                 *c += 1;
                 widen(span, l.ts);
             }
+            lockstep += in_cohort as usize;
         }
         // One pass over the counted entities, each entity read once: IP links, the cohorts and weak
         // entities the members share, the top template and card, and the weak entities another
@@ -201,7 +205,11 @@ impl Graph {
         let rest: Vec<&Vec<u32>> = strong.iter().filter(|e| !hub.contains(e)).map(|e| &on[e].0).collect();
         let mesh = largest_piece(&rest) as f64 / nf;
 
-        let own_identity = |a: u32| self.has_private(a, DEVICE) || self.has_private(a, PAYMENT);
+        // (the cached flags are settled at the end of every tick; the consistency check compares them)
+        let own_identity = |a: u32| {
+            let acc = &self.acct[a as usize];
+            acc.has_private_cached(DEVICE) || acc.has_private_cached(PAYMENT)
+        };
         let mut with_device: FxHashSet<u32> = FxHashSet::default();
         let mut with_payment: FxHashSet<u32> = FxHashSet::default();
         let mut off_hub: FxHashSet<u32> = FxHashSet::default();
@@ -221,7 +229,6 @@ impl Graph {
         let mut domains: FxHashMap<u32, usize> = FxHashMap::default();
         let (mut requests, mut tokens) = (0u64, 0u64);
         let mut volumes: Vec<u64> = Vec::with_capacity(n);
-        let mut lockstep = 0usize;
         for &a in &members {
             let acc = &self.acct[a as usize];
             if acc.signup != NONE && acc.signup > horizon_s {
@@ -244,9 +251,6 @@ impl Graph {
             requests += r;
             tokens += t;
             volumes.push(t);
-            if acc.links.iter().any(|l| l.strong() && self.kind(l.ent) == COHORT && self.ent[l.ent as usize].binding) {
-                lockstep += 1;
-            }
         }
         let fresh = signups.len();
         let burst = burst_share(&mut signups, 3600);
@@ -301,22 +305,15 @@ impl Graph {
             for &other in others {
                 shared.entry((other, kind)).or_insert_with(|| (0, FxHashSet::default(), FxHashSet::default())).0 += 1;
             }
+            // the entity's members are its accounts here and there (at most SHARED_MAX_DEGREE of them)
             for &m in &self.ent[e as usize].members {
                 let c = self.acct[m as usize].cluster;
-                if c != NONE && c != no && others.contains(&c) {
-                    shared.get_mut(&(c, kind)).expect("counted above").2.insert(m);
-                }
-            }
-        }
-        if !others_on.is_empty() {
-            for &a in &members {
-                for l in &self.acct[a as usize].links {
-                    if let Some(others) = others_on.get(&l.ent) {
-                        let kind = self.kind(l.ent);
-                        for &other in others {
-                            shared.get_mut(&(other, kind)).expect("counted above").1.insert(a);
-                        }
+                if c == no {
+                    for &other in others {
+                        shared.get_mut(&(other, kind)).expect("counted above").1.insert(m);
                     }
+                } else if c != NONE && others.contains(&c) {
+                    shared.get_mut(&(c, kind)).expect("counted above").2.insert(m);
                 }
             }
         }

@@ -547,6 +547,21 @@ impl Graph {
         v
     }
 
+    /// `members`, packed: (where each name ends, i64 little-endian; the names' UTF-8 bytes back to
+    /// back). One Python object instead of one per member (`graph/names.py`).
+    fn members_packed<'py>(&mut self, py: Python<'py>, cluster: u32) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        let mut names: Vec<&str> = inner.cluster_members(cluster).into_iter().map(|a| inner.acc_str(a)).collect();
+        names.sort_unstable();
+        let (mut ends, mut data) = (Vec::with_capacity(names.len() * 8), Vec::new());
+        for name in names {
+            data.extend_from_slice(name.as_bytes());
+            ends.extend_from_slice(&(data.len() as i64).to_le_bytes());
+        }
+        (PyBytes::new(py, &ends), PyBytes::new(py, &data))
+    }
+
     /// Accounts added to and removed from a cluster in the last applied tick.
     fn deltas(&mut self, cluster: u32) -> (Vec<String>, Vec<String>) {
         let mut entered = Entered::new(&mut self.inner, &self.names);
