@@ -28,3 +28,10 @@ def test_batches_are_full_across_blocks(tmp_path, monkeypatch, block):
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(b"line%d\n" % i for i in range(10)))
     assert [(first, len(lines)) for lines, first in replay.read_batches(path, 4)] == [(1, 4), (5, 4), (9, 2)]
+
+
+def test_a_gzip_of_several_members_is_read_whole(tmp_path):
+    # `cat day1.jsonl.gz day2.jsonl.gz > week.jsonl.gz` is a valid gzip file of two members
+    path = tmp_path / "week.jsonl.gz"
+    path.write_bytes(gzip.compress(b"a1\nb2\n") + gzip.compress(b"c3\n", compresslevel=1) + gzip.compress(b"d4"))
+    assert numbered(path) == [(1, b"a1"), (2, b"b2"), (3, b"c3"), (4, b"d4")]
