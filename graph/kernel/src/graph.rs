@@ -232,10 +232,12 @@ fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
 }
 
 /// The weak entities' per-core member counts (`EntB::hist` indexes them); freed lists are reused.
+/// Most such entities have members in one or two cores: those counts sit inline, in the 24 bytes a
+/// list's heap pointer would take (a heap list costs 24 + 32 bytes and an allocation).
 #[derive(Default)]
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Hists {
-    lists: Vec<Vec<(u32, u32)>>,
+    lists: Vec<SmallVec<[(u32, u32); 2]>>,
     free: Vec<u32>,
 }
 
@@ -256,7 +258,7 @@ impl Hists {
             ent.hist = 1 + match self.free.pop() {
                 Some(i) => i,
                 None => {
-                    self.lists.push(Vec::new());
+                    self.lists.push(SmallVec::new());
                     (self.lists.len() - 1) as u32
                 }
             };
@@ -274,7 +276,7 @@ impl Hists {
             hist.push((core, n as u32));
         }
         if hist.is_empty() {
-            *hist = Vec::new();
+            *hist = SmallVec::new();
             self.free.push(ent.hist - 1);
             ent.hist = 0;
         }
@@ -285,7 +287,8 @@ impl Hists {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.lists.capacity() * 24 + self.lists.iter().map(|h| h.capacity() * 8).sum::<usize>() + self.free.capacity() * 4
+        self.lists.capacity() * std::mem::size_of::<SmallVec<[(u32, u32); 2]>>()
+            + self.lists.iter().filter(|h| h.spilled()).map(|h| h.capacity() * 8).sum::<usize>() + self.free.capacity() * 4
     }
 }
 
