@@ -11,6 +11,8 @@ Every measurement runs in a process of its own, so peak RSS is its own.
 1. **Whole replay**: ``fraudgraph replay FILE --audit-db ...`` — read, decode, engine, audit store,
    end to end, wall time of the command. Beside it, a naive batch detector on the same file: read
    every line with orjson, keep the links of the last 7 days, hub cap 20 + connected components.
+   Medians of ``--repeats`` rounds (the machine's speed drifts by 10-20 % within minutes), each round
+   running this checkout, the naive detector and ``--against`` in turn.
 2. **Engine only**: the same file through ``DetectionEngine.process_json`` (decode in the kernel,
    window, graph, scoring); reading and decompressing are not timed. Tick p50/p99 and the largest
    cluster; at the end, one full Leiden (igraph, modularity) on the live account–entity graph and the
@@ -198,14 +200,22 @@ def replay_seconds(path: Path, checkout: str | None = None) -> tuple[float, int,
     return seconds, peak, cpu
 
 
-def replay_row(name: str, path: Path, lines: int, against: str | None) -> tuple[str, float]:
-    seconds, peak, cpu = replay_seconds(path)
-    naive_s, naive_peak, _, _ = run_measured(me("naive", str(path)))
+def replay_row(name: str, path: Path, lines: int, against: str | None, repeats: int) -> tuple[str, float]:
+    """Medians of ``repeats`` rounds, each round the three commands in turn (this checkout, naive, the
+    earlier checkout), so a drift of the machine's speed moves all three alike."""
+    ours, naive, earlier = [], [], []
+    for _ in range(repeats):
+        ours.append(replay_seconds(path))
+        naive.append(run_measured(me("naive", str(path))))
+        if against is not None:
+            earlier.append(replay_seconds(path, against)[0])
+    seconds, peak, cpu = sorted(ours)[len(ours) // 2]
+    naive_s, naive_peak = sorted((r[0], r[1]) for r in naive)[len(naive) // 2]
     rate = lines / seconds
     row = (f"| {name} | {lines:,} | **{rate:,.0f}** | {seconds:.1f} s | {lines / cpu:,.0f} | {peak / 2**20:,.0f} MiB | "
            f"{lines / naive_s:,.0f} | {naive_peak / 2**20:,.0f} MiB | {rate / (lines / naive_s):.2f}x |")
     if against is not None:
-        before_s, _, _ = replay_seconds(path, against)
+        before_s = sorted(earlier)[len(earlier) // 2]
         row += f" {lines / before_s:,.0f} | {before_s / seconds:.2f}x |"
     return row, rate
 
@@ -229,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default="0.1,1,4", help="memory: multiples of the 3-day traffic")
     parser.add_argument("--sizes", default="1000,10000,50000", help="tick vs largest cluster")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeats", type=int, default=3, help="whole-replay rounds; medians are reported")
     parser.add_argument("--out", help="append the markdown to this file")
     parser.add_argument("--against", help="another checkout (its kernel built in place, e.g. a git worktree of an "
                                           "earlier commit after `pip install -e`): its whole replay too, same files")
@@ -237,10 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     short, short_n = stream(args.benign, args.ring_scale, 3, args.seed)
     long, long_n = stream(args.benign_long, args.ring_scale, 12, args.seed)
     text = [f"## Speed and memory — `python -m tests.benchmarks.speed --benign {args.benign} --benign-long "
-            f"{args.benign_long} --ring-scale {args.ring_scale:g} --scales {args.scales} --seed {args.seed}"
+            f"{args.benign_long} --ring-scale {args.ring_scale:g} --scales {args.scales} --seed {args.seed} "
+            f"--repeats {args.repeats}"
             f"{' --against <checkout of ' + commit_of(args.against) + '>' if args.against else ''}`", "",
             f"Machine: {platform.machine()}, {os.cpu_count()} vCPU, Python {platform.python_version()}, "
-            f"{time.strftime('%Y-%m-%d')}. Single runs; every row a fresh process.", "",
+            f"{time.strftime('%Y-%m-%d')}. Whole replay: medians of {args.repeats} rounds; the rest single runs; every "
+            "row a fresh process.", "",
             "### Whole replay vs a naive batch detector (same file)", "",
             "| stream | events | fraudgraph replay events/s | wall | events per CPU second | peak RSS "
             "| naive batch events/s | naive peak RSS | fraudgraph / naive |",
@@ -248,8 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.against:
         text[-2] += " earlier checkout's replay events/s | this / earlier |"
         text[-1] += "---|---|"
-    rows = [replay_row("3 days", short, short_n, args.against),
-            replay_row("12 days (7-day window)", long, long_n, args.against)]
+    rows = [replay_row("3 days", short, short_n, args.against, args.repeats),
+            replay_row("12 days (7-day window)", long, long_n, args.against, args.repeats)]
     text += [r for r, _ in rows]
     text += ["", "Whole replay: read (.jsonl.gz, 256 KiB blocks) + decode + engine + audit store (Parquet segments, "
              "DuckDB views), the command's wall time including start-up; events per CPU second: over its user + system "
