@@ -161,6 +161,8 @@ class AuditStore:
         self._latest: dict[str, ClusterSnapshot] = {}
         self._links = LinkRows()  # account_link_rows, as the kernel's column buffers
         self._kept: dict[str, list[pa.Table]] = {}  # Arrow segments a failed flush left, written first next time
+        # id -> (features dict, its JSON) since the last flush (the dict is held, so its id is not reused)
+        self._json_of: dict[int, tuple[dict[str, float], str]] = {}
         self._lock = threading.Lock()
         self._seq = 0
         self.rows_written = 0
@@ -254,7 +256,7 @@ class AuditStore:
     def _add_alert(self, u: AlertUpdate) -> None:
         _row(self._cols["alert_versions"], u.alert_id, u.version, u.cluster_id, u.action, u.notify, u.severity, u.score,
              u.member_count, u.detected_at, u.alerted_at, u.created_at, u.reason,
-             orjson.dumps(u.features, option=orjson.OPT_SORT_KEYS).decode(), u.evidence_json, u.requests, u.tokens_out)
+             self._features_json(u.features), u.evidence_json, u.requests, u.tokens_out)
         c = self._cols["alert_member_changes"]
         at = u.created_at
         for accounts, added in ((u.members_added, True), (u.members_removed, False)):
@@ -265,6 +267,15 @@ class AuditStore:
                 c[2].extend(accounts)
                 c[3].extend([added] * n)
                 c[4].extend([at] * n)
+
+    def _features_json(self, features: dict[str, float]) -> str:
+        """An alert's features as JSON, made once per score: the membership versions between two scores
+        share the score's features (and evidence) objects, and then share one string, which the flush
+        converts once (``_column``'s ``shared``)."""
+        known = self._json_of.get(id(features))
+        if known is None or known[0] is not features:
+            known = self._json_of[id(features)] = (features, orjson.dumps(features, option=orjson.OPT_SORT_KEYS).decode())
+        return known[1]
 
     def _add_cluster(self, s: ClusterSnapshot) -> None:
         _row(self._cols["cluster_snapshots"], s.cluster_id, s.scored_at, len(s.members), s.scored.score,
@@ -323,6 +334,7 @@ class AuditStore:
             self._links = LinkRows()
             batches = {name: cols for name, cols in self._cols.items() if cols[0]}
             self._cols = _empty_buffers()
+            self._json_of = {}
             kept, self._kept = self._kept, {}
         written = 0
         stamp = f"{int(self.clock() * 1000):015d}-{os.getpid()}"
@@ -333,13 +345,16 @@ class AuditStore:
                 name, tables, cols = pending[0]
                 self._seq += 1
                 if cols is not None:
-                    tables = [*tables, pa.Table.from_arrays([_column(col, field.type) for col, field in
-                                                             zip(cols, SCHEMAS[name])], schema=SCHEMAS[name])]
-                table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+                    tables = [*tables, pa.Table.from_arrays(
+                        [_column(col, field.type, (name, field.name) in SHARED_TEXT) for col, field in
+                         zip(cols, SCHEMAS[name])], names=SCHEMAS[name].names)]
+                table = tables[0] if len(tables) == 1 else pa.concat_tables([t.cast(SCHEMAS[name]) for t in tables])
                 folder = self.parts / name
                 final = folder / f"{stamp}-{self._seq:06d}.parquet"
                 tmp = folder / f".{final.name}.tmp"
-                pq.write_table(table, tmp)
+                # (without the Arrow schema in the file: a shared text column is written from its dictionary
+                # as it is, and read back by any reader as the plain string the Parquet types say)
+                pq.write_table(table, tmp, store_schema=False)
                 os.replace(tmp, final)  # atomic: readers see the whole segment or none of it
                 written += table.num_rows
                 pending.pop(0)
@@ -415,8 +430,26 @@ def _row(columns: list[list[Any]], *values: Any) -> None:
         column.append(value)
 
 
-def _column(values: list[Any], kind: pa.DataType) -> pa.Array:
-    """One buffered column as Arrow; times are buffered as epoch seconds and converted at once."""
+# Long JSON texts that consecutive rows share by reference: an alert's evidence (~6 KB) is the same
+# object in every membership version until the next score, and those are most versions.
+SHARED_TEXT = {("alert_versions", "features"), ("alert_versions", "evidence")}
+
+
+def _column(values: list[Any], kind: pa.DataType, shared: bool = False) -> pa.Array:
+    """One buffered column as Arrow; times are buffered as epoch seconds and converted at once.
+    ``shared``: a dictionary array, each distinct object converted once and never expanded (Parquet
+    dictionary-encodes strings anyway): 18k versions of 6 KB evidence would be 100 MB to copy."""
+    if shared:
+        index: dict[int, int] = {}  # id -> position in unique; `values` holds the objects, so ids stay theirs
+        unique: list[Any] = []
+        positions = []
+        for value in values:
+            at = index.get(id(value))
+            if at is None:
+                at = index[id(value)] = len(unique)
+                unique.append(value)
+            positions.append(at)
+        return pa.DictionaryArray.from_arrays(pa.array(positions, pa.int32()), pa.array(unique, kind))
     if kind != TS:
         return pa.array(values, type=kind)
     return _times(pa.array(values, type=pa.float64()))
