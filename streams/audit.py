@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from graph.alerts import AlertUpdate
 from graph.engine import ClusterSnapshot, EngineOutput
-from streams.link_rows import LinkRows, LinkSource
+from streams.link_rows import LinkRows, LinkSource, packed_strings
 TS = pa.timestamp("us", tz="UTC")
 SCHEMAS: dict[str, pa.Schema] = {
     "alert_versions": pa.schema([
@@ -288,11 +288,9 @@ class AuditStore:
     def _member_rows(s: ClusterSnapshot) -> pa.Table:
         """A snapshot's member rows, from its packed names as they are."""
         n = len(s.members)
-        ends, data = s.members.buffers()
-        members = pa.LargeStringArray.from_buffers(n, pa.py_buffer(bytes(8) + ends), pa.py_buffer(data))
         return pa.Table.from_arrays(
             [pa.repeat(pa.scalar(s.cluster_id, pa.string()), n), _times(pa.repeat(pa.scalar(s.scored_at, pa.float64()), n)),
-             members.cast(pa.string())], schema=SCHEMAS["cluster_member_snapshots"])
+             packed_strings(*s.members.buffers())], schema=SCHEMAS["cluster_member_snapshots"])
 
     def _add_snapshot_rows(self, s: ClusterSnapshot) -> None:
         """A snapshot's evidence and link rows."""
@@ -323,11 +321,12 @@ class AuditStore:
         with self._lock:
             # Arrow pieces built before anything is taken out of the buffers: if this fails, nothing is lost
             members = [self._member_rows(snapshot) for snapshot in self._latest.values()]
-            links = pa.Table.from_arrays(self._links.columns(_times), schema=SCHEMAS["account_link_rows"])
+            links = [pa.Table.from_arrays(self._links.columns(_times), schema=SCHEMAS["account_link_rows"])
+                     ] if len(self._links) else []
             for snapshot in self._latest.values():
                 self._add_snapshot_rows(snapshot)
             self._latest = {}
-            for name, tables in (("cluster_member_snapshots", members), ("account_link_rows", [links])):
+            for name, tables in (("cluster_member_snapshots", members), ("account_link_rows", links)):
                 tables = [t for t in tables if t.num_rows]
                 if tables:
                     self._kept[name] = self._kept.get(name, []) + tables
@@ -430,7 +429,7 @@ def _row(columns: list[list[Any]], *values: Any) -> None:
         column.append(value)
 
 
-# Long JSON texts that consecutive rows share by reference: an alert's evidence (~6 KB) is the same
+# Long JSON texts that consecutive rows share by reference: an alert's evidence (kilobytes) is the same
 # object in every membership version until the next score, and those are most versions.
 SHARED_TEXT = {("alert_versions", "features"), ("alert_versions", "evidence")}
 
@@ -438,7 +437,7 @@ SHARED_TEXT = {("alert_versions", "features"), ("alert_versions", "evidence")}
 def _column(values: list[Any], kind: pa.DataType, shared: bool = False) -> pa.Array:
     """One buffered column as Arrow; times are buffered as epoch seconds and converted at once.
     ``shared``: a dictionary array, each distinct object converted once and never expanded (Parquet
-    dictionary-encodes strings anyway): 18k versions of 6 KB evidence would be 100 MB to copy."""
+    dictionary-encodes strings anyway), not copied once per version."""
     if shared:
         index: dict[int, int] = {}  # id -> position in unique; `values` holds the objects, so ids stay theirs
         unique: list[Any] = []

@@ -2,9 +2,8 @@
 kernel gives them: little-endian column buffers, turned into Arrow arrays at a flush without a Python
 object per link.
 
-An alert that gains members records each new member's live links. On twelve days of traffic that is
-about a million rows for eighteen thousand alert versions; as Python lists (a string per value, then
-converted to Arrow) they were the audit store's largest cost. Here each alert update appends five
+An alert that gains members records each new member's live links: the audit store's largest table.
+As Python lists (a string per value, then converted to Arrow) they were its largest cost. Here each alert update appends five
 byte buffers (``Graph.links_columns``) and two short lists: the accounts and their clusters.
 """
 
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from graph._kernel import LINK_KINDS
+from graph.names import Names
 
 
 class LinkSource(Protocol):
@@ -59,11 +59,17 @@ class LinkRows:
         n = len(self)
         rows = pa.Array.from_buffers(pa.uint32(), n, [None, pa.py_buffer(bytes(self._rows))])
         kinds = pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(bytes(self._kinds))])
-        offsets = pa.py_buffer(bytes(8) + bytes(self._ends))
-        values = pa.LargeStringArray.from_buffers(n, offsets, pa.py_buffer(bytes(self._data))).cast(pa.string())
+        values = packed_strings(bytes(self._ends), bytes(self._data))
         seen = pa.Array.from_buffers(pa.uint32(), n, [None, pa.py_buffer(bytes(self._seen))])
         return [pa.array(self.accounts, pa.string()).take(rows), pa.array(LINK_KINDS, pa.string()).take(kinds),
                 values, times(pc.cast(seen, pa.float64())), pa.array(self.clusters, pa.string()).take(rows)]
+
+
+def packed_strings(ends: bytes, data: bytes) -> pa.Array:
+    """Strings packed as the kernel packs them (where each ends, int64 little-endian; their UTF-8 bytes
+    back to back: ``graph/names.py``) as an Arrow string array, the bytes used as they are."""
+    offsets = pa.py_buffer(bytes(8) + ends)
+    return pa.LargeStringArray.from_buffers(len(ends) // 8, offsets, pa.py_buffer(data)).cast(pa.string())
 
 
 class RenamedLinks:
@@ -76,20 +82,10 @@ class RenamedLinks:
     def links_columns(self, accounts: list[str], first_account: int, first_byte: int,
                       /) -> tuple[bytes, bytes, bytes, bytes, bytes]:
         rows, kinds, ends, data, seen = self._source.links_columns(accounts, first_account, 0)
-        raw_ends = _int64s(ends)
-        renamed, new_ends, start = bytearray(), array("q"), 0
-        for kind, end in zip(kinds, raw_ends, strict=True):
-            renamed += self._rename(LINK_KINDS[kind], data[start:end].decode()).encode()
+        renamed, new_ends = bytearray(), array("q")
+        for kind, value in zip(kinds, Names(ends, data), strict=True):
+            renamed += self._rename(LINK_KINDS[kind], value).encode()
             new_ends.append(first_byte + len(renamed))
-            start = end
         if sys.byteorder != "little":
             new_ends.byteswap()
         return rows, kinds, new_ends.tobytes(), bytes(renamed), seen
-
-
-def _int64s(buffer: bytes) -> array[int]:
-    values = array("q")
-    values.frombytes(buffer)
-    if sys.byteorder != "little":
-        values.byteswap()
-    return values
