@@ -330,7 +330,7 @@ impl Graph {
             if !self.ent[e as usize].live || !self.ent[e as usize].binding {
                 continue;
             }
-            let members = self.ent[e as usize].members.clone();
+            let members = self.ent[e as usize].members.to_vec();
             // anchor on the largest core among them, so relabelling stays on the smaller sides
             let mut anchor = members[0];
             let mut best = 0;

@@ -13,9 +13,12 @@
 //!    public ids and lineage (`identity.rs`).
 
 use crate::changes::ChangeBatch;
-use crate::intern::{grow_to, Names, Space, NONE};
+use crate::intern::{grow_to, table_bytes, Names, Space, NONE};
+use std::collections::VecDeque;
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
+use crate::list::List;
+use crate::members::Members;
 
 /// Usage is kept per account in buckets of this many hours (damage figures are exact to a bucket at
 /// the window's edge: within USAGE_BUCKET_HOURS / window of the truth).
@@ -110,7 +113,7 @@ impl Link {
 #[derive(Clone, Default)]
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct AcctB {
-    pub links: Vec<Link>,
+    pub links: List<Link>,
     pub core: u32,    // NONE: not in a core (no binding entity)
     pub core_pos: u32,
     pub op: u32,      // for an account outside any core: its operation when weak edges attach it
@@ -118,7 +121,7 @@ pub struct AcctB {
     pub signup: u32,  // NONE: no signup seen
     pub domain: u32,
     pub dc_hour: u32,
-    pub usage: Vec<(u32, u32, u32)>, // (bucket of USAGE_BUCKET_HOURS, API exchanges, output tokens), ascending
+    pub usage: List<(u32, u32, u32)>, // (bucket of USAGE_BUCKET_HOURS, API exchanges, output tokens), ascending
     pub strong: bool, // has a binding strong entity (device, card or cohort)
     pub live: bool,
     /// "uses a device (bit 0) / card (bit 1) no other account uses", as last settled (graph::rebind)
@@ -142,14 +145,14 @@ impl AcctB {
     }
 }
 
-/// An entity. Most are used by one or two accounts (a home line, an own phone, an own template):
-/// up to four members sit inline; the per-core counts exist only for weak entities that cores use.
+/// An entity. Most are used by one to three accounts (a home line, an own phone, an own template):
+/// up to three members sit inline; the per-core counts exist only for weak entities that cores use.
 #[derive(Clone, Default)]
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct EntB {
-    pub members: SmallVec<[u32; 4]>, // up to 4 inline in the same 24 bytes (smallvec "union")
+    pub members: Members, // up to 3 inline in 16 bytes (src/members.rs)
     /// weak entities: members per core (only accounts in a core; the rest are loose), as a list in
-    /// `Graph::hists` (0: none, else 1 + its index) — an index, not a box, keeps this slot at 40 bytes
+    /// `Graph::hists` (0: none, else 1 + its index) — an index, not a box, keeps this slot at 32 bytes
     hist: u32,
     pub stamp: u32,     // per-tick dedupe of dirty marks (an entity is strong or weak, never both)
     /// device/card: members with no private entity of its kind; IP/template: members in a core
@@ -160,35 +163,40 @@ pub struct EntB {
     pub live: bool,
 }
 
-/// A template's API rhythm: account-minutes since it was first used, and its recent crowded minutes
-/// (sorted account ids) for the recurrence test.
+/// A template's API rhythm: account-minutes since it was first used. Its recent crowded minutes
+/// (for the recurrence test) are kept apart (`Graph::crowded`): most templates (one user's own) never
+/// have one, and a rhythm is kept for every template with API activity — 16 bytes with its key.
 #[derive(Clone, Debug)]
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Rhythm {
     first_minute: u32,
-    account_minutes: u64,
-    /// boxed: most templates (one user's own) never have a crowded minute, and the rhythm of every
-    /// template with API activity is kept
-    recent: Option<Box<std::collections::VecDeque<Vec<u32>>>>,
+    account_minutes: [u32; 2], // low and high halves of a u64: 4-byte alignment keeps the entry at 16
 }
 
 impl Rhythm {
     fn new(first_minute: u32) -> Self {
-        Rhythm { first_minute, account_minutes: 0, recent: None }
+        Rhythm { first_minute, account_minutes: [0, 0] }
+    }
+
+    fn account_minutes(&self) -> u64 {
+        (self.account_minutes[1] as u64) << 32 | self.account_minutes[0] as u64
     }
 
     /// Closes one minute (its accounts sorted and distinct, minutes closed in time order) and returns
     /// the accounts it credits with a synchronous minute.
-    fn close(&mut self, minute: u32, accounts: Vec<u32>, cfg: &GraphConfig) -> Vec<u32> {
+    fn close<'r>(&mut self, minute: u32, accounts: Vec<u32>, cfg: &GraphConfig,
+                 recent: impl FnOnce() -> &'r mut VecDeque<Vec<u32>>) -> Vec<u32> {
         let d = accounts.len();
         let span = minute.saturating_sub(self.first_minute) as u64 + 1;
-        let usual = (self.account_minutes as f64 / span as f64).max(1.0);
-        self.account_minutes += d as u64;
+        let minutes = self.account_minutes();
+        let usual = (minutes as f64 / span as f64).max(1.0);
+        let minutes = minutes + d as u64;
+        self.account_minutes = [minutes as u32, (minutes >> 32) as u32];
         if d < cfg.sync_min_accounts as usize {
             return Vec::new();
         }
         let mut hits: Vec<u32> = Vec::new();
-        let recent = self.recent.get_or_insert_with(Default::default);
+        let recent = recent();
         if d as f64 >= cfg.sync_min_lift * usual {
             for past in recent.iter() {
                 let common = intersect(&accounts, past);
@@ -207,12 +215,11 @@ impl Rhythm {
         recent.push_back(accounts);
         hits
     }
+}
 
-    pub fn heap_bytes(&self) -> usize {
-        self.recent.as_ref().map_or(0, |r| {
-            32 + r.capacity() * std::mem::size_of::<Vec<u32>>() + r.iter().map(|v| v.capacity() * 4).sum::<usize>()
-        })
-    }
+/// The heap bytes of a template's recent crowded minutes.
+fn crowded_bytes(recent: &VecDeque<Vec<u32>>) -> usize {
+    recent.capacity() * std::mem::size_of::<Vec<u32>>() + recent.iter().map(|v| v.capacity() * 4).sum::<usize>()
 }
 
 fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
@@ -375,6 +382,8 @@ pub struct Graph {
     pub closed_minutes_before: u32,
     /// per template with API activity: its rhythm and its recent crowded minutes (graph::lockstep)
     pub rhythm: FxHashMap<u32, Rhythm>,
+    /// per template that had crowded minutes: the last `sync_recent_buckets` of them (sorted account ids)
+    pub crowded: FxHashMap<u32, VecDeque<Vec<u32>>>,
     pub dirty: Dirty,
     pub stamp: u32,
     pub now: i64,
@@ -470,7 +479,7 @@ impl Graph {
             cfg, names: Names::default(), acc_space: Space::default(), ent_space: Space::default(), acct: Vec::new(),
             ent: Vec::new(), hists: Default::default(), cohorts: FxHashMap::default(), cores: Default::default(), weak: Default::default(), ops: Default::default(),
             clusters: FxHashMap::default(), next_cluster: 1, open_buckets: FxHashMap::default(),
-            closed_minutes_before: 0, rhythm: FxHashMap::default(), dirty: Dirty::default(), stamp: 1, now: i64::MIN, link_count: 0,
+            closed_minutes_before: 0, rhythm: FxHashMap::default(), crowded: FxHashMap::default(), dirty: Dirty::default(), stamp: 1, now: i64::MIN, link_count: 0,
             deltas: FxHashMap::default(), population_tokens_median: 0.0, usage_seen: false,
             counters: GraphCounters::default(), last_watermark: f64::NEG_INFINITY, remap: FxHashMap::default(),
         }
@@ -796,6 +805,7 @@ impl Graph {
                     self.open_buckets.retain(|k, _| k.0 != e); // its minutes must not count for a reused id
                 }
                 self.rhythm.remove(&e);
+                self.crowded.remove(&e);
             }
             let cohort = if kind == TEMPLATE { self.cohorts.remove(&e).unwrap_or(NONE) } else { NONE };
             debug_assert!(self.ent[e as usize].hist == 0, "an entity with no member counts no core");
@@ -913,8 +923,9 @@ impl Graph {
                 }
                 accounts.sort_unstable();
                 accounts.dedup();
+                let crowded = &mut self.crowded;
                 let hits = self.rhythm.entry(tpl).or_insert_with(|| Rhythm::new(minute))
-                    .close(minute, accounts, &self.cfg);
+                    .close(minute, accounts, &self.cfg, || crowded.entry(tpl).or_default());
                 if !hits.is_empty() {
                     self.counters.sync_buckets += 1;
                 }
@@ -1033,7 +1044,7 @@ impl Graph {
                     self.dirty.flipped_on.push(e);
                 } else {
                     self.dirty.flipped_off.push(e);
-                    let members = self.ent[e as usize].members.clone();
+                    let members = self.ent[e as usize].members.to_vec();
                     for a in members {
                         self.dirty.lost.push((a, e));
                     }
@@ -1086,7 +1097,7 @@ impl Graph {
             for acc in self.acct.iter_mut().filter(|a| a.live && !a.usage.is_empty()) {
                 let keep = acc.usage.partition_point(|u| !bucket_in_window(u.0, first_hour));
                 if keep > 0 {
-                    acc.usage.drain(..keep);
+                    acc.usage.remove_front(keep);
                 }
             }
         }
@@ -1136,8 +1147,9 @@ impl Graph {
             ("cores", self.cores.heap_bytes()),
             ("weak edges", self.weak.heap_bytes()),
             ("operations", self.ops.heap_bytes()),
-            ("template rhythm", self.rhythm.capacity() * (std::mem::size_of::<Rhythm>() + 8)
-                + self.rhythm.values().map(Rhythm::heap_bytes).sum::<usize>()),
+            ("template rhythm", table_bytes(self.rhythm.capacity(), 4 + std::mem::size_of::<Rhythm>())
+                + table_bytes(self.crowded.capacity(), 4 + std::mem::size_of::<VecDeque<Vec<u32>>>())
+                + self.crowded.values().map(crowded_bytes).sum::<usize>()),
         ]
     }
 
@@ -1151,9 +1163,9 @@ mod layout_tests {
     use super::*;
 
     #[test]
-    fn an_entity_slot_is_40_bytes() {
-        // entity slots are the graph's largest part per live link: members inline up to 4 (in the
-        // 24 bytes smallvec's union needs anyway), core counts and cohorts on the side
-        assert_eq!(std::mem::size_of::<EntB>(), 40);
+    fn an_entity_slot_is_32_bytes() {
+        // entity slots are the graph's largest part per live link: members inline up to 3 (in 16
+        // bytes, src/members.rs), core counts and cohorts on the side
+        assert_eq!(std::mem::size_of::<EntB>(), 32);
     }
 }

@@ -23,6 +23,16 @@ pub fn grow_to<T: Clone>(v: &mut Vec<T>, index: usize, fill: T) {
     v.resize(index + 1, fill);
 }
 
+/// The heap bytes of a hashbrown table of `capacity` entries of `size` bytes: its buckets (a power
+/// of two, at most 7/8 full) and a control byte each.
+pub fn table_bytes(capacity: usize, size: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 8 { (capacity + 1).next_power_of_two() } else { (capacity * 8 / 7).next_power_of_two() };
+    buckets * (size + 1) + 16
+}
+
 /// The hash of `prefix` + `value`, computed over the concatenation (so a key interned in parts is
 /// found whole): short keys are joined on the stack.
 fn hash_bytes(hasher: &hashbrown::DefaultHashBuilder, prefix: &[u8], value: &[u8]) -> u64 {
@@ -227,7 +237,7 @@ impl Interner {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity() + self.slots.capacity() * std::mem::size_of::<Slot>() + self.table.capacity() * 5 + self.free.capacity() * 4
+        self.arena.capacity() + self.slots.capacity() * std::mem::size_of::<Slot>() + table_bytes(self.table.capacity(), 4) + self.free.capacity() * 4
     }
 }
 

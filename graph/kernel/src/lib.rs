@@ -1,6 +1,7 @@
 //! Python bindings of fraudgraph's kernel (`graph._kernel`). The Python package keeps the policy
 //! (scores, severities, alerts, verdicts); the kernel keeps the state on integer ids.
 
+pub mod alloc;
 pub mod changes;
 pub mod check;
 pub mod contract;
@@ -9,12 +10,18 @@ pub mod features;
 pub mod graph;
 pub mod hashing;
 pub mod intern;
+pub mod list;
+pub mod members;
 pub mod ops;
 pub mod ordering;
 pub mod recompute;
 pub mod state;
 pub mod weak;
 pub mod window;
+
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: alloc::KernelAlloc = alloc::KernelAlloc;
 
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
@@ -124,6 +131,49 @@ fn opt_u64(item: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
     Ok(Some(item.extract::<u64>().unwrap_or(u64::MAX)))
 }
 
+/// Events `Window.feed_json` decodes and feeds at a time.
+const FEED_CHUNK: usize = 256;
+
+/// One chunk of `Window.feed_json`: `items` are its values from index `offset` on.
+fn feed_json_chunk(inner: &mut window::Window, items: &[Bound<'_, PyAny>], offset: usize, first_source: u64,
+                   fallback: &Bound<'_, PyAny>, wall: Option<f64>) -> PyResult<()> {
+    let mut fast: Vec<Option<contract::Decoded>> = Vec::with_capacity(items.len());
+    let mut slow: Vec<(usize, Bound<'_, PyTuple>)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let raw = item.downcast::<PyBytes>()?.as_bytes();
+        match contract::decode(raw) {
+            Some(d) => fast.push(Some(d)),
+            None => {
+                fast.push(None);
+                let got = fallback.call1((offset + i,))?;
+                if !got.is_none() {
+                    slow.push((i, got.downcast_into::<PyTuple>()?));
+                }
+            }
+        }
+    }
+    let slow_items: Vec<(usize, Vec<Bound<'_, PyAny>>)> = slow.iter().map(|(i, t)| (*i, t.iter().collect())).collect();
+    let mut slow_at = slow_items.iter().peekable();
+    let mut rows = Vec::with_capacity(items.len());
+    for (i, d) in fast.iter().enumerate() {
+        let source = first_source + (offset + i) as u64;
+        if let Some(d) = d {
+            rows.push(window::EventRow {
+                source, event_id: &d.event_id, etype: d.etype, account: &d.account, ts: d.ts,
+                device: d.device.as_deref(), ip: d.ip.as_deref(), payment: d.payment.as_deref(),
+                template: d.template.as_deref(), email_domain: d.email_domain.as_deref(), asn: d.asn.as_deref(),
+                user_agent: d.user_agent.as_deref(), country: d.country.as_deref(), model: d.model.as_deref(),
+                requests: d.requests, tokens_in: d.tokens_in, tokens_out: d.tokens_out,
+            });
+        } else if slow_at.peek().map(|(j, _)| *j == i).unwrap_or(false) {
+            let (_, f) = slow_at.next().unwrap();
+            rows.push(row_from(source, f)?);
+        }
+    }
+    inner.feed(&rows, wall);
+    Ok(())
+}
+
 #[pymethods]
 impl Window {
     #[new]
@@ -195,40 +245,13 @@ impl Window {
         let mut entered = Entered::new(&mut self.inner, &self.names);
         let inner = &mut *entered;
         let items: Vec<Bound<'_, PyAny>> = values.iter().collect();
-        let mut fast: Vec<Option<contract::Decoded>> = Vec::with_capacity(items.len());
-        let mut slow: Vec<(usize, Bound<'_, PyTuple>)> = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let raw = item.downcast::<PyBytes>()?.as_bytes();
-            match contract::decode(raw) {
-                Some(d) => fast.push(Some(d)),
-                None => {
-                    fast.push(None);
-                    let got = fallback.call1((i,))?;
-                    if !got.is_none() {
-                        slow.push((i, got.downcast_into::<PyTuple>()?));
-                    }
-                }
-            }
+        // Decoded and fed a chunk at a time: the decoded events and rows are then small buffers
+        // reused from the C heap, not two large ones mapped and faulted in afresh per feed. The
+        // window's batches do not depend on how its input is cut into feeds.
+        for start in (0..items.len()).step_by(FEED_CHUNK) {
+            let end = (start + FEED_CHUNK).min(items.len());
+            feed_json_chunk(inner, &items[start..end], start, first_source, fallback, wall)?;
         }
-        let slow_items: Vec<(usize, Vec<Bound<'_, PyAny>>)> = slow.iter().map(|(i, t)| (*i, t.iter().collect())).collect();
-        let mut slow_at = slow_items.iter().peekable();
-        let mut rows = Vec::with_capacity(items.len());
-        for (i, d) in fast.iter().enumerate() {
-            let source = first_source + i as u64;
-            if let Some(d) = d {
-                rows.push(window::EventRow {
-                    source, event_id: &d.event_id, etype: d.etype, account: &d.account, ts: d.ts,
-                    device: d.device.as_deref(), ip: d.ip.as_deref(), payment: d.payment.as_deref(),
-                    template: d.template.as_deref(), email_domain: d.email_domain.as_deref(), asn: d.asn.as_deref(),
-                    user_agent: d.user_agent.as_deref(), country: d.country.as_deref(), model: d.model.as_deref(),
-                    requests: d.requests, tokens_in: d.tokens_in, tokens_out: d.tokens_out,
-                });
-            } else if slow_at.peek().map(|(j, _)| *j == i).unwrap_or(false) {
-                let (_, f) = slow_at.next().unwrap();
-                rows.push(row_from(source, f)?);
-            }
-        }
-        inner.feed(&rows, wall);
         Ok(())
     }
 

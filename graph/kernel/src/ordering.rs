@@ -2,7 +2,9 @@
 //! the allowed lateness and release them in `(ts, id hash)` order.
 //!
 //! * [`Dedupe`] remembers each event id as 48 bits of its SipHash with an 8-bit content fingerprint
-//!   and an 8-bit generation (8 bytes an event), in generations of `retention / 8` of event time: an
+//!   and an 8-bit generation, in generations of `retention / 8` of event time: the ids of the latest
+//!   feeds in a hash table (8 bytes an id), the rest sorted in 65,536 buckets by their top 16 bits
+//!   (the 32 bits below and the two tags: 6 bytes an id). An
 //!   id is remembered for at least the retention (window + lateness) and at most 1/8 longer. The same
 //!   id with the same content is a re-delivery; with other content, a conflict. A false duplicate
 //!   needs a new id to share 48 bits with a remembered one: probability n / 2^48 per event with n ids
@@ -26,9 +28,13 @@ pub enum Admission {
 pub struct Dedupe {
     span: f64,
     retention: f64,
-    /// one u64 per id: the id hash's top 48 bits, an 8-bit content fingerprint, an 8-bit generation
+    /// ids admitted since the last settling: one u64 each (the id hash's top 48 bits, an 8-bit
+    /// content fingerprint, an 8-bit generation) in a hash table
     #[serde(with = "crate::state::id_table")]
-    table: hashbrown::HashTable<u64>,
+    recent: hashbrown::HashTable<u64>,
+    /// the rest, sorted and packed (6 bytes an id)
+    #[serde(with = "crate::state::settled_ids")]
+    settled: Settled,
     oldest: i64, // generation of the oldest entry kept (i64::MIN: none yet)
     newest: i64,
     unstamped: bool, // entries admitted before there was a watermark (generation UNSTAMPED)
@@ -36,25 +42,36 @@ pub struct Dedupe {
 
 const UNSTAMPED: u64 = 0xFF;
 const ID_BITS: u64 = !0 << 16;
+/// Recent ids are settled once they are this many, or a sixteenth of the settled ones if more: a
+/// settling moves every settled id once, so each admitted id is moved about 16 times in all.
+const SETTLE_MIN: usize = 8192;
 
 impl Dedupe {
     pub fn new(retention: f64) -> Self {
         let span = (retention / 8.0).max(1.0);
-        Dedupe { span, retention, table: hashbrown::HashTable::new(), oldest: i64::MIN, newest: i64::MIN,
-                 unstamped: false }
+        Dedupe { span, retention, recent: hashbrown::HashTable::new(), settled: Settled::default(), oldest: i64::MIN,
+                 newest: i64::MIN, unstamped: false }
     }
 
     fn gen_tag(g: i64) -> u64 {
         g.rem_euclid(255) as u64 // 0..254; 255 marks "unstamped"
     }
 
+    /// The remembered entry of the id whose top 48 bits are `tag_id`.
+    fn find(&self, tag_id: u64) -> Option<u64> {
+        if let Some(&entry) = self.recent.find(rehash(tag_id), |&e| e & ID_BITS == tag_id) {
+            return Some(entry);
+        }
+        self.settled.find(tag_id)
+    }
+
     pub fn admit(&mut self, id: u64, content: u32, watermark: f64) -> Admission {
-        // Entries are matched on the id hash's top 48 bits (the table's own hash is derived from
-        // those): two ids are confused when they agree on 48 bits, probability n / 2^48 per event
-        // with n ids remembered (3e6: 1.1e-8, about one event in 94 million).
+        // Entries are matched on the id hash's top 48 bits: two ids are confused when they agree
+        // on 48 bits, probability n / 2^48 per event with n ids remembered (3e6: 1.1e-8, about one
+        // event in 94 million).
         let tag_id = id & ID_BITS;
         let content = ((content & 0xFF) as u64) << 8;
-        if let Some(&entry) = self.table.find(rehash(tag_id), |&e| e & ID_BITS == tag_id) {
+        if let Some(entry) = self.find(tag_id) {
             return if entry & 0xFF00 == content { Admission::Duplicate } else { Admission::Conflict };
         }
         let tag = if watermark == f64::NEG_INFINITY {
@@ -69,16 +86,22 @@ impl Dedupe {
             if self.unstamped {
                 // ids from before the first watermark count as admitted now
                 let t = Self::gen_tag(g);
-                for e in self.table.iter_mut() {
+                for e in self.recent.iter_mut() {
                     if *e & 0xFF == UNSTAMPED {
                         *e = (*e & !0xFF) | t;
                     }
                 }
+                self.settled.retag(UNSTAMPED as u8, t as u8);
                 self.unstamped = false;
             }
             Self::gen_tag(g)
         };
-        self.table.insert_unique(rehash(tag_id), tag_id | content | tag, |&e| rehash(e));
+        self.recent.insert_unique(rehash(tag_id), tag_id | content | tag, |&e| rehash(e));
+        if self.recent.len() >= SETTLE_MIN.max(self.settled.len() / 16) {
+            let mut entries: Vec<u64> = self.recent.drain().collect();
+            entries.sort_unstable();
+            self.settled.merge(&entries);
+        }
         Admission::New
     }
 
@@ -90,20 +113,20 @@ impl Dedupe {
         }
         let (oldest, newest) = (self.oldest, self.newest);
         // a tag names the generation in [oldest, newest] congruent to it (at most 9 are ever live)
-        let keep: Vec<bool> = (0..255u64).map(|t| (oldest..=newest).any(|g| Self::gen_tag(g) == t && g >= first_kept)).collect();
-        self.table.retain(|e| {
-            let t = *e & 0xFF;
-            t == UNSTAMPED || keep[t as usize]
-        });
+        let keep: Vec<bool> = (0..256u64)
+            .map(|t| t == UNSTAMPED || (oldest..=newest).any(|g| Self::gen_tag(g) == t && g >= first_kept))
+            .collect();
+        self.recent.retain(|e| keep[(*e & 0xFF) as usize]);
+        self.settled.retain(|tag| keep[(tag & 0xFF) as usize]);
         self.oldest = first_kept.min(newest.max(first_kept));
     }
 
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.recent.len() + self.settled.len()
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.table.capacity() * (8 + 1)
+        crate::intern::table_bytes(self.recent.capacity(), 8) + self.settled.heap_bytes()
     }
 
     pub fn retention(&self) -> f64 {
@@ -111,7 +134,139 @@ impl Dedupe {
     }
 }
 
-/// The position hash of a stored entry (only its top 48 id bits survive): used when the table grows.
+/// Settled ids, sorted: an entry's top 16 id bits are its bucket (`dir[b]..dir[b + 1]` index the
+/// bucket's entries), the next 32 bits are in `rest` and its content fingerprint and generation in
+/// `tags` — 6 bytes an id, where a hash table of whole entries takes 9 to 18. A lookup is a binary
+/// search within one bucket (3 million ids: 46 a bucket, 6 steps).
+#[derive(Default)]
+pub struct Settled {
+    dir: Vec<u32>, // SETTLED_BUCKETS + 1 offsets once anything is settled
+    rest: Vec<u32>,
+    tags: Vec<u16>,
+}
+
+const SETTLED_BUCKETS: usize = 1 << 16;
+
+impl Settled {
+    pub fn len(&self) -> usize {
+        self.rest.len()
+    }
+
+    fn bucket(&self, b: usize) -> std::ops::Range<usize> {
+        self.dir[b] as usize..self.dir[b + 1] as usize
+    }
+
+    fn find(&self, tag_id: u64) -> Option<u64> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let range = self.bucket((tag_id >> 48) as usize);
+        let at = self.rest[range.clone()].binary_search(&((tag_id >> 16) as u32)).ok()?;
+        Some(tag_id | self.tags[range.start + at] as u64)
+    }
+
+    /// Every entry as `id bits | content | generation`, ascending.
+    pub fn entries(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..if self.rest.is_empty() { 0 } else { SETTLED_BUCKETS }).flat_map(move |b| {
+            self.bucket(b).map(move |i| (b as u64) << 48 | (self.rest[i] as u64) << 16 | self.tags[i] as u64)
+        })
+    }
+
+    /// Add `new` (ascending, none already settled): merged in place from the back.
+    pub fn merge(&mut self, new: &[u64]) {
+        if new.is_empty() {
+            return;
+        }
+        if self.dir.is_empty() {
+            self.dir = vec![0; SETTLED_BUCKETS + 1];
+        }
+        let (n, r) = (self.rest.len(), new.len());
+        if n + r > self.rest.capacity() {
+            // an eighth more at a time, not doubling: this is most of the de-duplication's memory
+            let more = r.max(n / 8);
+            self.rest.reserve_exact(more);
+            self.tags.reserve_exact(more);
+        }
+        self.rest.resize(n + r, 0);
+        self.tags.resize(n + r, 0);
+        let (mut i, mut j) = (n, r); // settled and new entries not yet placed: [..i], [..j]
+        let mut b = SETTLED_BUCKETS - 1; // bucket of settled entry i - 1
+        while j > 0 {
+            let e = new[j - 1];
+            let (eb, er) = ((e >> 48) as usize, (e >> 16) as u32);
+            if i > 0 {
+                while self.dir[b] as usize > i - 1 {
+                    b -= 1;
+                }
+            }
+            let w = i + j - 1;
+            if i > 0 && (b, self.rest[i - 1]) > (eb, er) {
+                self.rest[w] = self.rest[i - 1];
+                self.tags[w] = self.tags[i - 1];
+                i -= 1;
+            } else {
+                self.rest[w] = er;
+                self.tags[w] = e as u16;
+                j -= 1;
+            }
+        }
+        // each bucket's start moves by the new entries in the buckets before it
+        let mut k = 0;
+        for (b, start) in self.dir.iter_mut().enumerate() {
+            while k < r && ((new[k] >> 48) as usize) < b {
+                k += 1;
+            }
+            *start += k as u32;
+        }
+    }
+
+    /// Keep the entries whose tag (content << 8 | generation) passes `keep`.
+    pub fn retain(&mut self, keep: impl Fn(u16) -> bool) {
+        if self.rest.is_empty() {
+            return;
+        }
+        let mut w = 0;
+        for b in 0..SETTLED_BUCKETS {
+            let range = self.bucket(b);
+            self.dir[b] = w as u32;
+            for i in range {
+                if keep(self.tags[i]) {
+                    self.rest[w] = self.rest[i];
+                    self.tags[w] = self.tags[i];
+                    w += 1;
+                }
+            }
+        }
+        self.dir[SETTLED_BUCKETS] = w as u32;
+        self.rest.truncate(w);
+        self.tags.truncate(w);
+        if self.rest.capacity() > w + w / 4 + 1024 {
+            self.rest.shrink_to(w + w / 8);
+            self.tags.shrink_to(w + w / 8);
+        }
+    }
+
+    fn retag(&mut self, from: u8, to: u8) {
+        for t in self.tags.iter_mut() {
+            if *t as u8 == from {
+                *t = (*t & 0xFF00) | to as u16;
+            }
+        }
+    }
+
+    /// From entries as `entries` gives them (ascending).
+    pub fn from_entries(entries: &[u64]) -> Self {
+        let mut s = Settled::default();
+        s.merge(entries);
+        s
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.dir.capacity() * 4 + self.rest.capacity() * 4 + self.tags.capacity() * 2
+    }
+}
+
+/// The position hash of a recent entry (only its top 48 id bits survive): used when the table grows.
 pub fn rehash(entry: u64) -> u64 {
     let top = entry & ID_BITS;
     top | ((top >> 16).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48)
@@ -338,6 +493,33 @@ mod tests {
         assert_eq!(d.admit(1, 7, 60.0), Admission::Duplicate, "kept for at least the retention");
         d.forget_before(200.0);
         assert_eq!(d.admit(1, 7, 210.0), Admission::New);
+    }
+
+    #[test]
+    fn dedupe_remembers_every_id_across_settlings_and_forgets_whole_generations() {
+        // enough ids to settle several times; ids spread over all buckets (SipHash-like spread)
+        let id = |n: u64| n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n << 7);
+        let mut d = Dedupe::new(800.0); // generations of 100 s
+        for n in 0..40_000u64 {
+            assert_eq!(d.admit(id(n), n as u32, (n / 1000) as f64), Admission::New);
+        }
+        assert!(d.settled.len() > 0 && d.len() == 40_000);
+        for n in (0..40_000u64).step_by(7) {
+            assert_eq!(d.admit(id(n), n as u32, 40.0), Admission::Duplicate);
+            assert_eq!(d.admit(id(n), n as u32 + 1, 40.0), Admission::Conflict);
+        }
+        let entries: Vec<u64> = d.settled.entries().collect();
+        assert!(entries.windows(2).all(|w| w[0] < w[1]), "settled entries stay sorted");
+        let back = Settled::from_entries(&entries);
+        assert_eq!(back.entries().collect::<Vec<_>>(), entries);
+        // watermarks 0..39 are generation 0: nothing older than generation 1 survives a cutoff at 100
+        for n in 40_000..41_000u64 {
+            assert_eq!(d.admit(id(n), 0, 150.0), Admission::New);
+        }
+        d.forget_before(100.0);
+        assert_eq!(d.len(), 1000);
+        assert_eq!(d.admit(id(5), 5, 150.0), Admission::New, "forgotten with its generation");
+        assert_eq!(d.admit(id(40_500), 0, 150.0), Admission::Duplicate);
     }
 
     #[test]

@@ -72,3 +72,20 @@ pub mod id_table {
         Ok(table)
     }
 }
+
+/// The settled de-duplication entries (`ordering::Settled`): as whole entries, ascending.
+pub mod settled_ids {
+    use crate::ordering::Settled;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(settled: &Settled, s: S) -> Result<S::Ok, S::Error> {
+        settled.entries().collect::<Vec<u64>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Settled, D::Error> {
+        let mut entries = Vec::<u64>::deserialize(d)?;
+        entries.sort_unstable();
+        entries.dedup_by_key(|e| *e & !0xFFFF);
+        Ok(Settled::from_entries(&entries))
+    }
+}

@@ -15,6 +15,7 @@
 use crate::changes::{BatchBuilder, ChangeBatch};
 use crate::hashing::{id_hash, ContentHasher};
 use crate::intern::{Names, NONE};
+use crate::list::List;
 use crate::ordering::{Admission, ClockGuard, Dedupe, Reorder, SkewRejection};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
@@ -93,7 +94,7 @@ struct Held {
 #[derive(Clone)]
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Acct {
-    links: Vec<(u32, u32)>, // (entity, last seen, whole seconds rounded up)
+    links: List<(u32, u32)>, // (entity, last seen, whole seconds rounded up)
     reg: u32,               // earliest expiry bucket it is registered in
     usage_hour: u32,        // open hour of usage not yet emitted (NONE: none)
     usage_req: u32,
@@ -106,7 +107,7 @@ struct Acct {
 
 impl Default for Acct {
     fn default() -> Self {
-        Acct { links: Vec::new(), reg: NONE, usage_hour: NONE, usage_req: 0, usage_tok: 0, dc_hour: NONE, domain: NONE,
+        Acct { links: List::new(), reg: NONE, usage_hour: NONE, usage_req: 0, usage_tok: 0, dc_hour: NONE, domain: NONE,
                act_tpl: NONE, act_min: NONE }
     }
 }
@@ -544,9 +545,9 @@ impl Window {
             return 0;
         }
         let links = std::mem::take(&mut self.acct[account as usize].links);
-        let mut keep = Vec::with_capacity(links.len());
+        let mut keep = List::with_capacity(links.len());
         let mut gone = Vec::new();
-        for l in links {
+        for &l in links.iter() {
             if l.1 <= cutoff {
                 gone.push(l.0);
             } else {
