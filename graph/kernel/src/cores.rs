@@ -41,10 +41,12 @@ pub struct Core {
 pub struct Cores {
     pub list: Vec<Core>,
     free: Vec<u32>,
-    /// split-check scratch, reused: per account / entity (stamp, search index); a stale stamp is "unseen"
-    seen_acct: Vec<(u32, u32)>,
-    seen_ent: Vec<(u32, u32)>,
-    seen_stamp: u32,
+    /// split-check scratch, reused: the search that reached each account / entity. Maps, not arrays
+    /// over every id: a check visits only the pieces near what was lost.
+    #[serde(skip)]
+    seen_acct: FxHashMap<u32, u32>,
+    #[serde(skip)]
+    seen_ent: FxHashMap<u32, u32>,
     pub touched: Vec<u32>,    // cores whose membership changed this tick (incl. created and dissolved)
     pub heavy_todo: Vec<u32>, // cores whose heavy set must be rechecked
     pub departed: Vec<u32>,   // accounts that left a core this tick
@@ -52,7 +54,8 @@ pub struct Cores {
 
 impl Cores {
     pub fn heap_bytes(&self) -> usize {
-        let mut n = self.list.capacity() * std::mem::size_of::<Core>();
+        let mut n = self.list.capacity() * std::mem::size_of::<Core>()
+            + crate::intern::table_bytes(self.seen_acct.capacity(), 8) + crate::intern::table_bytes(self.seen_ent.capacity(), 8);
         for c in &self.list {
             n += c.members.capacity() * 4 + c.profile.capacity() * 9 + c.heavy.capacity() * 5 + c.origin.capacity() * 8
                 + c.joined.capacity() * 4 + c.changed.capacity() * 4;
@@ -356,22 +359,10 @@ impl Graph {
         if !self.cores.list[c as usize].live {
             return;
         }
-        let cores = &mut self.cores;
-        cores.seen_stamp = cores.seen_stamp.wrapping_add(1);
-        if cores.seen_stamp == 0 {
-            cores.seen_acct.iter_mut().for_each(|x| *x = (0, 0));
-            cores.seen_ent.iter_mut().for_each(|x| *x = (0, 0));
-            cores.seen_stamp = 1;
-        }
-        let stamp = cores.seen_stamp;
-        if cores.seen_acct.len() < self.acct.len() {
-            cores.seen_acct.resize(self.acct.len(), (0, 0));
-        }
-        if cores.seen_ent.len() < self.ent.len() {
-            cores.seen_ent.resize(self.ent.len(), (0, 0));
-        }
-        let mut seen_acct = std::mem::take(&mut cores.seen_acct);
-        let mut seen_ent = std::mem::take(&mut cores.seen_ent);
+        let mut seen_acct = std::mem::take(&mut self.cores.seen_acct);
+        let mut seen_ent = std::mem::take(&mut self.cores.seen_ent);
+        seen_acct.clear();
+        seen_ent.clear();
         let mut parent: Vec<usize> = Vec::new();
         let mut frontier: Vec<VecDeque<u32>> = Vec::new();
         let mut reached: Vec<Vec<u32>> = Vec::new();
@@ -384,21 +375,20 @@ impl Graph {
             n_running += 1;
             frontier.push(VecDeque::new());
             reached.push(Vec::new());
-            seen_ent[e as usize] = (stamp, i as u32);
+            seen_ent.insert(e, i as u32);
             for mi in 0..self.ent[e as usize].members.len() {
                 let m = self.ent[e as usize].members[mi];
                 if self.acct[m as usize].core != c {
                     continue;
                 }
-                let (st, j) = seen_acct[m as usize];
-                if st == stamp {
+                if let Some(&j) = seen_acct.get(&m) {
                     // also a member of an earlier seed: the two are one search
                     let (ri, rj) = (find(&mut parent, i), find(&mut parent, j as usize));
                     if ri != rj {
                         union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
                     }
                 } else {
-                    seen_acct[m as usize] = (stamp, i as u32);
+                    seen_acct.insert(m, i as u32);
                     let r = find(&mut parent, i);
                     frontier[r].push_back(m);
                     reached[r].push(m);
@@ -406,14 +396,14 @@ impl Graph {
             }
         }
         for &a in touch {
-            if seen_acct[a as usize].0 == stamp || self.acct[a as usize].core != c {
+            if seen_acct.contains_key(&a) || self.acct[a as usize].core != c {
                 continue;
             }
             let i = parent.len();
             parent.push(i);
             running.push(true);
             n_running += 1;
-            seen_acct[a as usize] = (stamp, i as u32);
+            seen_acct.insert(a, i as u32);
             frontier.push(VecDeque::from([a]));
             reached.push(vec![a]);
         }
@@ -439,15 +429,14 @@ impl Graph {
                         continue;
                     }
                     let e = link.ent;
-                    let (st, j) = seen_ent[e as usize];
-                    if st == stamp {
+                    if let Some(&j) = seen_ent.get(&e) {
                         let (ri, rj) = (find(&mut parent, i), find(&mut parent, j as usize));
                         if ri != rj {
                             i = union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
                         }
                         continue;
                     }
-                    seen_ent[e as usize] = (stamp, i as u32);
+                    seen_ent.insert(e, i as u32);
                     // A binding entity untouched this tick still has all its members in one core, the
                     // one `a` is in: no need to read each member's core (a cache miss per member).
                     let settled = self.ent[e as usize].stamp != self.stamp;
@@ -457,17 +446,16 @@ impl Graph {
                         if !settled && self.acct[m as usize].core != c {
                             continue;
                         }
-                        let (st, j) = seen_acct[m as usize];
-                        if st != stamp {
-                            seen_acct[m as usize] = (stamp, i as u32);
-                            let r = find(&mut parent, i);
-                            frontier[r].push_back(m);
-                            reached[r].push(m);
-                        } else {
+                        if let Some(&j) = seen_acct.get(&m) {
                             let (ri, rj) = (find(&mut parent, i), find(&mut parent, j as usize));
                             if ri != rj {
                                 i = union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
                             }
+                        } else {
+                            seen_acct.insert(m, i as u32);
+                            let r = find(&mut parent, i);
+                            frontier[r].push_back(m);
+                            reached[r].push(m);
                         }
                     }
                 }

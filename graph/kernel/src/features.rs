@@ -163,7 +163,7 @@ impl Graph {
                         continue; // a carrier NAT or a framework's default prompt is nobody's lead
                     }
                     let mut others: Vec<u32> = Vec::new();
-                    for &(core, _) in self.hists.of(ent) {
+                    for (core, _) in self.hists.of(ent) {
                         let other = self.cores.list[core as usize].cluster; // settled at the end of every tick
                         if other != NONE && other != no && !others.contains(&other) {
                             others.push(other);

@@ -16,7 +16,6 @@ use crate::changes::ChangeBatch;
 use crate::intern::{grow_to, table_bytes, Names, Space, NONE};
 use std::collections::VecDeque;
 use rustc_hash::{FxHashMap, FxHashSet};
-use smallvec::SmallVec;
 use crate::list::List;
 use crate::members::Members;
 
@@ -239,19 +238,20 @@ fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
 }
 
 /// The weak entities' per-core member counts (`EntB::hist` indexes them); freed lists are reused.
-/// Most such entities have members in one or two cores: those counts sit inline, in the 24 bytes a
-/// list's heap pointer would take (a heap list costs 24 + 32 bytes and an allocation).
+/// A list is (core, count) pairs laid flat in a `Members` (16 bytes): most such entities have members
+/// in one core, and that pair sits inline.
 #[derive(Default)]
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Hists {
-    lists: Vec<SmallVec<[(u32, u32); 2]>>,
+    lists: Vec<Members>,
     free: Vec<u32>,
 }
 
 impl Hists {
     /// (core, members of the entity in it) of an entity.
-    pub fn of(&self, ent: &EntB) -> &[(u32, u32)] {
-        if ent.hist == 0 { &[] } else { &self.lists[ent.hist as usize - 1] }
+    pub fn of<'a>(&'a self, ent: &EntB) -> impl Iterator<Item = (u32, u32)> + 'a {
+        let words: &[u32] = if ent.hist == 0 { &[] } else { &self.lists[ent.hist as usize - 1] };
+        words.chunks_exact(2).map(|p| (p[0], p[1]))
     }
 
     /// `n` more (or fewer) of the entity's members in `core`; the entity's `exclusive` (members in a
@@ -265,37 +265,39 @@ impl Hists {
             ent.hist = 1 + match self.free.pop() {
                 Some(i) => i,
                 None => {
-                    self.lists.push(SmallVec::new());
+                    self.lists.push(Members::default());
                     (self.lists.len() - 1) as u32
                 }
             };
         }
         let hist = &mut self.lists[ent.hist as usize - 1];
-        if let Some(i) = hist.iter().position(|h| h.0 == core) {
-            let v = hist[i].1 as i64 + n;
+        if let Some(i) = hist.chunks_exact(2).position(|p| p[0] == core) {
+            let v = hist[2 * i + 1] as i64 + n;
             debug_assert!(v >= 0);
             if v <= 0 {
-                hist.swap_remove(i);
+                // the last pair takes its place: its count, then its core
+                hist.swap_remove(2 * i + 1);
+                hist.swap_remove(2 * i);
             } else {
-                hist[i].1 = v as u32;
+                hist[2 * i + 1] = v as u32;
             }
         } else if n > 0 {
-            hist.push((core, n as u32));
+            hist.push(core);
+            hist.push(n as u32);
         }
         if hist.is_empty() {
-            *hist = SmallVec::new();
             self.free.push(ent.hist - 1);
             ent.hist = 0;
         }
     }
 
     pub fn get(&self, ent: &EntB, core: u32) -> u32 {
-        self.of(ent).iter().find(|h| h.0 == core).map(|h| h.1).unwrap_or(0)
+        self.of(ent).find(|h| h.0 == core).map(|h| h.1).unwrap_or(0)
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.lists.capacity() * std::mem::size_of::<SmallVec<[(u32, u32); 2]>>()
-            + self.lists.iter().filter(|h| h.spilled()).map(|h| h.capacity() * 8).sum::<usize>() + self.free.capacity() * 4
+        self.lists.capacity() * std::mem::size_of::<Members>()
+            + self.lists.iter().filter(|h| h.spilled()).map(|h| h.capacity() * 4).sum::<usize>() + self.free.capacity() * 4
     }
 }
 

@@ -79,7 +79,7 @@ impl Graph {
         }
         let mut heavy: Vec<u32> = Vec::new();
         let mut mass = 0u32;
-        for &(c, n) in self.hists.of(ent) {
+        for (c, n) in self.hists.of(ent) {
             if n as f64 >= self.heavy_threshold(self.cores.size(c)) {
                 heavy.push(c);
                 mass += n;
