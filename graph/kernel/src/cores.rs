@@ -41,10 +41,14 @@ pub struct Core {
 pub struct Cores {
     pub list: Vec<Core>,
     free: Vec<u32>,
-    /// split-check scratch, reused: the search that reached each account / entity. Maps, not arrays
-    /// over every id: a check visits only the pieces near what was lost.
+    /// split-check scratch, reused: the search that reached each account of the checked core, by
+    /// its position in the core, as (stamp, search) — a stale stamp is "unseen" — and each entity's
+    /// search in a map (a check visits only the binding entities near what was lost; an array over
+    /// every entity id would weigh 8 bytes an entity)
     #[serde(skip)]
-    seen_acct: FxHashMap<u32, u32>,
+    seen_acct: Vec<(u32, u32)>,
+    #[serde(skip)]
+    seen_stamp: u32,
     #[serde(skip)]
     seen_ent: FxHashMap<u32, u32>,
     pub touched: Vec<u32>,    // cores whose membership changed this tick (incl. created and dissolved)
@@ -55,7 +59,7 @@ pub struct Cores {
 impl Cores {
     pub fn heap_bytes(&self) -> usize {
         let mut n = self.list.capacity() * std::mem::size_of::<Core>()
-            + crate::intern::table_bytes(self.seen_acct.capacity(), 8) + crate::intern::table_bytes(self.seen_ent.capacity(), 8);
+            + self.seen_acct.capacity() * 8 + crate::intern::table_bytes(self.seen_ent.capacity(), 8);
         for c in &self.list {
             n += c.members.capacity() * 4 + c.profile.capacity() * 9 + c.heavy.capacity() * 5 + c.origin.capacity() * 8
                 + c.joined.capacity() * 4 + c.changed.capacity() * 4;
@@ -359,10 +363,22 @@ impl Graph {
         if !self.cores.list[c as usize].live {
             return;
         }
-        let mut seen_acct = std::mem::take(&mut self.cores.seen_acct);
-        let mut seen_ent = std::mem::take(&mut self.cores.seen_ent);
-        seen_acct.clear();
+        let cores = &mut self.cores;
+        cores.seen_stamp = cores.seen_stamp.wrapping_add(1);
+        if cores.seen_stamp == 0 {
+            cores.seen_acct.iter_mut().for_each(|x| *x = (0, 0));
+            cores.seen_stamp = 1;
+        }
+        let stamp = cores.seen_stamp;
+        let size = cores.list[c as usize].members.len();
+        if cores.seen_acct.len() < size {
+            cores.seen_acct.resize(size, (0, 0));
+        }
+        let mut seen_acct = std::mem::take(&mut cores.seen_acct);
+        let mut seen_ent = std::mem::take(&mut cores.seen_ent);
         seen_ent.clear();
+        // every account a search reaches is in core `c`: its position there indexes `seen_acct`
+        let pos = |g: &Graph, a: u32| g.acct[a as usize].core_pos as usize;
         let mut parent: Vec<usize> = Vec::new();
         let mut frontier: Vec<VecDeque<u32>> = Vec::new();
         let mut reached: Vec<Vec<u32>> = Vec::new();
@@ -381,14 +397,15 @@ impl Graph {
                 if self.acct[m as usize].core != c {
                     continue;
                 }
-                if let Some(&j) = seen_acct.get(&m) {
+                let (st, j) = seen_acct[pos(self, m)];
+                if st == stamp {
                     // also a member of an earlier seed: the two are one search
                     let (ri, rj) = (find(&mut parent, i), find(&mut parent, j as usize));
                     if ri != rj {
                         union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
                     }
                 } else {
-                    seen_acct.insert(m, i as u32);
+                    seen_acct[pos(self, m)] = (stamp, i as u32);
                     let r = find(&mut parent, i);
                     frontier[r].push_back(m);
                     reached[r].push(m);
@@ -396,14 +413,14 @@ impl Graph {
             }
         }
         for &a in touch {
-            if seen_acct.contains_key(&a) || self.acct[a as usize].core != c {
+            if self.acct[a as usize].core != c || seen_acct[pos(self, a)].0 == stamp {
                 continue;
             }
             let i = parent.len();
             parent.push(i);
             running.push(true);
             n_running += 1;
-            seen_acct.insert(a, i as u32);
+            seen_acct[pos(self, a)] = (stamp, i as u32);
             frontier.push(VecDeque::from([a]));
             reached.push(vec![a]);
         }
@@ -429,14 +446,18 @@ impl Graph {
                         continue;
                     }
                     let e = link.ent;
-                    if let Some(&j) = seen_ent.get(&e) {
-                        let (ri, rj) = (find(&mut parent, i), find(&mut parent, j as usize));
-                        if ri != rj {
-                            i = union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
+                    match seen_ent.entry(e) {
+                        std::collections::hash_map::Entry::Occupied(seen) => {
+                            let (ri, rj) = (find(&mut parent, i), find(&mut parent, *seen.get() as usize));
+                            if ri != rj {
+                                i = union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
+                            }
+                            continue;
                         }
-                        continue;
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            slot.insert(i as u32);
+                        }
                     }
-                    seen_ent.insert(e, i as u32);
                     // A binding entity untouched this tick still has all its members in one core, the
                     // one `a` is in: no need to read each member's core (a cache miss per member).
                     let settled = self.ent[e as usize].stamp != self.stamp;
@@ -446,13 +467,14 @@ impl Graph {
                         if !settled && self.acct[m as usize].core != c {
                             continue;
                         }
-                        if let Some(&j) = seen_acct.get(&m) {
+                        let (st, j) = seen_acct[pos(self, m)];
+                        if st == stamp {
                             let (ri, rj) = (find(&mut parent, i), find(&mut parent, j as usize));
                             if ri != rj {
                                 i = union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
                             }
                         } else {
-                            seen_acct.insert(m, i as u32);
+                            seen_acct[pos(self, m)] = (stamp, i as u32);
                             let r = find(&mut parent, i);
                             frontier[r].push_back(m);
                             reached[r].push(m);

@@ -238,7 +238,8 @@ impl Window {
     /// Decode and apply JSON values (the `account-events` contract) in one pass. A value the kernel's
     /// strict decoder does not take is handed to `fallback(index)`, which returns the event as a tuple
     /// of the 16 EventColumns fields (the adapter's decoder accepted it) or None (it dead-lettered it).
-    /// Each event's source number is `first_source + index`.
+    /// Each event's source number is `first_source + index`. Values are decoded and applied
+    /// `FEED_CHUNK` at a time: should `fallback` raise, the chunks before its value are applied.
     #[pyo3(signature = (values, first_source, fallback, wall=None))]
     fn feed_json(&mut self, values: &Bound<'_, PyList>, first_source: u64, fallback: &Bound<'_, PyAny>,
                  wall: Option<f64>) -> PyResult<()> {
