@@ -353,8 +353,8 @@ class AuditStore:
                 tmp = folder / f".{final.name}.tmp"
                 # Without the Arrow schema in the file: a shared text column (a dictionary in memory) is
                 # read back by any reader as the plain string the Parquet types say. SEGMENT_WRITE: plain
-                # encoding and zstd at level 1 (a third of the time of Parquet's default dictionary
-                # encoding + snappy on the long evidence texts, and a third of the bytes).
+                # encoding and zstd at level 1 (Parquet's default dictionary encoding + snappy took longer on
+                # the long evidence texts, for more bytes).
                 pq.write_table(table, tmp, store_schema=False, **SEGMENT_WRITE)
                 os.replace(tmp, final)  # atomic: readers see the whole segment or none of it
                 written += table.num_rows
