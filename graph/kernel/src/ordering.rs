@@ -2,10 +2,10 @@
 //! the allowed lateness and release them in `(ts, id hash)` order.
 //!
 //! * [`Dedupe`] remembers each event id as 48 bits of its SipHash with an 8-bit content fingerprint
-//!   and an 8-bit generation, in generations of `retention / 8` of event time: the ids of the latest
-//!   feeds in a hash table (8 bytes an id), the rest sorted in 65,536 buckets by their top 16 bits
-//!   (the 32 bits below and the two tags: 6 bytes an id). An
-//!   id is remembered for at least the retention (window + lateness) and at most 1/8 longer. The same
+//!   and an 8-bit generation, in generations of `retention / 8` of event time: the latest ids in a
+//!   hash table (8 bytes an id), settled in batches into an array sorted in 65,536 buckets by their
+//!   top 16 bits (the 32 bits below and the two tags: 6 bytes an id). An id is remembered for at
+//!   least the retention (window + lateness) and at most 1/8 longer. The same
 //!   id with the same content is a re-delivery; with other content, a conflict. A false duplicate
 //!   needs a new id to share 48 bits with a remembered one: probability n / 2^48 per event with n ids
 //!   remembered (3 million ids: 1.1e-8, about one event in 94 million wrongly dropped); a conflict
