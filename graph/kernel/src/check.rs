@@ -1,7 +1,7 @@
 //! Consistency of the incremental structures with each other (tests call it after every step;
 //! production never does). Returns what is wrong, empty when all holds.
 
-use crate::graph::{is_weak, Graph};
+use crate::graph::{is_strong, is_weak, Graph};
 use crate::intern::NONE;
 use crate::weak::SINGLE;
 use rustc_hash::FxHashMap;
@@ -21,6 +21,11 @@ impl Graph {
                 let ent = &self.ent[l.ent as usize];
                 if !ent.live || ent.members.get(l.pos as usize) != Some(&a) {
                     bad.push(format!("link {a}->{} position {} wrong", l.ent, l.pos));
+                }
+                let kind = if is_strong(ent.kind) { ent.kind } else { 0 };
+                if l.strong_kind() != kind || l.binds() != (kind != 0 && ent.binding) {
+                    bad.push(format!("link {a}->{} copies kind {:?} binding {} of an entity of kind {:?} binding {}",
+                                     l.ent, l.strong_kind() as char, l.binds(), ent.kind as char, ent.binding));
                 }
             }
             let strong = acc.links.iter().any(|l| self.ent[l.ent as usize].binding);

@@ -442,7 +442,7 @@ impl Graph {
                 let mut i = i0;
                 for li in 0..self.acct[a as usize].links.len() {
                     let link = self.acct[a as usize].links[li];
-                    if !link.strong() || !self.ent[link.ent as usize].binding {
+                    if !link.binds() {
                         continue;
                     }
                     let e = link.ent;

@@ -2,7 +2,7 @@
 //! `graph/scoring.py`), the evidence that travels with an alert, the damage (API exchanges and
 //! output tokens in the window), and the infrastructure it shares with other clusters.
 
-use crate::graph::{Graph, COHORT, DEVICE, IP, PAYMENT, TEMPLATE};
+use crate::graph::{Graph, COHORT, DEVICE, IP, PAYMENT};
 use crate::intern::NONE;
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -107,10 +107,12 @@ impl Graph {
         let horizon_s = horizon.max(0) as u32;
         let horizon_hour = (horizon.max(0) / 3600) as u32;
 
-        // binding devices/cards with the members on them (the mesh needs who); every other entity
-        // only counted (a 24,000-account cluster touches hundreds of thousands of IPs). Both keep the
-        // first and last time a member linked to the entity (the evidence's span), so the members'
-        // links are walked once; an IP or template link is counted without reading its entity.
+        // binding devices/cards with the members on them (the mesh needs who); IPs, templates and
+        // binding cohorts only counted (a 24,000-account cluster touches hundreds of thousands of IPs);
+        // other cards only counted too (the single payer). All keep the first and last time a member
+        // linked to the entity (the evidence's span), so the members' links are walked once. A strong
+        // link carries its kind and whether its entity binds, so a personal device or card is passed
+        // without reading its entity; an IP or template link is counted without reading it either.
         type Span = (u32, u32);
         let widen = |span: &mut Span, ts: u32| {
             span.0 = span.0.min(ts);
@@ -118,73 +120,79 @@ impl Graph {
         };
         let mut on: FxHashMap<u32, (Vec<u32>, Span)> = FxHashMap::default();
         let mut count: FxHashMap<u32, (u32, Span)> = FxHashMap::with_capacity_and_hasher(4 * n, Default::default());
+        let mut cohort_count: FxHashMap<u32, (u32, Span)> = FxHashMap::default();
+        let mut payers: FxHashMap<u32, u32> = FxHashMap::default(); // cards that do not bind: accounts on each
         let mut newest = 0u32;
         let mut lockstep = 0usize; // members in a lockstep cohort (a binding cohort link)
         for &a in &members {
             let mut in_cohort = false;
             for l in &self.acct[a as usize].links {
                 newest = newest.max(l.ts);
-                if l.strong() {
-                    let ent = &self.ent[l.ent as usize];
-                    if (ent.kind == DEVICE || ent.kind == PAYMENT) && ent.binding {
+                let (c, span) = match l.strong_kind() {
+                    0 => count.entry(l.ent).or_insert((0, (u32::MAX, 0))),
+                    DEVICE | PAYMENT if l.binds() => {
                         let (accounts, span) = on.entry(l.ent).or_insert_with(|| (Vec::new(), (u32::MAX, 0)));
                         accounts.push(a);
                         widen(span, l.ts);
                         continue;
                     }
-                    in_cohort |= ent.kind == COHORT && ent.binding;
-                }
-                let (c, span) = count.entry(l.ent).or_insert((0, (u32::MAX, 0)));
+                    COHORT if l.binds() => {
+                        in_cohort = true;
+                        cohort_count.entry(l.ent).or_insert((0, (u32::MAX, 0)))
+                    }
+                    PAYMENT => {
+                        *payers.entry(l.ent).or_insert(0) += 1;
+                        continue;
+                    }
+                    _ => continue, // a device or cohort that does not bind: in no feature
+                };
                 *c += 1;
                 widen(span, l.ts);
             }
             lockstep += in_cohort as usize;
         }
-        // One pass over the counted entities, each entity read once: IP links, the cohorts and weak
-        // entities the members share, the top template and card, and the weak entities another
-        // cluster's cores also use (shared infrastructure, from the entity's per-core counts).
+        // One pass over the counted IPs and templates, each entity read once: IP links, the weak
+        // entities the members share, the top template, and the weak entities another cluster's cores
+        // also use (shared infrastructure, from the entity's per-core counts).
         let mut ips = 0usize;
-        let (mut cohorts, mut weak_shared): (Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new());
-        let (mut top_template, mut top_payment) = (0u32, 0u32);
+        let mut weak_shared: Vec<u32> = Vec::new();
+        let mut top_template = 0u32;
+        let top_payment = payers.values().copied().max().unwrap_or(0);
+        let mut cohorts: Vec<u32> = cohort_count.iter().filter(|(_, c)| c.0 >= 2).map(|(&e, _)| e).collect();
         let mut others_on: FxHashMap<u32, Vec<u32>> = FxHashMap::default(); // weak entity -> other clusters on it
         for (&e, &(c, _)) in count.iter() {
             let ent = &self.ent[e as usize];
-            match ent.kind {
-                IP | TEMPLATE => {
-                    if ent.kind == IP {
-                        ips += c as usize;
-                    } else {
-                        top_template = top_template.max(c);
-                    }
-                    if c >= 2 {
-                        weak_shared.push(e);
-                    }
-                    if ent.members.len() > SHARED_MAX_DEGREE {
-                        continue; // a carrier NAT or a framework's default prompt is nobody's lead
-                    }
-                    let mut others: Vec<u32> = Vec::new();
-                    for (core, _) in self.hists.of(ent) {
-                        let other = self.cores.list[core as usize].cluster; // settled at the end of every tick
-                        if other != NONE && other != no && !others.contains(&other) {
-                            others.push(other);
-                        }
-                    }
-                    if !others.is_empty() {
-                        others_on.insert(e, others);
-                    }
+            if ent.kind == IP {
+                ips += c as usize;
+            } else {
+                top_template = top_template.max(c);
+            }
+            if c >= 2 {
+                weak_shared.push(e);
+            }
+            if ent.members.len() > SHARED_MAX_DEGREE {
+                continue; // a carrier NAT or a framework's default prompt is nobody's lead
+            }
+            let mut others: Vec<u32> = Vec::new();
+            for (core, _) in self.hists.of(ent) {
+                let other = self.cores.list[core as usize].cluster; // settled at the end of every tick
+                if other != NONE && other != no && !others.contains(&other) {
+                    others.push(other);
                 }
-                COHORT if c >= 2 && ent.binding => cohorts.push(e),
-                PAYMENT => top_payment = top_payment.max(c),
-                _ => {}
+            }
+            if !others.is_empty() {
+                others_on.insert(e, others);
             }
         }
         let name = |e: u32| self.ent_str(e);
         let mut strong: Vec<u32> = on.iter().filter(|(_, m)| m.0.len() >= 2).map(|(&e, _)| e).collect();
         strong.sort_unstable_by(|&x, &y| on[&y].0.len().cmp(&on[&x].0.len()).then_with(|| name(x).cmp(name(y))));
-        for v in [&mut cohorts, &mut weak_shared] {
-            v.sort_unstable_by(|&x, &y| count[&y].0.cmp(&count[&x].0).then_with(|| name(x).cmp(name(y))));
+        for (v, counts) in [(&mut cohorts, &cohort_count), (&mut weak_shared, &count)] {
+            v.sort_unstable_by(|&x, &y| counts[&y].0.cmp(&counts[&x].0).then_with(|| name(x).cmp(name(y))));
         }
-        let shared_count = |e: u32| -> usize { on.get(&e).map(|m| m.0.len()).unwrap_or_else(|| count.get(&e).map_or(0, |c| c.0 as usize)) };
+        // how many members share a counted entity, and when they linked to it
+        let counted = |e: u32| count.get(&e).or_else(|| cohort_count.get(&e)).copied().unwrap_or((0, (u32::MAX, 0)));
+        let shared_count = |e: u32| -> usize { on.get(&e).map(|m| m.0.len()).unwrap_or_else(|| counted(e).0 as usize) };
 
         // the hub and its near-copies (a renewed company card)
         let mut hub: FxHashSet<u32> = FxHashSet::default();
@@ -293,7 +301,7 @@ impl Graph {
         let chosen: Vec<u32> = strong.iter().chain(cohorts.iter()).chain(weak_shared.iter()).take(limit).copied().collect();
         let evidence: Vec<Evidence> = chosen.iter().map(|&e| {
             let full = name(e);
-            let (first, last) = on.get(&e).map(|v| v.1).unwrap_or_else(|| count[&e].1);
+            let (first, last) = on.get(&e).map(|v| v.1).unwrap_or_else(|| counted(e).1);
             Evidence { kind: full.as_bytes()[0], value: full[2..].to_owned(), members: shared_count(e) as u32,
                        first_seen: first, last_seen: last }
         }).collect();

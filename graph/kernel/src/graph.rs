@@ -81,30 +81,57 @@ pub struct Link {
     pub pos: u32, // index of the account in the entity's member list
     pub ts: u32,  // event time the link appeared
     pub uses: u16, // template links: minutes with API activity on it
-    /// template links: of those, minutes in a synchronous bucket (15 bits, saturating); the top bit:
-    /// the entity is of a strong kind (device, card, cohort), so walks over an account's binding
-    /// links skip its IPs and templates without reading their entities
-    hits_strong: u16,
+    /// The top bit: the entity is of a strong kind (device, card, cohort). Template links: the low 15
+    /// bits count the minutes (of `uses`) in a synchronous bucket, saturating. Strong links: bits 0-1
+    /// its kind (`STRONG_KINDS`), bit 2 a copy of the entity's `binding` (kept by `Graph::rebind`,
+    /// checked by the consistency check). Walks over an account's links (split checks, binding
+    /// flags, features) then read an entity only when it binds, not for each personal device or card.
+    flags: u16,
 }
 
 const STRONG_BIT: u16 = 1 << 15;
+const BINDS_BIT: u16 = 1 << 2;
+/// A strong link's kind by its 2-bit code (0 unused).
+const STRONG_KINDS: [u8; 4] = [0, DEVICE, PAYMENT, COHORT];
 
 impl Link {
-    fn new(ent: u32, pos: u32, ts: u32, kind: u8) -> Self {
-        Link { ent, pos, ts, uses: 0, hits_strong: if is_strong(kind) { STRONG_BIT } else { 0 } }
+    fn new(ent: u32, pos: u32, ts: u32, kind: u8, binds: bool) -> Self {
+        let flags = match kind {
+            DEVICE => STRONG_BIT | 1,
+            PAYMENT => STRONG_BIT | 2,
+            COHORT => STRONG_BIT | 3,
+            _ => 0,
+        };
+        Link { ent, pos, ts, uses: 0, flags: if binds && flags != 0 { flags | BINDS_BIT } else { flags } }
     }
     /// Is the entity a device, card or cohort (the kinds that can bind)?
     #[inline]
     pub fn strong(&self) -> bool {
-        self.hits_strong & STRONG_BIT != 0
+        self.flags & STRONG_BIT != 0
+    }
+    /// A strong link's entity kind (DEVICE, PAYMENT or COHORT); 0 for an IP or template link.
+    #[inline]
+    pub fn strong_kind(&self) -> u8 {
+        if self.strong() { STRONG_KINDS[(self.flags & 3) as usize] } else { 0 }
+    }
+    /// Does the entity bind (a strong link whose entity's `binding` is set)?
+    #[inline]
+    pub fn binds(&self) -> bool {
+        self.flags & (STRONG_BIT | BINDS_BIT) == STRONG_BIT | BINDS_BIT
+    }
+    #[inline]
+    fn set_binds(&mut self, binds: bool) {
+        debug_assert!(self.strong());
+        if binds { self.flags |= BINDS_BIT } else { self.flags &= !BINDS_BIT }
     }
     #[inline]
     pub fn hits(&self) -> u16 {
-        self.hits_strong & !STRONG_BIT
+        debug_assert!(!self.strong());
+        self.flags & !STRONG_BIT
     }
     fn add_hit(&mut self) {
         if self.hits() < !STRONG_BIT {
-            self.hits_strong += 1;
+            self.flags += 1;
         }
     }
 }
@@ -720,11 +747,12 @@ impl Graph {
         let pos = self.ent[e as usize].members.len() as u32;
         self.ent[e as usize].members.push(a);
         let kind = self.kind(e);
+        let binds = self.ent[e as usize].binding;
         let links = &mut self.acct[a as usize].links;
         if links.len() == links.capacity() {
             links.reserve_exact(2.max(links.len() / 4)); // a quarter at a time: link lists are most of the state
         }
-        links.push(Link::new(e, pos, t, kind));
+        links.push(Link::new(e, pos, t, kind, binds));
         self.acc_retain(a);
         self.ent_retain(e);
         self.link_count += 1;
@@ -972,12 +1000,7 @@ impl Graph {
     // -- binding --------------------------------------------------------------------------------
     /// Does the account use an entity of `kind` no other live account uses?
     pub fn has_private(&self, a: u32, kind: u8) -> bool {
-        self.acct[a as usize].links.iter().any(|l| {
-            l.strong() && {
-                let ent = &self.ent[l.ent as usize];
-                ent.kind == kind && ent.members.len() == 1
-            }
-        })
+        self.acct[a as usize].links.iter().any(|l| l.strong_kind() == kind && self.ent[l.ent as usize].members.len() == 1)
     }
 
     /// The device/card rule with the exclusive count kept incrementally (O(1)).
@@ -1024,7 +1047,7 @@ impl Graph {
             for i in 0..self.acct[a as usize].links.len() {
                 let link = self.acct[a as usize].links[i];
                 let e = link.ent;
-                if link.strong() && self.kind(e) == kind {
+                if link.strong_kind() == kind {
                     let ent = &mut self.ent[e as usize];
                     if truth { ent.exclusive -= 1 } else { ent.exclusive += 1 }
                     self.mark_strong(e);
@@ -1042,6 +1065,11 @@ impl Graph {
             let binds = self.strong_binds(e);
             if binds != self.ent[e as usize].binding {
                 self.ent[e as usize].binding = binds;
+                for mi in 0..self.ent[e as usize].members.len() {
+                    let m = self.ent[e as usize].members[mi];
+                    let link = self.acct[m as usize].link_mut(e).expect("a member links its entity");
+                    link.set_binds(binds);
+                }
                 if binds {
                     self.dirty.flipped_on.push(e);
                 } else {
@@ -1065,7 +1093,7 @@ impl Graph {
             if !acc.live {
                 continue;
             }
-            let strong = acc.links.iter().any(|l| l.strong() && self.ent[l.ent as usize].binding);
+            let strong = acc.links.iter().any(|l| l.binds());
             self.acct[a as usize].strong = strong;
         }
         self.dirty.strong = Vec::new();

@@ -11,7 +11,7 @@
 use bincode::Options;
 use serde::{de::DeserializeOwned, Serialize};
 
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2; // 2: strong links carry their kind and a copy of `binding`
 include!(concat!(env!("OUT_DIR"), "/layout.rs"));
 pub const WINDOW: u8 = b'W';
 pub const GRAPH: u8 = b'G';
