@@ -1,16 +1,21 @@
-//! Stable 64-bit hashes (SipHash-1-3 with fixed keys): the same in every process and release, so
-//! de-duplication state and event order never depend on a per-process seed.
+//! Stable 64-bit hashes: the same in every process, never dependent on a per-process seed, so
+//! de-duplication state and event order do not differ between workers or runs.
+//!
+//! Event ids and content fingerprints use foldhash's fixed-seed quality hasher (fast on the short
+//! keys every event carries); names keep SipHash-1-3, whose order the changes topic's readers share.
+//! A foldhash release may hash differently: `probe` hashes fixed inputs, and the checkpoint layout
+//! (`state::layout`) includes it, so a build whose hashes differ refuses an older checkpoint (its
+//! de-duplication state) instead of misreading it.
 
+use foldhash::quality::FixedState;
 use siphasher::sip::SipHasher13;
-use std::hash::Hasher;
+use std::hash::{BuildHasher, Hasher};
 
-const ID_KEY: (u64, u64) = (0x6672_6175_6467_7261, 0x7068_2d69_6473_0001);
-const CONTENT_KEY: (u64, u64) = (0x6672_6175_6467_7261, 0x7068_2d63_6f6e_0002);
+const ID_SEED: u64 = 0x6672_6175_6467_0001;
+const CONTENT_SEED: u64 = 0x6672_6175_6467_0002;
 
 pub fn id_hash(event_id: &str) -> u64 {
-    let mut h = SipHasher13::new_with_keys(ID_KEY.0, ID_KEY.1);
-    h.write(event_id.as_bytes());
-    h.finish()
+    FixedState::with_seed(ID_SEED).hash_one(event_id.as_bytes())
 }
 
 const NAME_KEY: (u64, u64) = (0x6672_6175_6467_7261, 0x7068_2d6e_616d_0003);
@@ -22,15 +27,30 @@ pub fn name_hash(name: &[u8]) -> u64 {
     h.finish()
 }
 
-/// Fingerprint of an event's whole content (fields separated so "ab"+"c" != "a"+"bc"). The fields are
-/// gathered on the stack and hashed in one call: SipHash of the concatenation is what writing them one
-/// by one gives (little-endian integers), only without a call per field.
-pub struct ContentHasher(smallvec::SmallVec<[u8; 384]>);
+/// The hashes of fixed inputs: differs between builds whose stored hashes would differ.
+pub fn probe() -> u64 {
+    let mut c = ContentHasher::new(64);
+    c.field(Some(b"probe"));
+    c.number(Some(7));
+    c.field(None);
+    id_hash("fraudgraph-probe") ^ (c.finish32() as u64).rotate_left(17) ^ name_hash(b"probe").rotate_left(41)
+}
+
+/// Fingerprint of an event's whole content (fields separated so "ab"+"c" != "a"+"bc", and absent
+/// != empty). The fields are gathered in one buffer, sized up front, and hashed in one call.
+pub struct ContentHasher(Vec<u8>);
 
 impl ContentHasher {
-    pub fn new() -> Self {
-        ContentHasher(smallvec::SmallVec::new())
+    /// `capacity`: the bytes the fields will take (`field_size` each), so the buffer never grows.
+    pub fn new(capacity: usize) -> Self {
+        ContentHasher(Vec::with_capacity(capacity))
     }
+    /// The bytes `field(value)` adds (a number takes 9).
+    #[inline]
+    pub fn field_size(value: Option<&[u8]>) -> usize {
+        value.map_or(1, |b| 9 + b.len())
+    }
+    #[inline]
     pub fn field(&mut self, value: Option<&[u8]>) {
         match value {
             None => self.0.push(0),
@@ -41,6 +61,7 @@ impl ContentHasher {
             }
         }
     }
+    #[inline]
     pub fn number(&mut self, value: Option<u64>) {
         match value {
             None => self.0.push(0),
@@ -51,9 +72,7 @@ impl ContentHasher {
         }
     }
     pub fn finish32(self) -> u32 {
-        let mut h = SipHasher13::new_with_keys(CONTENT_KEY.0, CONTENT_KEY.1);
-        h.write(&self.0);
-        let v = h.finish();
+        let v = FixedState::with_seed(CONTENT_SEED).hash_one(&self.0[..]);
         (v ^ (v >> 32)) as u32
     }
 }
@@ -62,46 +81,39 @@ impl ContentHasher {
 mod tests {
     use super::*;
 
-    /// The fingerprint as it was computed before (one write per field): de-duplication state in a
-    /// checkpoint keeps these values, so they must not change.
-    fn streamed(fields: &[Option<&[u8]>], numbers: &[Option<u64>]) -> u32 {
-        let mut h = SipHasher13::new_with_keys(CONTENT_KEY.0, CONTENT_KEY.1);
-        for f in fields {
-            match f {
-                None => h.write_u8(0),
-                Some(b) => {
-                    h.write_u8(1);
-                    h.write_u64(b.len() as u64);
-                    h.write(b);
-                }
-            }
-        }
-        for n in numbers {
-            match n {
-                None => h.write_u8(0),
-                Some(v) => {
-                    h.write_u8(2);
-                    h.write_u64(*v);
-                }
-            }
-        }
-        let v = h.finish();
-        (v ^ (v >> 32)) as u32
+    fn fingerprint(fields: &[Option<&[u8]>], numbers: &[Option<u64>]) -> u32 {
+        let mut h = ContentHasher::new(0); // grows if it must: the size hint is only a hint
+        fields.iter().for_each(|f| h.field(*f));
+        numbers.iter().for_each(|n| h.number(*n));
+        h.finish32()
     }
 
     #[test]
-    fn one_write_gives_the_streamed_fingerprint() {
+    fn fields_are_separated() {
+        assert_ne!(fingerprint(&[Some(b"ab"), Some(b"c")], &[]), fingerprint(&[Some(b"a"), Some(b"bc")], &[]));
+        assert_ne!(fingerprint(&[None], &[]), fingerprint(&[Some(b"")], &[]));
+        assert_ne!(fingerprint(&[], &[None]), fingerprint(&[], &[Some(0)]));
         let long = vec![b'x'; 1000];
-        let cases: [(&[Option<&[u8]>], &[Option<u64>]); 3] = [
-            (&[Some(b"e1"), None, Some(b"")], &[Some(7), None]),
-            (&[Some(b"ab"), Some(b"c")], &[Some(u64::MAX)]),
-            (&[Some(&long), None], &[None, Some(0)]),
-        ];
-        for (fields, numbers) in cases {
-            let mut h = ContentHasher::new();
-            fields.iter().for_each(|f| h.field(*f));
-            numbers.iter().for_each(|n| h.number(*n));
-            assert_eq!(h.finish32(), streamed(fields, numbers));
+        assert_eq!(fingerprint(&[Some(&long), None], &[Some(3)]), fingerprint(&[Some(&long), None], &[Some(3)]));
+        assert_ne!(id_hash("e1"), id_hash("e2"));
+    }
+
+    #[test]
+    fn sizes_match_what_fields_add() {
+        let mut h = ContentHasher::new(0);
+        let values: [Option<&[u8]>; 3] = [None, Some(b""), Some(b"abc")];
+        let mut want = 0;
+        for v in values {
+            h.field(v);
+            want += ContentHasher::field_size(v);
+            assert_eq!(h.0.len(), want);
         }
+    }
+
+    /// The hashes are fixed by the build, not by the process (no per-process seed).
+    #[test]
+    fn probe_is_stable_within_a_build() {
+        assert_eq!(probe(), probe());
+        assert_eq!(id_hash("fraudgraph-probe"), FixedState::with_seed(ID_SEED).hash_one(&b"fraudgraph-probe"[..]));
     }
 }

@@ -788,6 +788,6 @@ fn _kernel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Graph>()?;
     m.add("FORMAT_VERSION", changes::FORMAT_VERSION)?;
     m.add("LINK_KINDS", KIND_NAMES.to_vec())?;
-    m.add("STATE_FORMAT", format!("{}-{:016x}", state::STATE_VERSION, state::LAYOUT))?;
+    m.add("STATE_FORMAT", format!("{}-{:016x}", state::STATE_VERSION, state::layout()))?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Event-time policy of one input partition: drop re-deliveries, bound clock skew, hold events for
 //! the allowed lateness and release them in `(ts, id hash)` order.
 //!
-//! * [`Dedupe`] remembers each event id as 48 bits of its SipHash with an 8-bit content fingerprint
+//! * [`Dedupe`] remembers each event id as 48 bits of its fixed-seed hash (`hashing::id_hash`) with an 8-bit content fingerprint
 //!   and an 8-bit generation, in generations of `retention / 8` of event time: the latest ids in a
 //!   hash table (8 bytes an id), settled in batches into an array sorted in 65,536 buckets by their
 //!   top 16 bits (the 32 bits below and the two tags: 6 bytes an id). An id is remembered for at
@@ -497,7 +497,7 @@ mod tests {
 
     #[test]
     fn dedupe_remembers_every_id_across_settlings_and_forgets_whole_generations() {
-        // enough ids to settle several times; ids spread over all buckets (SipHash-like spread)
+        // enough ids to settle several times; ids spread over all buckets (a 64-bit hash's spread)
         let id = |n: u64| n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n << 7);
         let mut d = Dedupe::new(800.0); // generations of 100 s
         for n in 0..40_000u64 {

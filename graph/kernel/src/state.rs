@@ -13,6 +13,11 @@ use serde::{de::DeserializeOwned, Serialize};
 
 pub const STATE_VERSION: u32 = 2; // 2: strong links carry their kind and a copy of `binding`
 include!(concat!(env!("OUT_DIR"), "/layout.rs"));
+/// The stored layout's hash: the serialised structs' fields (build.rs) and the stored hashes
+/// (`hashing::probe`: a dependency's release that hashes differently changes it too).
+pub fn layout() -> u64 {
+    LAYOUT ^ crate::hashing::probe()
+}
 pub const WINDOW: u8 = b'W';
 pub const GRAPH: u8 = b'G';
 const MAGIC: &[u8; 4] = b"FGKS";
@@ -26,7 +31,7 @@ pub fn encode<T: Serialize>(kind: u8, value: &T) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(HEADER + 1024);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&STATE_VERSION.to_le_bytes());
-    out.extend_from_slice(&LAYOUT.to_le_bytes());
+    out.extend_from_slice(&layout().to_le_bytes());
     out.push(kind);
     options().serialize_into(&mut out, value).map_err(|e| format!("could not encode the state: {e}"))?;
     Ok(out)
@@ -39,9 +44,9 @@ pub fn decode<T: DeserializeOwned>(kind: u8, data: &[u8]) -> Result<T, String> {
     }
     let version = u32::from_le_bytes(data[4..8].try_into().unwrap());
     let layout = u64::from_le_bytes(data[8..16].try_into().unwrap());
-    if version != STATE_VERSION || layout != LAYOUT {
+    if version != STATE_VERSION || layout != self::layout() {
         return Err(format!("incompatible: kernel state version {version} layout {layout:016x}; this build reads \
-                            version {STATE_VERSION} layout {LAYOUT:016x}"));
+                            version {STATE_VERSION} layout {:016x}", self::layout()));
     }
     if data[16] != kind {
         return Err(format!("incompatible: a {:?} state where a {:?} state was expected", data[16] as char, kind as char));

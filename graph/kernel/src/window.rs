@@ -59,12 +59,15 @@ pub struct EventRow<'a> {
 
 impl EventRow<'_> {
     fn content(&self) -> u32 {
-        let mut h = ContentHasher::new();
+        let strings = [self.device, self.ip, self.payment, self.email_domain, self.user_agent, self.asn, self.country];
+        let size = 2 * 9 + 9 + self.event_id.len() + 9 + self.account.len() + 3 * 9
+            + strings.iter().chain([&self.model, &self.template]).map(|f| ContentHasher::field_size(f.map(str::as_bytes))).sum::<usize>();
+        let mut h = ContentHasher::new(size);
         h.field(Some(self.event_id.as_bytes()));
         h.number(Some(self.etype as u64));
         h.field(Some(self.account.as_bytes()));
         h.number(Some(self.ts.to_bits()));
-        for f in [self.device, self.ip, self.payment, self.email_domain, self.user_agent, self.asn, self.country] {
+        for f in strings {
             h.field(f.map(str::as_bytes));
         }
         for n in [self.requests, self.tokens_in, self.tokens_out] {
