@@ -5,7 +5,7 @@
 //! once dead bytes outnumber live ones. Id assignment depends only on the order of `intern`/`release`
 //! calls, never on hashing, so the same call sequence gives the same ids in any process.
 
-use hashbrown::HashTable;
+use crate::index::{prefetch, Index};
 use std::hash::{BuildHasher, Hasher};
 
 pub const NONE: u32 = u32::MAX;
@@ -77,7 +77,7 @@ pub struct Interner {
     /// per id, together so that a lookup's comparison reads one place (then the arena)
     slots: Vec<Slot>,
     #[serde(skip)] // rebuilt on restore (`rebuild_index`): the hasher is seeded per process
-    table: HashTable<u32>,
+    table: Index,
     #[serde(skip)]
     hasher: hashbrown::DefaultHashBuilder,
     free: Vec<u32>,
@@ -96,16 +96,39 @@ impl Interner {
 
     /// After a restore: index every live id again under this process's hasher.
     pub fn rebuild_index(&mut self) {
-        let mut table = HashTable::with_capacity(self.live);
+        let mut table = Index::with_capacity(self.live);
         for (i, slot) in self.slots.iter().enumerate() {
             if slot.len == NONE {
                 continue;
             }
-            let h = self.hash(self.bytes(i as u32));
-            let (arena, slots, hasher) = (&self.arena, &self.slots, &self.hasher);
-            table.insert_unique(h, i as u32, |&other| hash_bytes(hasher, b"", stored(arena, slots, other)));
+            table.insert(self.hash(self.bytes(i as u32)), i as u32);
         }
         self.table = table;
+    }
+
+    /// The hash `intern_hashed` takes for `prefix` + `value`.
+    #[inline]
+    pub fn hash_parts(&self, prefix: &[u8], value: &[u8]) -> u64 {
+        hash_bytes(&self.hasher, prefix, value)
+    }
+
+    /// Prefetch for a coming `intern_hashed(h, ..)`, in three passes over a batch's hashes so each
+    /// finds the line the previous one asked for: `level` 0 the index entry, 1 the candidate id's
+    /// slot, 2 its bytes. Hints only: nothing here changes state or results.
+    #[inline]
+    pub fn prefetch(&self, h: u64, level: u8) {
+        match level {
+            0 => self.table.prefetch(h),
+            _ => {
+                let Some(id) = self.table.candidate(h) else { return };
+                let slot = &self.slots[id as usize];
+                if level == 1 {
+                    prefetch(slot);
+                } else if slot.len != NONE && (slot.start as usize) < self.arena.len() {
+                    prefetch(&self.arena[slot.start as usize]);
+                }
+            }
+        }
     }
 
     #[inline]
@@ -123,7 +146,7 @@ impl Interner {
     pub fn lookup(&self, s: &str) -> Option<u32> {
         let b = s.as_bytes();
         let h = self.hash(b);
-        self.table.find(h, |&id| self.bytes(id) == b).copied()
+        self.table.find(h, |id| self.bytes(id) == b)
     }
 
     /// The id of `s`, adding it with no references if new. Returns (id, was_new).
@@ -133,9 +156,14 @@ impl Interner {
 
     /// The id of `prefix` + `value` (an entity key such as `d:` + device id), without building it.
     pub fn intern_parts(&mut self, prefix: &[u8], value: &[u8]) -> (u32, bool) {
-        let h = hash_bytes(&self.hasher, prefix, value);
+        self.intern_hashed(self.hash_parts(prefix, value), prefix, value)
+    }
+
+    /// `intern_parts` with the hash already computed (`hash_parts`).
+    pub fn intern_hashed(&mut self, h: u64, prefix: &[u8], value: &[u8]) -> (u32, bool) {
+        debug_assert_eq!(h, self.hash_parts(prefix, value));
         let plen = prefix.len();
-        if let Some(&id) = self.table.find(h, |&id| {
+        if let Some(id) = self.table.find(h, |id| {
             let stored = stored(&self.arena, &self.slots, id);
             stored.len() == plen + value.len() && &stored[..plen] == prefix && &stored[plen..] == value
         }) {
@@ -158,8 +186,7 @@ impl Interner {
         self.arena.extend_from_slice(prefix);
         self.arena.extend_from_slice(value);
         self.live += 1;
-        let (arena, slots, hasher) = (&self.arena, &self.slots, &self.hasher);
-        self.table.insert_unique(h, id, |&other| hash_bytes(hasher, b"", stored(arena, slots, other)));
+        self.table.insert(h, id);
         (id, true)
     }
 
@@ -193,9 +220,7 @@ impl Interner {
     fn free_id(&mut self, id: u32) {
         let b_len = self.slots[id as usize].len as usize;
         let h = self.hash(self.bytes(id));
-        if let Ok(entry) = self.table.find_entry(h, |&other| other == id) {
-            entry.remove();
-        }
+        self.table.remove(h, id);
         self.slots[id as usize].len = NONE;
         self.dead_bytes += b_len;
         self.live -= 1;
@@ -237,7 +262,7 @@ impl Interner {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity() + self.slots.capacity() * std::mem::size_of::<Slot>() + table_bytes(self.table.capacity(), 4) + self.free.capacity() * 4
+        self.arena.capacity() + self.slots.capacity() * std::mem::size_of::<Slot>() + self.table.heap_bytes() + self.free.capacity() * 4
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cores;
 pub mod features;
 pub mod graph;
 pub mod hashing;
+pub mod index;
 pub mod intern;
 pub mod list;
 pub mod members;
