@@ -2,7 +2,8 @@
 //! `graph/scoring.py`), the evidence that travels with an alert, the damage (API exchanges and
 //! output tokens in the window), and the infrastructure it shares with other clusters.
 
-use crate::graph::{Graph, COHORT, DEVICE, IP, PAYMENT};
+use crate::graph::{AcctB, Graph, COHORT, DEVICE, IP, PAYMENT};
+use crate::index::{prefetch, prefetch_slice};
 use crate::intern::NONE;
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -94,7 +95,24 @@ fn largest_piece(groups: &[&Vec<u32>]) -> usize {
     sizes.iter().filter(|(r, _)| entities.get(r).copied().unwrap_or(0) >= 2).map(|(_, &n)| n).max().unwrap_or(0)
 }
 
+/// How far ahead of a walk its prefetches reach: enough for the memory's latency, few enough that
+/// the lines are still in cache when the walk gets there.
+const AHEAD: usize = 8;
+
 impl Graph {
+    /// While walking `members`, at position `i`: ask for the slot of the member `AHEAD` on, and for
+    /// the list (`list` of its slot) of the one `AHEAD / 2` on, whose slot was asked for earlier.
+    /// Hints only: a walk over a large cluster otherwise waits on memory at every member.
+    #[inline(always)]
+    fn prefetch_member<T>(&self, members: &[u32], i: usize, list: impl Fn(&AcctB) -> &[T]) {
+        if let Some(&next) = members.get(i + AHEAD) {
+            prefetch(&self.acct[next as usize]);
+        }
+        if let Some(&soon) = members.get(i + AHEAD / 2) {
+            prefetch_slice(list(&self.acct[soon as usize]));
+        }
+    }
+
     pub fn features(&self, no: u32) -> Option<Features> {
         let cluster = self.clusters.get(&no)?;
         let members = self.op_accounts(cluster.op);
@@ -124,7 +142,8 @@ impl Graph {
         let mut payers: FxHashMap<u32, u32> = FxHashMap::default(); // cards that do not bind: accounts on each
         let mut newest = 0u32;
         let mut lockstep = 0usize; // members in a lockstep cohort (a binding cohort link)
-        for &a in &members {
+        for (i, &a) in members.iter().enumerate() {
+            self.prefetch_member(&members, i, |acc| acc.links.as_slice());
             let mut in_cohort = false;
             for l in &self.acct[a as usize].links {
                 newest = newest.max(l.ts);
@@ -160,7 +179,11 @@ impl Graph {
         let top_payment = payers.values().copied().max().unwrap_or(0);
         let mut cohorts: Vec<u32> = cohort_count.iter().filter(|(_, c)| c.0 >= 2).map(|(&e, _)| e).collect();
         let mut others_on: FxHashMap<u32, Vec<u32>> = FxHashMap::default(); // weak entity -> other clusters on it
-        for (&e, &(c, _)) in count.iter() {
+        let counted_weak: Vec<(u32, u32)> = count.iter().map(|(&e, &(c, _))| (e, c)).collect();
+        for (i, &(e, c)) in counted_weak.iter().enumerate() {
+            if let Some(&(ahead, _)) = counted_weak.get(i + AHEAD) {
+                prefetch(&self.ent[ahead as usize]);
+            }
             let ent = &self.ent[e as usize];
             if ent.kind == IP {
                 ips += c as usize;
@@ -237,7 +260,8 @@ impl Graph {
         let mut domains: FxHashMap<u32, usize> = FxHashMap::default();
         let (mut requests, mut tokens) = (0u64, 0u64);
         let mut volumes: Vec<u64> = Vec::with_capacity(n);
-        for &a in &members {
+        for (i, &a) in members.iter().enumerate() {
+            self.prefetch_member(&members, i, |acc| acc.usage.as_slice());
             let acc = &self.acct[a as usize];
             if acc.signup != NONE && acc.signup > horizon_s {
                 signups.push(acc.signup);

@@ -147,6 +147,19 @@ pub fn prefetch<T>(x: &T) {
     let _ = x;
 }
 
+/// Hints to load the cache lines of `items` (at most the first four).
+#[inline(always)]
+pub fn prefetch_slice<T>(items: &[T]) {
+    let bytes = std::mem::size_of_val(items).min(256);
+    let base = items.as_ptr() as *const u8;
+    let mut at = 0;
+    while at < bytes {
+        // SAFETY: in bounds of `items` (at < its size in bytes)
+        prefetch(unsafe { &*base.add(at) });
+        at += 64;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
