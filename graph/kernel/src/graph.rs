@@ -574,14 +574,16 @@ impl Graph {
             adds.sort_unstable_by(|x, y| (x.0 .0, x.0 .1).cmp(&(y.0 .0, y.0 .1)).then_with(|| names(&x.0).cmp(&names(&y.0))));
         }
         phase(&mut self.counters, 0);
-        for r in &removes {
+        for (i, r) in removes.iter().enumerate() {
+            self.prefetch_change(batches, &removes, i, |r| r);
             let b = &batches[r.2];
             match (self.resolve_account(b, r.3, false), self.resolve_entity(b, r.4, false)) {
                 (Some(a), Some(e)) if self.acct[a as usize].link(e).is_some() => self.remove_link(a, e),
                 _ => self.counters.unknown_removals += 1,
             }
         }
-        for (r, t) in &adds {
+        for (i, (r, t)) in adds.iter().enumerate() {
+            self.prefetch_change(batches, &adds, i, |x| &x.0);
             let b = &batches[r.2];
             let a = self.resolve_account(b, r.3, true).expect("created");
             let e = self.resolve_entity(b, r.4, true).expect("created");
@@ -641,6 +643,40 @@ impl Graph {
             }
         }
         out
+    }
+
+    /// While applying `changes` in order, at position `i`: ask for what the change `3 * STEP` on will
+    /// read first (its names' id maps), then for the account and entity slots of the one `2 * STEP` on
+    /// (whose maps were asked for), then for their link and member lists of the one `STEP` on. Only
+    /// batches that share the window's names (one process); hints only, no effect on results.
+    #[inline(always)]
+    fn prefetch_change<T>(&self, batches: &[ChangeBatch], changes: &[T], i: usize, r: impl Fn(&T) -> &(u64, u64, usize, u32, u32)) {
+        const STEP: usize = 4;
+        use crate::index::{prefetch, prefetch_slice};
+        let at = |k: usize| changes.get(i + k).map(&r).filter(|r| batches[r.2].shared);
+        if let Some(r) = at(3 * STEP) {
+            let b = &batches[r.2];
+            self.acc_space.prefetch(b.accounts.ids[r.3 as usize]);
+            self.ent_space.prefetch(b.entities.ids[r.4 as usize]);
+        }
+        if let Some(r) = at(2 * STEP) {
+            let b = &batches[r.2];
+            if let Some(a) = self.acc_space.mapped(b.accounts.ids[r.3 as usize]).filter(|&a| (a as usize) < self.acct.len()) {
+                prefetch(&self.acct[a as usize]);
+            }
+            if let Some(e) = self.ent_space.mapped(b.entities.ids[r.4 as usize]).filter(|&e| (e as usize) < self.ent.len()) {
+                prefetch(&self.ent[e as usize]);
+            }
+        }
+        if let Some(r) = at(STEP) {
+            let b = &batches[r.2];
+            if let Some(a) = self.acc_space.mapped(b.accounts.ids[r.3 as usize]).filter(|&a| (a as usize) < self.acct.len()) {
+                prefetch_slice(self.acct[a as usize].links.as_slice());
+            }
+            if let Some(e) = self.ent_space.mapped(b.entities.ids[r.4 as usize]).filter(|&e| (e as usize) < self.ent.len()) {
+                prefetch_slice(&self.ent[e as usize].members[..]);
+            }
+        }
     }
 
     /// The graph's id for a batch's account name: the sender's id is tried first (a cache, checked by

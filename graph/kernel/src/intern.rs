@@ -362,6 +362,14 @@ impl Space {
         (b, true)
     }
 
+    /// Hint to load where `mapped(a)` reads.
+    #[inline]
+    pub fn prefetch(&self, a: u32) {
+        if let Some(x) = self.a2b.get(a as usize) {
+            crate::index::prefetch(x);
+        }
+    }
+
     pub fn mapped(&self, a: u32) -> Option<u32> {
         self.a2b.get(a as usize).copied().filter(|&b| b != NONE)
     }
