@@ -15,6 +15,7 @@
 //!   count) and who joined, so identity and member deltas cost what changed (`ops.rs`).
 
 use crate::graph::Graph;
+use crate::index::{prefetch, prefetch_slice};
 use crate::intern::NONE;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::VecDeque;
@@ -430,6 +431,9 @@ impl Graph {
                 if !running[i0] || n_running <= 1 {
                     continue;
                 }
+                if let Some(&next) = frontier[i0].get(1) {
+                    prefetch_slice(self.acct[next as usize].links.as_slice()); // a hint for the next step
+                }
                 let Some(a) = frontier[i0].pop_front() else {
                     running[i0] = false;
                     n_running -= 1;
@@ -461,7 +465,11 @@ impl Graph {
                     // A binding entity untouched this tick still has all its members in one core, the
                     // one `a` is in: no need to read each member's core (a cache miss per member).
                     let settled = self.ent[e as usize].stamp != self.stamp;
-                    for mi in 0..self.ent[e as usize].members.len() {
+                    let n_members = self.ent[e as usize].members.len();
+                    for mi in 0..n_members {
+                        if mi + 8 < n_members {
+                            prefetch(&self.acct[self.ent[e as usize].members[mi + 8] as usize]); // a hint
+                        }
                         let m = self.ent[e as usize].members[mi];
                         debug_assert!(!settled || self.acct[m as usize].core == c, "untouched entity {e} spans cores");
                         if !settled && self.acct[m as usize].core != c {
