@@ -65,6 +65,12 @@ impl Dedupe {
         self.settled.find(tag_id)
     }
 
+    /// Hint to load what `admit(id, ..)` will read in the settled store (`Settled::prefetch`).
+    #[inline]
+    pub fn prefetch(&self, id: u64, level: u8) {
+        self.settled.prefetch(id & ID_BITS, level);
+    }
+
     pub fn admit(&mut self, id: u64, content: u32, watermark: f64) -> Admission {
         // Entries are matched on the id hash's top 48 bits: two ids are confused when they agree
         // on 48 bits, probability n / 2^48 per event with n ids remembered (3e6: 1.1e-8, about one
@@ -150,6 +156,22 @@ const SETTLED_BUCKETS: usize = 1 << 16;
 impl Settled {
     pub fn len(&self) -> usize {
         self.rest.len()
+    }
+
+    /// Hint to load what `find(tag_id)` reads: at `level` 0 its directory entry, at 1 (the entry
+    /// asked for earlier) its bucket.
+    #[inline]
+    fn prefetch(&self, tag_id: u64, level: u8) {
+        if self.rest.is_empty() {
+            return;
+        }
+        let b = (tag_id >> 48) as usize;
+        if level == 0 {
+            crate::index::prefetch(&self.dir[b]);
+        } else {
+            let range = self.bucket(b);
+            crate::index::prefetch_slice(&self.rest[range]);
+        }
     }
 
     fn bucket(&self, b: usize) -> std::ops::Range<usize> {

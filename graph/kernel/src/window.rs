@@ -163,6 +163,7 @@ pub struct Window {
     scratch_ready: Vec<u32>,
     /// per fed row: the hashes of its account and its four entity keys (`hold`)
     scratch_hashes: Vec<u64>,
+    scratch_ids: Vec<u64>, // per fed row: its event id's hash
     scratch_released: Vec<u32>,
     scratch_skew: Vec<SkewRejection>,
 }
@@ -188,7 +189,7 @@ impl Window {
             dedupe: Dedupe::new(retention), guard, reorder, slots: Vec::new(), free_slots: Vec::new(),
             due: BinaryHeap::new(), buckets: FxHashMap::default(), next_tick: None, builder: BatchBuilder::default(),
             ready: VecDeque::new(), usage_pending: Vec::new(), link_count: 0, counters: Counters::default(),
-            rejected: Vec::new(), scratch_ready: Vec::new(), scratch_hashes: Vec::new(), scratch_released: Vec::new(), scratch_skew: Vec::new(),
+            rejected: Vec::new(), scratch_ready: Vec::new(), scratch_hashes: Vec::new(), scratch_ids: Vec::new(), scratch_released: Vec::new(), scratch_skew: Vec::new(),
         }
     }
 
@@ -204,8 +205,14 @@ impl Window {
     // -- input ----------------------------------------------------------------------------------
     pub fn feed(&mut self, rows: &[EventRow], wall: Option<f64>) {
         let hashes = self.name_hashes(rows);
+        let mut ids = std::mem::take(&mut self.scratch_ids);
+        ids.clear();
+        ids.extend(rows.iter().map(|row| id_hash(row.event_id)));
+        for level in 0..2 {
+            ids.iter().for_each(|&id| self.dedupe.prefetch(id, level)); // hints, as for the names
+        }
         for (k, row) in rows.iter().enumerate() {
-            let id = id_hash(row.event_id);
+            let id = ids[k];
             match self.dedupe.admit(id, row.content(), self.reorder.watermark()) {
                 Admission::Duplicate => {
                     self.counters.duplicates += 1;
@@ -239,6 +246,7 @@ impl Window {
             }
         }
         self.scratch_hashes = hashes;
+        self.scratch_ids = ids;
         // Every event before a boundary the watermark passed is applied: detect now.
         let wm = self.reorder.watermark();
         if let Some(next) = self.next_tick {
