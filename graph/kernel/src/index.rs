@@ -4,8 +4,9 @@
 //! A lookup reads the entry's cache line, then the id's slot and bytes (`intern.rs`) — one line
 //! fewer than a table whose control bytes and buckets lie apart — and, since where a hash lands is
 //! plain arithmetic, a batch of events can prefetch the lines its lookups will read before it looks
-//! anything up (`Interner::prefetch`). An entry's home is its tag modulo the size, so growing and
-//! deleting (backward shift: no tombstones) never re-hash a name.
+//! anything up (`Interner::prefetch`). An entry's home is its tag scaled to the size (`tag * size /
+//! 2^32`), so growing and deleting (backward shift: no tombstones) never re-hash a name, and the size
+//! need not be a power of two: it grows by half at a time and stays 54-81 % full.
 
 use crate::intern::NONE;
 
@@ -29,14 +30,20 @@ impl Index {
         index
     }
 
-    /// Entries for `n` ids at most 13/16 full (a power of two, at least 16).
+    /// Entries for `n` ids about 54 % full: at most 13/16 full after growing by half (at least 16).
     fn size_for(n: usize) -> usize {
-        (n * 16 / 13 + 1).next_power_of_two().max(16)
+        (n * 16 / 13 * 3 / 2).max(16)
+    }
+
+    /// Where a lookup of tag `t` starts.
+    #[inline]
+    fn home(&self, t: u32) -> usize {
+        ((t as u64 * self.entries.len() as u64) >> 32) as usize
     }
 
     #[inline]
-    fn mask(&self) -> usize {
-        self.entries.len() - 1
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.entries.len() { 0 } else { i + 1 }
     }
 
     /// The id whose hash is `h` and for which `eq` holds.
@@ -45,8 +52,8 @@ impl Index {
         if self.entries.is_empty() {
             return None;
         }
-        let (t, mask) = (tag(h), self.mask());
-        let mut i = t as usize & mask;
+        let t = tag(h);
+        let mut i = self.home(t);
         loop {
             let e = self.entries[i];
             if e == EMPTY {
@@ -55,7 +62,7 @@ impl Index {
             if (e >> 32) as u32 == t && eq(e as u32) {
                 return Some(e as u32);
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
     }
 
@@ -71,10 +78,9 @@ impl Index {
         if (self.len + 1) * 16 > self.entries.len() * 13 {
             self.grow();
         }
-        let mask = self.mask();
-        let mut i = tag(h) as usize & mask;
+        let mut i = self.home(tag(h));
         while self.entries[i] != EMPTY {
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
         self.entries[i] = (tag(h) as u64) << 32 | id as u64;
         self.len += 1;
@@ -82,11 +88,10 @@ impl Index {
 
     fn grow(&mut self) {
         let old = std::mem::replace(&mut self.entries, vec![EMPTY; Self::size_for(self.len + 1).max(16)]);
-        let mask = self.mask();
         for e in old.into_iter().filter(|&e| e != EMPTY) {
-            let mut i = (e >> 32) as usize & mask;
+            let mut i = self.home((e >> 32) as u32);
             while self.entries[i] != EMPTY {
-                i = (i + 1) & mask;
+                i = self.next(i);
             }
             self.entries[i] = e;
         }
@@ -94,27 +99,28 @@ impl Index {
 
     /// Remove `id`, indexed under `h`; later entries of its run shift back into the hole.
     pub fn remove(&mut self, h: u64, id: u32) {
-        let mask = self.mask();
-        let mut i = tag(h) as usize & mask;
+        let size = self.entries.len();
+        let mut i = self.home(tag(h));
         loop {
             let e = self.entries[i];
             assert!(e != EMPTY, "index: id {id} is not indexed under its hash");
             if e as u32 == id {
                 break;
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
+        // steps from `from` forward to `to`, around the end
+        let dist = |from: usize, to: usize| if to >= from { to - from } else { to + size - from };
         let mut hole = i;
         let mut j = i;
         loop {
-            j = (j + 1) & mask;
+            j = self.next(j);
             let e = self.entries[j];
             if e == EMPTY {
                 break;
             }
             // `e` may fill the hole if its home is not after the hole in its probe run
-            let home = (e >> 32) as usize & mask;
-            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+            if dist(self.home((e >> 32) as u32), j) >= dist(hole, j) {
                 self.entries[hole] = e;
                 hole = j;
             }
@@ -127,7 +133,7 @@ impl Index {
     #[inline]
     pub fn prefetch(&self, h: u64) {
         if !self.entries.is_empty() {
-            prefetch(&self.entries[tag(h) as usize & self.mask()]);
+            prefetch(&self.entries[self.home(tag(h))]);
         }
     }
 
@@ -181,7 +187,7 @@ mod tests {
         for round in 0..6_000u32 {
             let r = next();
             if r % 3 != 0 || model.is_empty() {
-                let h = ((r % 97) << 32) | (r >> 32); // 97 tags: long runs that collide and wrap
+                let h = ((r % 97) * (u32::MAX as u64 / 97)) << 32 | (r >> 32); // 97 tags: long runs that collide and wrap
                 index.insert(h, round);
                 model.insert(round, h);
             } else {
