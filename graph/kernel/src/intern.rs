@@ -3,7 +3,8 @@
 //! Strings live in one byte arena; an id whose reference count drops to zero is freed and its id
 //! reused, so memory follows the live window rather than history. The arena is compacted (ids kept)
 //! once dead bytes outnumber live ones. Id assignment depends only on the order of `intern`/`release`
-//! calls, never on hashing, so the same call sequence gives the same ids in any process.
+//! calls, never on hashing, so the same call sequence gives the same ids in any process. The index
+//! from a name's hash to its id is `index.rs` (one array a batch can prefetch: `Interner::prefetch`).
 
 use crate::index::{prefetch, Index};
 use std::hash::{BuildHasher, Hasher};

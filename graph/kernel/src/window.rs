@@ -70,6 +70,7 @@ impl<'a> EventRow<'a> {
 
     fn content(&self) -> u32 {
         let strings = [self.device, self.ip, self.payment, self.email_domain, self.user_agent, self.asn, self.country];
+        // the buffer's size: an upper bound (every number counted present, 9 bytes)
         let size = 2 * 9 + 9 + self.event_id.len() + 9 + self.account.len() + 3 * 9
             + strings.iter().chain([&self.model, &self.template]).map(|f| ContentHasher::field_size(f.map(str::as_bytes))).sum::<usize>();
         let mut h = ContentHasher::new(size);
