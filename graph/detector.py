@@ -69,6 +69,10 @@ class Detector:
         self.merged_into: dict[str, str] = {}  # absorbed id -> survivor, to follow old ids
         self.alerts = AlertBook(config)
         self.tick_timings: list[float] | None = None  # set to [] to record each working tick's seconds
+        # Called at the tick an alert gains members, with the graph, the cluster and the new members
+        # (sorted): the audit store records the links behind them as they are at that tick, so its
+        # rows do not depend on how the input was cut into batches. None: nobody records them.
+        self.capture_links: Callable[[_kernel.Graph, str, list[str]], None] | None = None
         self._wall = 0.0
 
     # -- one tick -------------------------------------------------------------------------------
@@ -104,6 +108,10 @@ class Detector:
             if record.cluster_id in self.alerts.open:
                 self.alerts.on_deltas(record.cluster_id, *graph.deltas(number))
         self._rescore(changed, touched, at, out)
+        if self.capture_links is not None:
+            for update in out.alerts:
+                if update.members_added:
+                    self.capture_links(graph, update.cluster_id, sorted(update.members_added))
         if self.tick_timings is not None and worked:
             self.tick_timings.append(time.perf_counter() - started)
         return out

@@ -156,7 +156,9 @@ class DetectionEngine:
 
     def reset_global(self) -> None:
         """Forget stage B (another worker owns it now)."""
+        capture = self.detector.capture_links  # whoever records alerts' links goes on recording them
         self.detector = Detector(self.config, self.clock, None, None)
+        self.detector.capture_links = capture
         self._merge = TickMerge(self.partitions)
         self.idle = set()
 

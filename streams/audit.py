@@ -230,13 +230,11 @@ class AuditStore:
     # -- rows from the engine ---------------------------------------------------------------
     # Rows are buffered as columns (one list per column, in schema order) and written as one Arrow
     # table per flush: no per-row dict or dataclass conversion on the hot path.
-    def add_output(self, out: EngineOutput, links: LinkSource | None = None) -> None:
+    def add_output(self, out: EngineOutput) -> None:
         with self._lock:
             self.event_time_now = max(self.event_time_now, out.watermark)
             for update in out.alerts:
                 self._add_alert(update)
-                if links is not None and update.members_added:  # the links behind an alert, as accounts join it
-                    self._links.add(links, update.cluster_id, list(update.members_added))
             if out.lineage:
                 written = self.clock()
                 c = self._cols["cluster_lineage_rows"]
@@ -252,6 +250,13 @@ class AuditStore:
             c = self._cols["cluster_snapshots"]
             for cluster_id, at in out.gone:  # as of the tick it went (not the batch's end: the same in any batching)
                 _row(c, cluster_id, at, 0, 0.0, None, None, None, at, "{}", "gone", 0, 0)
+
+    def add_links(self, source: LinkSource, cluster_id: str, accounts: list[str]) -> None:
+        """The links behind an alert's new members (``account_link_rows``), read from ``source`` now.
+        The engine calls this at the tick the alert gained them (``Detector.capture_links``): read after
+        a whole batch, they would depend on where the batch ended."""
+        with self._lock:
+            self._links.add(source, cluster_id, accounts)
 
     def _add_alert(self, u: AlertUpdate) -> None:
         _row(self._cols["alert_versions"], u.alert_id, u.version, u.cluster_id, u.action, u.notify, u.severity, u.score,

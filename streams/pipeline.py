@@ -111,9 +111,9 @@ class Pipeline:
                  pseudonymiser: Pseudonymiser | None = None) -> None:
         self.engine = engine
         self.pseudonymiser = pseudonymiser  # renames raw identifiers in everything written out
-        graph = engine.detector.graph
-        self._links: LinkSource = pseudonymiser.link_source(graph) if pseudonymiser is not None else graph
         self.audit = audit
+        if audit is not None:
+            engine.detector.capture_links = self._capture_links
         self.metrics = metrics
         self.wall = wall
         self.live = live
@@ -262,6 +262,12 @@ class Pipeline:
         self.recovering = False
         self._counted = {name: self.engine.counters[name] for name in _ENGINE_COUNTERS}
 
+    def _capture_links(self, graph: LinkSource, cluster_id: str, accounts: list[str]) -> None:
+        """The engine, at the tick an alert gains members: their links to the audit store (renamed)."""
+        assert self.audit is not None
+        source = self.pseudonymiser.link_source(graph) if self.pseudonymiser is not None else graph
+        self.audit.add_links(source, cluster_id, accounts)
+
     def _after(self, out: EngineOutput, emitted: Emitted, received: float, n_in: int, n_ok: int) -> None:
         if self.pseudonymiser is not None:
             self.pseudonymiser.output(out)
@@ -277,7 +283,7 @@ class Pipeline:
         if len(emitted.dead) > 1:  # in source order, whichever stage refused them
             emitted.dead.sort(key=lambda d: (d.record.topic, d.record.partition, d.record.offset))
         if self.audit is not None and out:
-            self.audit.add_output(out, self._links)
+            self.audit.add_output(out)
         m = self.metrics
         if m is None or self.recovering:
             return

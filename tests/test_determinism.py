@@ -29,6 +29,8 @@ def audit_rows(db: Path) -> dict[str, list[tuple]]:
             "clusters": con.execute("""
                 SELECT cluster_id, snapshot_at, size, score, severity, features FROM cluster_snapshots
                 ORDER BY ALL""").fetchall(),
+            # the links behind alerts' new members, read at the tick each alert gained them
+            "account_links": con.execute("SELECT * FROM account_link_rows ORDER BY ALL").fetchall(),
         }
     finally:
         con.close()
@@ -46,7 +48,7 @@ def test_replay_in_processes_with_different_hash_seeds_gives_identical_audit_row
                        cwd=ROOT, env=env, check=True, capture_output=True)
         results.append(audit_rows(db))
     first, second = results
-    assert len(first["alert_history"]) > 100 and len(first["lineage"]) > 100
+    assert len(first["alert_history"]) > 100 and len(first["lineage"]) > 100 and len(first["account_links"]) > 100
     for table in first:
         assert first[table] == second[table], table
 
@@ -73,6 +75,7 @@ def test_replay_in_batches_of_any_size_gives_identical_audit_rows(tmp_path):
     con = duckdb.connect(str(tmp_path / "audit-5000.duckdb"), read_only=True)
     gone = con.execute("SELECT count(*) FROM cluster_snapshots WHERE status = 'gone'").fetchone()[0]
     con.close()
-    assert gone > 0 and len(first["alert_history"]) > 20, (gone, len(first["alert_history"]))
+    assert gone > 0 and len(first["alert_history"]) > 20 and len(first["account_links"]) > 100, (
+        gone, len(first["alert_history"]), len(first["account_links"]))
     for table in first:
         assert first[table] == second[table], table

@@ -64,7 +64,8 @@ def test_a_failed_flush_keeps_the_link_rows_for_the_next(graph, tmp_path, monkey
     update = AlertUpdate(alert_id="a-1", version=1, cluster_id="c-1", action="opened", notify=True, severity="high",
                          score=0.9, member_count=2, detected_at=1.0, alerted_at=1.0, created_at=1.0, reason="test",
                          features={}, evidence=(), members_added=("f0", "f1"), members_removed=())
-    store.add_output(EngineOutput(alerts=[update]), graph)
+    store.add_links(graph, "c-1", ["f0", "f1"])
+    store.add_output(EngineOutput(alerts=[update]))
     want = len(expected(graph, [("c-1", ["f0", "f1"])]))
     assert store.pending() == want + 3  # the link rows, the alert version and its two member rows
 
@@ -83,3 +84,39 @@ def test_a_failed_flush_keeps_the_link_rows_for_the_next(graph, tmp_path, monkey
         assert con.execute("SELECT count(*) FROM alert_history").fetchone() == (1,)
     finally:
         con.close()
+
+
+
+def test_links_are_read_at_the_alerts_tick_from_the_graph_that_holds_stage_b(tmp_path):
+    """The engine hands the audit store an alert's new members' links at that tick, from the graph that
+    holds stage B now: also after this worker forgot stage B and started it again (a new graph)."""
+    from graph import DetectionEngine
+    from streams.pipeline import Pipeline
+
+    engine = DetectionEngine(small_config(), clock=lambda: 0.0, split=True)  # stage B apart, as between workers
+    store = AuditStore(tmp_path / "audit.duckdb", clock=lambda: 0.0)
+    store.create()
+    Pipeline(engine, store, wall=lambda: 0.0)  # wires the engine's link capture to the store
+    engine.reset_global()  # another worker held stage B for a while; it starts again here
+    record = engine.detector.capture_links
+    assert record is not None, "the new stage B still records the links behind alerts"
+    seen = []  # the links of each alert's new members, as the graph had them at the capture
+
+    def spy(graph, cluster, accounts):
+        assert graph is engine.detector.graph
+        seen.extend((a, kind, value, float(at), cluster) for a in accounts for kind, value, at in graph.links_of(a))
+        record(graph, cluster, accounts)
+
+    engine.detector.capture_links = spy
+    events = sorted(farm("f", 30, devices=5), key=lambda e: e.ts)
+    for i in range(0, len(events), 7):
+        engine.process(events[i:i + 7])
+    engine.flush()
+    store.flush()
+    con = duckdb.connect(str(tmp_path / "audit.duckdb"), read_only=True)
+    try:
+        got = con.execute("SELECT account_id, entity_type, entity_value, epoch(last_seen), cluster_id "
+                          "FROM account_link_rows").fetchall()
+    finally:
+        con.close()
+    assert len(seen) > 20 and sorted(got) == sorted(seen)
