@@ -646,35 +646,70 @@ impl Graph {
     }
 
     /// While applying `changes` in order, at position `i`: ask for what the change `3 * STEP` on will
-    /// read first (its names' id maps), then for the account and entity slots of the one `2 * STEP` on
-    /// (whose maps were asked for), then for their link and member lists of the one `STEP` on. Only
-    /// batches that share the window's names (one process); hints only, no effect on results.
+    /// read first (its names' id maps: the shared names' map, or the cache of the sender's ids), then
+    /// for the account and entity slots of the one `2 * STEP` on (whose maps were asked for; with names
+    /// of their own, the names' slots too), then for their link and member lists (and the names' bytes
+    /// the cache's check compares) of the one `STEP` on. Hints only, no effect on results.
     #[inline(always)]
     fn prefetch_change<T>(&self, batches: &[ChangeBatch], changes: &[T], i: usize, r: impl Fn(&T) -> &(u64, u64, usize, u32, u32)) {
         const STEP: usize = 4;
         use crate::index::{prefetch, prefetch_slice};
-        let at = |k: usize| changes.get(i + k).map(&r).filter(|r| batches[r.2].shared);
-        if let Some(r) = at(3 * STEP) {
-            let b = &batches[r.2];
-            self.acc_space.prefetch(b.accounts.ids[r.3 as usize]);
-            self.ent_space.prefetch(b.entities.ids[r.4 as usize]);
+        // (batch, its account's and entity's hints, the cached ids if any)
+        let at = |k: usize| changes.get(i + k).map(&r).map(|r| (&batches[r.2], r.3 as usize, r.4 as usize));
+        let cache = |b: &ChangeBatch| if b.shared { None } else { self.remap.get(&b.partition) };
+        let ids = |b: &ChangeBatch, ai: usize, ei: usize| -> (Option<u32>, Option<u32>) {
+            match cache(b) {
+                None if b.shared => (self.acc_space.mapped(b.accounts.ids[ai]), self.ent_space.mapped(b.entities.ids[ei])),
+                None => (None, None),
+                Some((acc, ent)) => (acc.get(b.accounts.ids[ai] as usize).copied().filter(|&x| x != NONE),
+                                     ent.get(b.entities.ids[ei] as usize).copied().filter(|&x| x != NONE)),
+            }
+        };
+        if let Some((b, ai, ei)) = at(3 * STEP) {
+            match cache(b) {
+                None if b.shared => {
+                    self.acc_space.prefetch(b.accounts.ids[ai]);
+                    self.ent_space.prefetch(b.entities.ids[ei]);
+                }
+                None => {}
+                Some((acc, ent)) => {
+                    if let Some(x) = acc.get(b.accounts.ids[ai] as usize) {
+                        prefetch(x);
+                    }
+                    if let Some(x) = ent.get(b.entities.ids[ei] as usize) {
+                        prefetch(x);
+                    }
+                }
+            }
         }
-        if let Some(r) = at(2 * STEP) {
-            let b = &batches[r.2];
-            if let Some(a) = self.acc_space.mapped(b.accounts.ids[r.3 as usize]).filter(|&a| (a as usize) < self.acct.len()) {
+        if let Some((b, ai, ei)) = at(2 * STEP) {
+            let (a, e) = ids(b, ai, ei);
+            if let Some(a) = a.filter(|&a| (a as usize) < self.acct.len()) {
                 prefetch(&self.acct[a as usize]);
+                if !b.shared {
+                    self.names.accounts.prefetch_id(a, 0);
+                }
             }
-            if let Some(e) = self.ent_space.mapped(b.entities.ids[r.4 as usize]).filter(|&e| (e as usize) < self.ent.len()) {
+            if let Some(e) = e.filter(|&e| (e as usize) < self.ent.len()) {
                 prefetch(&self.ent[e as usize]);
+                if !b.shared {
+                    self.names.entities.prefetch_id(e, 0);
+                }
             }
         }
-        if let Some(r) = at(STEP) {
-            let b = &batches[r.2];
-            if let Some(a) = self.acc_space.mapped(b.accounts.ids[r.3 as usize]).filter(|&a| (a as usize) < self.acct.len()) {
+        if let Some((b, ai, ei)) = at(STEP) {
+            let (a, e) = ids(b, ai, ei);
+            if let Some(a) = a.filter(|&a| (a as usize) < self.acct.len()) {
                 prefetch_slice(self.acct[a as usize].links.as_slice());
+                if !b.shared {
+                    self.names.accounts.prefetch_id(a, 1);
+                }
             }
-            if let Some(e) = self.ent_space.mapped(b.entities.ids[r.4 as usize]).filter(|&e| (e as usize) < self.ent.len()) {
+            if let Some(e) = e.filter(|&e| (e as usize) < self.ent.len()) {
                 prefetch_slice(&self.ent[e as usize].members[..]);
+                if !b.shared {
+                    self.names.entities.prefetch_id(e, 1);
+                }
             }
         }
     }

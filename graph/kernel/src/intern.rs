@@ -113,6 +113,17 @@ impl Interner {
         hash_bytes(&self.hasher, prefix, value)
     }
 
+    /// Hint to load id `id`'s slot (`level` 0) or, its slot asked for earlier, its bytes (1).
+    #[inline]
+    pub fn prefetch_id(&self, id: u32, level: u8) {
+        let Some(slot) = self.slots.get(id as usize) else { return };
+        if level == 0 {
+            prefetch(slot);
+        } else if slot.len != NONE && (slot.start as usize) < self.arena.len() {
+            prefetch(&self.arena[slot.start as usize]);
+        }
+    }
+
     /// Prefetch for a coming `intern_hashed(h, ..)`, in three passes over a batch's hashes so each
     /// finds the line the previous one asked for: `level` 0 the index entry, 1 the candidate id's
     /// slot, 2 its bytes. Hints only: nothing here changes state or results.
