@@ -86,7 +86,6 @@ def test_a_failed_flush_keeps_the_link_rows_for_the_next(graph, tmp_path, monkey
         con.close()
 
 
-
 def test_links_are_read_at_the_alerts_tick_from_the_graph_that_holds_stage_b(tmp_path):
     """The engine hands the audit store an alert's new members' links at that tick, from the graph that
     holds stage B now: also after this worker forgot stage B and started it again (a new graph)."""

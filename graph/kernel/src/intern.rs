@@ -132,12 +132,8 @@ impl Interner {
         match level {
             0 => self.table.prefetch(h),
             _ => {
-                let Some(id) = self.table.candidate(h) else { return };
-                let slot = &self.slots[id as usize];
-                if level == 1 {
-                    prefetch(slot);
-                } else if slot.len != NONE && (slot.start as usize) < self.arena.len() {
-                    prefetch(&self.arena[slot.start as usize]);
+                if let Some(id) = self.table.candidate(h) {
+                    self.prefetch_id(id, level - 1);
                 }
             }
         }
