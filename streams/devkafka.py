@@ -1,6 +1,6 @@
 """A real single-node Apache Kafka (KRaft) broker on a free loopback port, for tests and the demo.
 
-The jars come from Maven Central through ``deploy/kafka/pom.xml`` (``mvn dependency:copy-dependencies``)
+The jars come from Maven Central through ``streams/dev/kafka/pom.xml`` (shipped in the wheel) (``mvn dependency:copy-dependencies``)
 and are cached under ``~/.cache/fraudgraph/kafka-<version>``; each broker gets a fresh temp dir for its
 log and metadata and is stopped (and the dir removed) on ``stop()``.
 
@@ -23,9 +23,9 @@ import time
 import uuid
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
-LOG4J_CONFIG = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
+ASSETS = Path(__file__).resolve().parent / "dev" / "kafka"  # package data: present in the wheel too
+POM = ASSETS / "pom.xml"
+LOG4J_CONFIG = ASSETS / "log4j2.properties"
 
 
 class DevKafkaError(RuntimeError):
@@ -53,11 +53,15 @@ def fetch_jars() -> Path:
     if shutil.which("mvn") is None:
         raise DevKafkaError("Maven (mvn) is not on PATH; it resolves the Kafka jars from Maven Central")
     target.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-        f"-DoutputDirectory={target}", "-DincludeScope=runtime",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="fraudgraph-mvn-") as work:
+        # Maven writes target/ beside the pom: a copy keeps an installed package's folder untouched
+        pom = Path(work) / "pom.xml"
+        shutil.copyfile(POM, pom)
+        cmd = [
+            "mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+            f"-DoutputDirectory={target}", "-DincludeScope=runtime",
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise DevKafkaError(f"mvn failed ({result.returncode}):\n{result.stdout[-4000:]}{result.stderr[-4000:]}")
     marker.write_text(kafka_version())
