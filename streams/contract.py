@@ -90,23 +90,37 @@ _ts_decoder = msgspec.json.Decoder(Annotated[datetime, msgspec.Meta(tz=True)])
 
 
 def canonical_ip(text: str) -> str:
-    """IPv4/IPv6 text in canonical form, so '2001:db8::1' and '2001:0db8::1' are one entity.
+    """The IP entity's key: what identifies the subscriber or server behind an address.
+
+    * IPv4: the address in canonical form.
+    * IPv6: its /64 network. A /64 is one subscriber line or one server's subnet; the interface part
+      rotates per session (privacy addresses, RFC 8981) and on a server is the operator's to pick, so
+      keying the full address would give every session a new entity and hide who shares a line.
+    * IPv4-mapped IPv6 (``::ffff:a.b.c.d``): the IPv4 address it carries. A zone (``%eth0``) is
+      link-local decoration and is dropped.
 
     >>> canonical_ip("2001:0db8::1"), canonical_ip("10.0.0.1")
-    ('2001:db8::1', '10.0.0.1')
+    ('2001:db8::/64', '10.0.0.1')
+    >>> canonical_ip("2001:db8:aa:bb:1234:5678:9abc:def0") == canonical_ip("2001:db8:aa:bb::7")
+    True
+    >>> canonical_ip("::ffff:1.2.3.4")
+    '1.2.3.4'
     """
     known = _canonical_ips.get(text)
     if known is not None:
         return known
     if _CANONICAL_V4.fullmatch(text):  # already what ipaddress would print (no leading zeros, octets <= 255)
-        if len(_canonical_ips) > 1_000_000:
-            _canonical_ips.clear()
-        _canonical_ips[text] = text
-        return text
-    try:
-        canonical = str(ipaddress.ip_address(text))
-    except ValueError:
-        raise InvalidEvent(f"ip {text[:64]!r} is not an IPv4 or IPv6 address", ErrorKind.IP) from None
+        canonical = text
+    else:
+        try:
+            address = ipaddress.ip_address(text.split("%", 1)[0] if "%" in text else text)
+        except ValueError:
+            raise InvalidEvent(f"ip {text[:64]!r} is not an IPv4 or IPv6 address", ErrorKind.IP) from None
+        if isinstance(address, ipaddress.IPv6Address):
+            mapped = address.ipv4_mapped
+            canonical = str(mapped) if mapped is not None else str(ipaddress.IPv6Network((address, 64), strict=False))
+        else:
+            canonical = str(address)
     if len(_canonical_ips) > 1_000_000:
         _canonical_ips.clear()
     _canonical_ips[text] = canonical

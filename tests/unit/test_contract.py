@@ -78,7 +78,18 @@ def test_time_offsets_and_ip_forms_are_normalised():
     a = decode_event(json.dumps({**GOOD, "ts": "2026-01-05T01:00:00+01:00", "ip": "2001:0db8::0001"}).encode())
     b = decode_event(json.dumps({**GOOD, "ts": "2026-01-05T00:00:00Z", "ip": "2001:db8::1"}).encode())
     assert a.ts == b.ts
-    assert a.ip == b.ip == "2001:db8::1"
+    assert a.ip == b.ip == "2001:db8::/64"
+
+
+def test_ipv6_addresses_of_one_subscriber_are_one_entity():
+    """Privacy addresses rotate the interface half per session: the /64 is the line (or the server)."""
+    rotated = [decode_event(json.dumps({**GOOD, "ip": f"2001:db8:7:42:{k:x}:{k * 7:x}::{k}"}).encode()).ip
+               for k in range(1, 40)]
+    assert set(rotated) == {"2001:db8:7:42::/64"}
+    other_line = decode_event(json.dumps({**GOOD, "ip": "2001:db8:7:43::1"}).encode()).ip
+    assert other_line == "2001:db8:7:43::/64"
+    assert decode_event(json.dumps({**GOOD, "ip": "::ffff:1.2.3.4"}).encode()).ip == "1.2.3.4"
+    assert decode_event(json.dumps({**GOOD, "ip": "fe80::1%eth0"}).encode()).ip == "fe80::/64"
 
 
 def test_event_types_agree_across_schema_decoder_and_core():
