@@ -10,8 +10,8 @@ EVENT_TYPES = ("signup", "login", "api_key_created", "payment_method_added", "ap
 
 # Compact entity keys: devices and payment instruments are "strong" identifiers (hard to share by
 # accident); IPs and prompt templates are "weak" (NAT, wifi, proxies and popular prompts put
-# strangers on one value); lockstep cohorts are derived by the kernel.
-_PREFIX = {"device": "d:", "payment": "p:", "ip": "i:", "template": "t:", "lockstep": "s:"}
+# strangers on one value); lockstep cohorts and owned template groups are derived by the kernel.
+_PREFIX = {"device": "d:", "payment": "p:", "ip": "i:", "template": "t:", "lockstep": "s:", "owned_template": "g:"}
 _KIND_OF_PREFIX = {v[0]: k for k, v in _PREFIX.items()}
 
 

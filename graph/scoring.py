@@ -15,6 +15,10 @@ Structure (each in [0, 1]; the score starts from the largest):
   scale (nothing up to ``extraction_floor`` times, fully from ``extraction_full`` times). A class doing
   an exercise together is in lockstep but draws what any user draws; a distillation ring draws orders
   of magnitude more.
+* **owned** — share of members on templates the group owns (used by at least ten accounts, most of
+  whom write no prompt of their own: graph/kernel/src/owned.rs), times extraction: an operation runs
+  its own prompts at volume; a class's exercise or a company's internal tool is owned too, at
+  ordinary volume.
 
 Benign explanations discount the structure: one organisation's mail domain (``org_discount``), and
 one card paying for (nearly) all of its long-standing accounts (``payer_discount``; a share of 0.5 of
@@ -95,18 +99,20 @@ def combine(f: dict[str, float], config: DetectionConfig) -> dict[str, float]:
     farm = f["no_own_identity_off_hub"] * f["datacenter_share"]
     extracting = extraction(f["intensity"], config.extraction_floor, config.extraction_full)
     lockstep = f["lockstep_share"] * extracting
+    owned = f["owned_template_share"] * extracting
     established = 1.0 - f["fresh_share"]
     one_payer = min(1.0, max(0.0, (f["single_payer_share"] - 0.5) / 0.4))  # one card for (nearly) everyone
     keep = (1.0 - config.org_discount * f["org_domain_share"]) \
         * (1.0 - config.payer_discount * one_payer * established) \
         * (1.0 - config.established_discount * established * (1.0 - extracting))
-    score = max(mesh, farm, lockstep) * keep + 0.1 * f["signup_burst"]
-    return {"farm": round(farm, 4), "lockstep": round(lockstep, 4), "extraction": round(extracting, 4),
+    score = max(mesh, farm, lockstep, owned) * keep + 0.1 * f["signup_burst"]
+    return {"farm": round(farm, 4), "lockstep": round(lockstep, 4), "owned": round(owned, 4),
+            "extraction": round(extracting, 4),
             "benign_keep": round(keep, 4), "score": round(min(1.0, max(0.0, score)), 4)}
 
 
 def evidence_entities(f: dict[str, float]) -> int:
-    return int(f["binding_strong_entities"] + f["lockstep_cohorts"] + f["owned_weak_entities"])
+    return int(f["binding_strong_entities"] + f["lockstep_cohorts"] + f["owned_templates"] + f["owned_weak_entities"])
 
 
 def severity_of(size: int, score: float, evidence: int, config: DetectionConfig) -> str | None:

@@ -11,6 +11,7 @@ class EntityKind(StrEnum):
     IP = "ip"
     TEMPLATE = "template"  # a prompt template fingerprint
     LOCKSTEP = "lockstep"  # a template's lockstep cohort (derived, never in the input)
+    OWNED_TEMPLATE = "owned_template"  # a template its users own as a group (derived, never in the input)
 
 
 STRONG_KINDS = frozenset({EntityKind.DEVICE, EntityKind.PAYMENT})

@@ -3,7 +3,8 @@ rules of graph/DETECTION.md are re-stated here, and groups are ``networkx.connec
 — of the member–binding-entity graph (cores), then of the core graph under weak edges (operations).
 Nothing here calls the code under test. The one derived input it takes from the engine is the
 lockstep cohort links (which minutes were synchronous depends on the stream's history; the cohort
-rule itself is tested on hand-built streams in tests/unit/test_detection_v2.py)."""
+rule itself is tested on hand-built streams in tests/unit/test_detection_v2.py); owned template
+groups are re-derived here from the template links."""
 
 from __future__ import annotations
 
@@ -35,11 +36,34 @@ def as_pairs(links: dict[str, dict[str, float]]) -> list[tuple[str, str]]:
     return sorted((account, entity) for entity, accounts in links.items() for account in accounts)
 
 
+def owned_groups(members: dict[str, set[str]], config: DetectionConfig) -> dict[str, set[str]]:
+    """Owned templates (graph/DETECTION.md): used by >= group_min_accounts accounts, at most
+    template_max_degree, of whom >= group_captive_min use no template of their own and >= 2 shared."""
+    templates_of: dict[str, list[str]] = defaultdict(list)
+    for entity, accounts in members.items():
+        if entity[0] == "t":
+            for account in accounts:
+                templates_of[account].append(entity)
+
+    def captive(account: str) -> bool:
+        sizes = [len(members[t]) for t in templates_of[account]]
+        return min(sizes) >= 2 and len(sizes) >= 2
+
+    out = {}
+    for entity, accounts in members.items():
+        if entity[0] == "t" and max(2, config.group_min_accounts) <= len(accounts) <= config.template_max_degree:
+            if sum(captive(a) for a in accounts) >= config.group_captive_min * len(accounts):
+                out["g:" + entity[2:]] = set(accounts)
+    return out
+
+
 def clusters(links: dict[str, dict[str, float]], cohort_links: list[tuple[str, str]],
              config: DetectionConfig) -> list[tuple[str, ...]]:
     members: dict[str, set[str]] = {e: set(accounts) for e, accounts in links.items()}
     for account, entity in cohort_links:
-        members.setdefault(entity, set()).add(account)
+        if entity[0] == "s":  # the engine's owned groups ("g:") are re-derived below, not taken
+            members.setdefault(entity, set()).add(account)
+    members.update(owned_groups(members, config))
     entities_of: dict[str, set[str]] = defaultdict(set)
     for entity, accounts in members.items():
         for account in accounts:
@@ -51,7 +75,7 @@ def clusters(links: dict[str, dict[str, float]], cohort_links: list[tuple[str, s
     caps = {"d": config.device_max_degree, "p": config.payment_max_degree}
     binding = set()
     for entity, accounts in members.items():
-        if entity[0] == "s" and len(accounts) >= 2:
+        if entity[0] in "sg" and len(accounts) >= 2:
             binding.add(entity)
         elif entity[0] in caps and 2 <= len(accounts) <= caps[entity[0]]:
             exclusive = sum(1 for a in accounts if not has_private(a, entity[0]))

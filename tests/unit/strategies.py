@@ -1,6 +1,7 @@
 """Hypothesis strategies that build the cases the detector exists for — device farms, card pools,
 crowds on one hub, households, farms glued by their own API servers, lockstep rings on one prompt
-template, operations rotating through a shared proxy pool — from shared pools of ids, so groups grow,
+template, groups on a set of templates nobody else uses (with strangers writing their own prompts on
+them), operations rotating through a shared proxy pool — from shared pools of ids, so groups grow,
 merge through shared entities, share commodity infrastructure, and split when links expire."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ TEMPLATE_POOL = 6
 
 @dataclass(frozen=True)
 class Case:
-    kind: str  # farm | card_pool | crowd | household | ip_group | api_servers | lockstep | proxy
+    kind: str  # farm | card_pool | crowd | household | ip_group | api_servers | lockstep | templates | proxy
     first: int  # first account index (cases take consecutive accounts from the pool)
     size: int
     hubs: int  # devices / cards / IPs the case shares
@@ -32,7 +33,7 @@ class Case:
 cases = st.builds(
     Case,
     kind=st.sampled_from(["farm", "farm", "card_pool", "crowd", "household", "ip_group", "api_servers",
-                          "api_servers", "api_servers", "lockstep", "lockstep", "proxy"]),
+                          "api_servers", "api_servers", "lockstep", "lockstep", "templates", "templates", "proxy"]),
     first=st.integers(0, ACCOUNT_POOL - 1),
     size=st.integers(3, 60),
     hubs=st.integers(1, 6),
@@ -100,6 +101,14 @@ class EventFactory:
                     at = minute0 + 1200 * (k // 3) + 120 * (k % 3) + (i % 40)
                     out.append(self.event(a, at, ip=f"45.77.{case.hub_base % 4}.1",
                                           kind="api_usage", template=f"tpl{case.hub_base % TEMPLATE_POOL}"))
+            elif case.kind == "templates":  # own phone and card each; two of the group's templates; every
+                # fifth account also writes a prompt of its own (the captive share moves around the bar)
+                out.append(self.event(a, ts, device=f"own{a}", payment=f"oc{a}", kind="signup"))
+                for k in (0, 1):
+                    out.append(self.event(a, ts + 0.5 + k, ip=f"98.{a % 250}.1.1", kind="api_usage",
+                                          template=f"set{case.hub_base % TEMPLATE_POOL}-{(i + k) % (case.hubs + 1)}"))
+                if i % 5 == 4:
+                    out.append(self.ordinary_use(a, ts + 3))
             else:  # proxy: a card pool rotating through the shared residential exits
                 out.append(self.event(a, ts, device=f"own{a}", payment=f"px{hub % CARD_POOL}", kind="signup"))
                 out.append(self.event(a, ts + 0.5, payment=f"px{nxt % CARD_POOL}",

@@ -28,6 +28,7 @@ class Reached:
     def __init__(self) -> None:
         self.examples = self.with_clusters = self.with_alerts = self.with_splits = self.with_merges = 0
         self.checks = self.with_lockstep = self.with_weak_edges = 0  # checks that saw cohorts / weak edges
+        self.with_owned = 0  # checks that saw an owned template group
 
 
 class DetectionMachine(RuleBasedStateMachine):
@@ -97,7 +98,8 @@ class DetectionMachine(RuleBasedStateMachine):
         assert self.engine.partition() == expected
         assert self.engine.full_recompute_partition() == expected
         DetectionMachine.reached.checks += 1
-        DetectionMachine.reached.with_lockstep += bool(cohorts)
+        DetectionMachine.reached.with_lockstep += any(entity.startswith("s:") for _a, entity in cohorts)
+        DetectionMachine.reached.with_owned += any(entity.startswith("g:") for _a, entity in cohorts)
         DetectionMachine.reached.with_weak_edges += graph.stats()["weak_edges"] > 0
 
     def teardown(self) -> None:
@@ -119,6 +121,7 @@ def test_incremental_equals_an_independent_oracle_through_growth_merges_splits_a
     assert r.with_merges >= 0.1 * r.examples, vars(r)
     assert r.with_splits >= 0.05 * r.examples, vars(r)
     assert r.with_lockstep >= 0.1 * r.checks and r.with_weak_edges >= 0.02 * r.checks, vars(r)
+    assert r.with_owned >= 0.05 * r.checks, vars(r)
 
 
 def fingerprint(engine, outputs):

@@ -63,9 +63,39 @@ impl Graph {
                 }
             }
         }
+        // owned templates: captive counts, status and group membership (owned.rs)
+        for (e, ent) in self.ent.iter().enumerate() {
+            let e = e as u32;
+            if !ent.live || ent.kind != crate::graph::TEMPLATE {
+                continue;
+            }
+            let fresh = ent.members.iter().filter(|&&a| self.captive_fresh(a)).count() as u32;
+            let kept = self.captive.get(&e).copied().unwrap_or(0);
+            if fresh != kept {
+                bad.push(format!("template {} counts {kept} captive members, really {fresh}", self.ent_str(e)));
+            }
+            let group = self.owned.get(&e).copied().unwrap_or(NONE);
+            if self.template_owned_fresh(e) != (group != NONE) {
+                bad.push(format!("template {} owned status stale (group {group})", self.ent_str(e)));
+            }
+            if group != NONE {
+                let mut in_group: Vec<u32> = self.ent[group as usize].members.to_vec();
+                let mut users: Vec<u32> = ent.members.to_vec();
+                in_group.sort_unstable();
+                users.sort_unstable();
+                if in_group != users {
+                    bad.push(format!("owned group of {} holds {} accounts, the template {}", self.ent_str(e), in_group.len(), users.len()));
+                }
+            }
+        }
+        for (e, ent) in self.ent.iter().enumerate() {
+            if ent.live && ent.kind == crate::graph::OWNED && !self.owned.values().any(|&g| g == e as u32) {
+                bad.push(format!("group entity {} belongs to no owned template", self.ent_str(e as u32)));
+            }
+        }
         for (a, acc) in self.acct.iter().enumerate() {
             if acc.live {
-                for kind in [crate::graph::DEVICE, crate::graph::PAYMENT] {
+                for kind in [crate::graph::DEVICE, crate::graph::PAYMENT, crate::graph::TEMPLATE] {
                     if acc.has_private_cached(kind) != self.has_private(a as u32, kind) {
                         bad.push(format!("account {} private flag for {} is stale", self.acc_str(a as u32), kind as char));
                     }

@@ -2,7 +2,7 @@
 //! `graph/scoring.py`), the evidence that travels with an alert, the damage (API exchanges and
 //! output tokens in the window), and the infrastructure it shares with other clusters.
 
-use crate::graph::{AcctB, Graph, COHORT, DEVICE, IP, PAYMENT};
+use crate::graph::{AcctB, Graph, COHORT, DEVICE, IP, OWNED, PAYMENT};
 use crate::index::{prefetch, prefetch_slice};
 use crate::intern::NONE;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -142,9 +142,11 @@ impl Graph {
         let mut payers: FxHashMap<u32, u32> = FxHashMap::default(); // cards that do not bind: accounts on each
         let mut newest = 0u32;
         let mut lockstep = 0usize; // members in a lockstep cohort (a binding cohort link)
+        let mut grouped = 0usize; // members in an owned template group (owned.rs)
         for (i, &a) in members.iter().enumerate() {
             self.prefetch_member(&members, i, |acc| acc.links.as_slice());
             let mut in_cohort = false;
+            let mut in_group = false;
             for l in &self.acct[a as usize].links {
                 newest = newest.max(l.ts);
                 let (c, span) = match l.strong_kind() {
@@ -159,6 +161,10 @@ impl Graph {
                         in_cohort = true;
                         cohort_count.entry(l.ent).or_insert((0, (u32::MAX, 0)))
                     }
+                    OWNED if l.binds() => {
+                        in_group = true;
+                        cohort_count.entry(l.ent).or_insert((0, (u32::MAX, 0))) // derived, like cohorts
+                    }
                     PAYMENT => {
                         *payers.entry(l.ent).or_insert(0) += 1;
                         continue;
@@ -169,6 +175,7 @@ impl Graph {
                 widen(span, l.ts);
             }
             lockstep += in_cohort as usize;
+            grouped += in_group as usize;
         }
         // One pass over the counted IPs and templates, each entity read once: IP links, the weak
         // entities the members share, the top template, and the weak entities another cluster's cores
@@ -303,7 +310,9 @@ impl Graph {
             ("no_own_identity", no_own),
             ("no_own_identity_off_hub", no_own_off_hub),
             ("binding_strong_entities", strong.len() as f64),
-            ("lockstep_cohorts", cohorts.len() as f64),
+            ("lockstep_cohorts", cohorts.iter().filter(|&&e| self.kind(e) == COHORT).count() as f64),
+            ("owned_templates", cohorts.iter().filter(|&&e| self.kind(e) == OWNED).count() as f64),
+            ("owned_template_share", grouped as f64 / nf),
             ("owned_weak_entities", owned_weak as f64),
             ("top_entity_share", strong.first().map(|e| on[e].0.len() as f64 / nf).unwrap_or(0.0)),
             ("device_reuse", with_device.len() as f64 / nf),

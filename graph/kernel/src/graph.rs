@@ -2,7 +2,8 @@
 //!
 //! Layers (graph/DETECTION.md explains each rule):
 //! 1. **Links** account–entity, with the entity's degree. Entities: devices `d:`, cards `p:` (strong),
-//!    IPs `i:`, prompt templates `t:` (weak) and lockstep cohorts `s:` (derived here from API activity).
+//!    IPs `i:`, prompt templates `t:` (weak), lockstep cohorts `s:` (derived here from API activity)
+//!    and owned template groups `g:` (derived from who uses a template: `owned.rs`).
 //! 2. **Binding** (this file): a device/card binds when it is shared the way one operator shares
 //!    (2..max accounts, most of them with no private entity of that kind); a cohort binds its
 //!    accounts that act in lockstep on one template.
@@ -34,15 +35,27 @@ pub const PAYMENT: u8 = b'p';
 pub const IP: u8 = b'i';
 pub const TEMPLATE: u8 = b't';
 pub const COHORT: u8 = b's';
+pub const OWNED: u8 = b'g';
+
+/// Kinds the graph derives itself (a cohort from API rhythm, an owned group from a template's users):
+/// they always bind, and they have no "private" notion.
+#[inline]
+pub fn is_derived(kind: u8) -> bool {
+    kind == COHORT || kind == OWNED
+}
 
 #[inline]
 pub fn private_bit(kind: u8) -> u8 {
-    if kind == DEVICE { 1 } else { 2 }
+    match kind {
+        DEVICE => 1,
+        PAYMENT => 2,
+        _ => 4, // TEMPLATE
+    }
 }
 
 #[inline]
 pub fn is_strong(kind: u8) -> bool {
-    kind == DEVICE || kind == PAYMENT || kind == COHORT
+    kind == DEVICE || kind == PAYMENT || kind == COHORT || kind == OWNED
 }
 #[inline]
 pub fn is_weak(kind: u8) -> bool {
@@ -72,6 +85,9 @@ pub struct GraphConfig {
     pub hub_copy_overlap: f64,
     pub evidence_limit: usize,
     pub freemail: FxHashSet<String>,
+    pub group_min_accounts: u32,
+    pub group_captive_min: f64,
+    pub template_max_degree: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -91,6 +107,7 @@ pub struct Link {
 
 const STRONG_BIT: u16 = 1 << 15;
 const BINDS_BIT: u16 = 1 << 2;
+const GROUP_BIT: u16 = 1 << 3; // a strong link to an owned template group (its 2-bit code unused)
 /// A strong link's kind by its 2-bit code (0 unused).
 const STRONG_KINDS: [u8; 4] = [0, DEVICE, PAYMENT, COHORT];
 
@@ -100,6 +117,7 @@ impl Link {
             DEVICE => STRONG_BIT | 1,
             PAYMENT => STRONG_BIT | 2,
             COHORT => STRONG_BIT | 3,
+            OWNED => STRONG_BIT | GROUP_BIT,
             _ => 0,
         };
         Link { ent, pos, ts, uses: 0, flags: if binds && flags != 0 { flags | BINDS_BIT } else { flags } }
@@ -112,7 +130,13 @@ impl Link {
     /// A strong link's entity kind (DEVICE, PAYMENT or COHORT); 0 for an IP or template link.
     #[inline]
     pub fn strong_kind(&self) -> u8 {
-        if self.strong() { STRONG_KINDS[(self.flags & 3) as usize] } else { 0 }
+        if !self.strong() {
+            0
+        } else if self.flags & GROUP_BIT != 0 {
+            OWNED
+        } else {
+            STRONG_KINDS[(self.flags & 3) as usize]
+        }
     }
     /// Does the entity bind (a strong link whose entity's `binding` is set)?
     #[inline]
@@ -150,7 +174,9 @@ pub struct AcctB {
     pub usage: List<(u32, u32, u32)>, // (bucket of USAGE_BUCKET_HOURS, API exchanges, output tokens), ascending
     pub strong: bool, // has a binding strong entity (device, card or cohort)
     pub live: bool,
-    /// "uses a device (bit 0) / card (bit 1) no other account uses", as last settled (graph::rebind)
+    /// "uses a device (bit 0) / card (bit 1) no other account uses"; bit 2: "is captive on
+    /// templates" (no template of its own and at least two shared ones: owned.rs); as last settled
+    /// (graph::rebind)
     pub private: u8,
 }
 
@@ -388,6 +414,8 @@ pub struct Dirty {
     pub touched_accounts: Vec<u32>,
     pub free_accounts: Vec<u32>,
     pub cohort_check: Vec<(u32, u32)>, // (account, template) whose cohort membership may differ
+    pub owned_check: Vec<u32>,         // templates whose owned status may differ (owned.rs)
+    pub owned_join: Vec<(u32, u32)>,   // (account, template): a new member of a template that may be owned
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -402,6 +430,10 @@ pub struct Graph {
     pub hists: Hists,
     /// template -> its lockstep cohort entity (few templates have one)
     pub cohorts: FxHashMap<u32, u32>,
+    /// template -> members with no template of their own (only templates with some; owned.rs)
+    pub captive: FxHashMap<u32, u32>,
+    /// owned template -> its group entity (owned.rs)
+    pub owned: FxHashMap<u32, u32>,
     pub cores: crate::cores::Cores,
     pub weak: crate::weak::Weak,
     pub ops: crate::ops::Ops,
@@ -506,7 +538,7 @@ impl Graph {
     pub fn new(cfg: GraphConfig) -> Self {
         Graph {
             cfg, names: Names::default(), acc_space: Space::default(), ent_space: Space::default(), acct: Vec::new(),
-            ent: Vec::new(), hists: Default::default(), cohorts: FxHashMap::default(), cores: Default::default(), weak: Default::default(), ops: Default::default(),
+            ent: Vec::new(), hists: Default::default(), cohorts: FxHashMap::default(), captive: FxHashMap::default(), owned: FxHashMap::default(), cores: Default::default(), weak: Default::default(), ops: Default::default(),
             clusters: FxHashMap::default(), next_cluster: 1, open_buckets: FxHashMap::default(),
             closed_minutes_before: 0, rhythm: FxHashMap::default(), crowded: FxHashMap::default(), dirty: Dirty::default(), stamp: 1, now: i64::MIN, link_count: 0,
             deltas: FxHashMap::default(), population_tokens_median: 0.0, usage_seen: false,
@@ -811,6 +843,10 @@ impl Graph {
         if kind == TEMPLATE && !self.cohorts.is_empty() {
             self.cohorts.remove(&id); // a reused id is a new template
         }
+        if kind == TEMPLATE {
+            self.captive.remove(&id);
+            debug_assert!(!self.owned.contains_key(&id), "a freed template's group was released with it");
+        }
     }
 
     // -- links ----------------------------------------------------------------------------------
@@ -829,9 +865,12 @@ impl Graph {
         self.link_count += 1;
         self.dirty.touched_accounts.push(a);
         let deg = self.ent[e as usize].members.len();
+        if kind == TEMPLATE {
+            self.template_member_moved(a, e, deg, true);
+        }
         if is_strong(kind) {
             self.mark_strong(e);
-            if kind != COHORT {
+            if !is_derived(kind) {
                 self.dirty.moved_kind.push((a, kind));
                 if deg == 2 {
                     // no longer private to its first account: that account's same-kind answers change
@@ -839,7 +878,7 @@ impl Graph {
                     self.dirty.moved_kind.push((first, kind));
                 }
             }
-            if kind != COHORT && !self.acct[a as usize].has_private_cached(kind) {
+            if !is_derived(kind) && !self.acct[a as usize].has_private_cached(kind) {
                 self.ent[e as usize].exclusive += 1;
             }
             if self.ent[e as usize].binding {
@@ -874,11 +913,11 @@ impl Graph {
             if self.ent[e as usize].binding {
                 self.dirty.lost.push((a, e));
             }
-            if kind != COHORT && !self.acct[a as usize].has_private_cached(kind) {
+            if !is_derived(kind) && !self.acct[a as usize].has_private_cached(kind) {
                 self.ent[e as usize].exclusive -= 1;
             }
             self.mark_strong(e);
-            if kind != COHORT {
+            if !is_derived(kind) {
                 self.dirty.moved_kind.push((a, kind));
                 if deg == 1 {
                     let survivor = self.ent[e as usize].members[0];
@@ -896,10 +935,15 @@ impl Graph {
                 if cohort != NONE && self.acct[a as usize].link(cohort).is_some() {
                     self.remove_link(a, cohort); // its lockstep evidence goes with the template link
                 }
+                let group = self.owned.get(&e).copied().unwrap_or(NONE);
+                if group != NONE && self.acct[a as usize].link(group).is_some() {
+                    self.remove_link(a, group); // and its membership of the template's owned group
+                }
+                self.template_member_moved(a, e, deg, false);
             }
         }
         let freed = self.ent_release(e);
-        if freed || (deg == 0 && kind != COHORT) {
+        if freed || (deg == 0 && !is_derived(kind)) {
             // the graph is done with it (with shared names the window may still hold the name)
             if kind == TEMPLATE {
                 if !self.open_buckets.is_empty() {
@@ -909,10 +953,16 @@ impl Graph {
                 self.crowded.remove(&e);
             }
             let cohort = if kind == TEMPLATE { self.cohorts.remove(&e).unwrap_or(NONE) } else { NONE };
+            let group = if kind == TEMPLATE { self.owned.remove(&e).unwrap_or(NONE) } else { NONE };
+            if kind == TEMPLATE {
+                self.captive.remove(&e);
+            }
             debug_assert!(self.ent[e as usize].hist == 0, "an entity with no member counts no core");
             self.ent[e as usize] = EntB::default();
-            if cohort != NONE && self.ent_release(cohort) {
-                self.ent[cohort as usize] = EntB::default();
+            for derived in [cohort, group] {
+                if derived != NONE && self.ent_release(derived) {
+                    self.ent[derived as usize] = EntB::default();
+                }
             }
         }
         if self.acct[a as usize].links.is_empty() {
@@ -1071,6 +1121,9 @@ impl Graph {
     // -- binding --------------------------------------------------------------------------------
     /// Does the account use an entity of `kind` no other live account uses?
     pub fn has_private(&self, a: u32, kind: u8) -> bool {
+        if kind == TEMPLATE {
+            return self.captive_fresh(a); // for templates the flag is "captive" (owned.rs)
+        }
         self.acct[a as usize].links.iter().any(|l| l.strong_kind() == kind && self.ent[l.ent as usize].members.len() == 1)
     }
 
@@ -1092,7 +1145,7 @@ impl Graph {
         if deg < 2 {
             return false;
         }
-        if ent.kind == COHORT {
+        if is_derived(ent.kind) {
             return true;
         }
         if deg > self.max_degree(ent.kind) {
@@ -1115,6 +1168,10 @@ impl Graph {
                 continue;
             }
             self.acct[a as usize].private ^= private_bit(kind);
+            if kind == TEMPLATE {
+                self.captive_flipped(a, truth); // (truth: captive now)
+                continue;
+            }
             for i in 0..self.acct[a as usize].links.len() {
                 let link = self.acct[a as usize].links[i];
                 let e = link.ent;
@@ -1125,6 +1182,7 @@ impl Graph {
                 }
             }
         }
+        self.settle_owned(); // after the private flags: owned status reads the captive counts
         let mut dirty = std::mem::take(&mut self.dirty.strong);
         dirty.sort_unstable();
         let mut status: Vec<u32> = Vec::new();
@@ -1244,6 +1302,7 @@ impl Graph {
             ("entity members", members),
             ("entity per-core counts", self.hists.heap_bytes()),
             ("template cohorts", self.cohorts.capacity() * 9),
+            ("owned templates", table_bytes(self.captive.capacity(), 8) + table_bytes(self.owned.capacity(), 8)),
             ("names", if self.acc_space.shared { self.acc_space.heap_bytes() + self.ent_space.heap_bytes() } else { self.names.heap_bytes() }),
             ("cores", self.cores.heap_bytes()),
             ("weak edges", self.weak.heap_bytes()),

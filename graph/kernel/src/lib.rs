@@ -15,6 +15,7 @@ pub mod list;
 pub mod members;
 pub mod ops;
 pub mod ordering;
+pub mod owned;
 pub mod recompute;
 pub mod state;
 pub mod weak;
@@ -432,7 +433,7 @@ fn opt_id(v: u32) -> Option<u32> {
 }
 
 /// Every entity type name `kind_name` gives, "unknown" last.
-const KIND_NAMES: [&str; 6] = ["device", "payment", "ip", "template", "lockstep", "unknown"];
+const KIND_NAMES: [&str; 7] = ["device", "payment", "ip", "template", "lockstep", "owned_template", "unknown"];
 
 fn kind_name(k: u8) -> &'static str {
     match k {
@@ -441,6 +442,7 @@ fn kind_name(k: u8) -> &'static str {
         graph::IP => "ip",
         graph::TEMPLATE => "template",
         graph::COHORT => "lockstep",
+        graph::OWNED => "owned_template",
         _ => "unknown",
     }
 }
@@ -476,6 +478,9 @@ impl Graph {
             hub_copy_overlap: get(config, "hub_copy_overlap")?,
             evidence_limit: get(config, "evidence_limit")?,
             freemail: freemail.into_iter().collect(),
+            group_min_accounts: get(config, "group_min_accounts")?,
+            group_captive_min: get(config, "group_captive_min")?,
+            template_max_degree: get(config, "template_max_degree")?,
         };
         if cfg.weak_min_entities < 1 || cfg.track_min_size < 2 {
             return Err(PyValueError::new_err("weak_min_entities must be >= 1 and track_min_size >= 2"));
@@ -666,7 +671,8 @@ impl Graph {
         if inner.now == i64::MIN { None } else { Some(inner.now) }
     }
 
-    /// Every live link as (account, entity key), sorted; `derived` also lists lockstep cohort links.
+    /// Every live link as (account, entity key), sorted; `derived`: the links the graph derives itself
+    /// instead (lockstep cohorts, owned template groups).
     #[pyo3(signature = (derived=false))]
     fn live_links(&mut self, derived: bool) -> Vec<(String, String)> {
         let mut entered = Entered::new(&mut self.inner, &self.names);
@@ -678,7 +684,7 @@ impl Graph {
                 continue;
             }
             for l in &acc.links {
-                if (g.kind(l.ent) == graph::COHORT) == derived {
+                if graph::is_derived(g.kind(l.ent)) == derived {
                     v.push((g.acc_str(a as u32).to_owned(), g.ent_str(l.ent).to_owned()));
                 }
             }
