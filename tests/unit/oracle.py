@@ -38,21 +38,24 @@ def as_pairs(links: dict[str, dict[str, float]]) -> list[tuple[str, str]]:
 
 def owned_groups(members: dict[str, set[str]], config: DetectionConfig) -> dict[str, set[str]]:
     """Owned templates (graph/DETECTION.md): used by >= group_min_accounts accounts, at most
-    template_max_degree, of whom >= group_captive_min use no template of their own and >= 2 shared."""
+    template_max_degree, of whom >= group_captive_min use no template of their own and >= group_set_min
+    also use >= 2 shared ones."""
     templates_of: dict[str, list[str]] = defaultdict(list)
     for entity, accounts in members.items():
         if entity[0] == "t":
             for account in accounts:
                 templates_of[account].append(entity)
 
-    def captive(account: str) -> bool:
+    def shared(account: str) -> int:  # templates shared with others; 0 with one of its own
         sizes = [len(members[t]) for t in templates_of[account]]
-        return min(sizes) >= 2 and len(sizes) >= 2
+        return len(sizes) if min(sizes) >= 2 else 0
 
     out = {}
     for entity, accounts in members.items():
         if entity[0] == "t" and max(2, config.group_min_accounts) <= len(accounts) <= config.template_max_degree:
-            if sum(captive(a) for a in accounts) >= config.group_captive_min * len(accounts):
+            captive = sum(shared(a) >= 1 for a in accounts)
+            on_set = sum(shared(a) >= 2 for a in accounts)
+            if captive >= config.group_captive_min * len(accounts) and on_set >= config.group_set_min * len(accounts):
                 out["g:" + entity[2:]] = set(accounts)
     return out
 

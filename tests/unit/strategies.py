@@ -33,7 +33,7 @@ class Case:
 cases = st.builds(
     Case,
     kind=st.sampled_from(["farm", "farm", "card_pool", "crowd", "household", "ip_group", "api_servers",
-                          "api_servers", "api_servers", "lockstep", "lockstep", "templates", "templates", "proxy"]),
+                          "api_servers", "api_servers", "lockstep", "lockstep", "lockstep", "templates", "proxy"]),
     first=st.integers(0, ACCOUNT_POOL - 1),
     size=st.integers(3, 60),
     hubs=st.integers(1, 6),
@@ -101,10 +101,10 @@ class EventFactory:
                     at = minute0 + 1200 * (k // 3) + 120 * (k % 3) + (i % 40)
                     out.append(self.event(a, at, ip=f"45.77.{case.hub_base % 4}.1",
                                           kind="api_usage", template=f"tpl{case.hub_base % TEMPLATE_POOL}"))
-            elif case.kind == "templates":  # own phone and card each; two of the group's templates; every
-                # fifth account also writes a prompt of its own (the captive share moves around the bar)
+            elif case.kind == "templates":  # own phone and card each; two of the group's templates (every
+                # third account one); every fifth also writes a prompt of its own (shares move around the bars)
                 out.append(self.event(a, ts, device=f"own{a}", payment=f"oc{a}", kind="signup"))
-                for k in (0, 1):
+                for k in ((0, 1) if i % 3 else (0,)):
                     out.append(self.event(a, ts + 0.5 + k, ip=f"98.{a % 250}.1.1", kind="api_usage",
                                           template=f"set{case.hub_base % TEMPLATE_POOL}-{(i + k) % (case.hubs + 1)}"))
                 if i % 5 == 4:

@@ -69,10 +69,15 @@ impl Graph {
             if !ent.live || ent.kind != crate::graph::TEMPLATE {
                 continue;
             }
-            let fresh = ent.members.iter().filter(|&&a| self.captive_fresh(a)).count() as u32;
-            let kept = self.captive.get(&e).copied().unwrap_or(0);
+            let mut fresh = [0u32; 2];
+            for &a in ent.members.iter() {
+                let state = self.captive_fresh(a);
+                fresh[0] += (state & crate::owned::CAPTIVE != 0) as u32;
+                fresh[1] += (state & crate::owned::ON_SET != 0) as u32;
+            }
+            let kept = self.captive.get(&e).copied().unwrap_or([0, 0]);
             if fresh != kept {
-                bad.push(format!("template {} counts {kept} captive members, really {fresh}", self.ent_str(e)));
+                bad.push(format!("template {} counts {kept:?} captive / on-set members, really {fresh:?}", self.ent_str(e)));
             }
             let group = self.owned.get(&e).copied().unwrap_or(NONE);
             if self.template_owned_fresh(e) != (group != NONE) {
@@ -95,7 +100,10 @@ impl Graph {
         }
         for (a, acc) in self.acct.iter().enumerate() {
             if acc.live {
-                for kind in [crate::graph::DEVICE, crate::graph::PAYMENT, crate::graph::TEMPLATE] {
+                if self.captive_cached(a as u32) != self.captive_fresh(a as u32) {
+                    bad.push(format!("account {} template state is stale", self.acc_str(a as u32)));
+                }
+                for kind in [crate::graph::DEVICE, crate::graph::PAYMENT] {
                     if acc.has_private_cached(kind) != self.has_private(a as u32, kind) {
                         bad.push(format!("account {} private flag for {} is stale", self.acc_str(a as u32), kind as char));
                     }

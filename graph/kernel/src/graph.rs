@@ -49,7 +49,7 @@ pub fn private_bit(kind: u8) -> u8 {
     match kind {
         DEVICE => 1,
         PAYMENT => 2,
-        _ => 4, // TEMPLATE
+        _ => 4, // TEMPLATE: "captive" (owned.rs; bit 3, 8, is its "set" flag)
     }
 }
 
@@ -87,6 +87,7 @@ pub struct GraphConfig {
     pub freemail: FxHashSet<String>,
     pub group_min_accounts: u32,
     pub group_captive_min: f64,
+    pub group_set_min: f64,
     pub template_max_degree: u32,
 }
 
@@ -174,9 +175,9 @@ pub struct AcctB {
     pub usage: List<(u32, u32, u32)>, // (bucket of USAGE_BUCKET_HOURS, API exchanges, output tokens), ascending
     pub strong: bool, // has a binding strong entity (device, card or cohort)
     pub live: bool,
-    /// "uses a device (bit 0) / card (bit 1) no other account uses"; bit 2: "is captive on
-    /// templates" (no template of its own and at least two shared ones: owned.rs); as last settled
-    /// (graph::rebind)
+    /// "uses a device (bit 0) / card (bit 1) no other account uses"; templates (owned.rs): bit 2
+    /// "captive" (no template of its own, at least one shared), bit 3 "on a set" (captive, at least two
+    /// shared); as last settled (graph::rebind)
     pub private: u8,
 }
 
@@ -431,7 +432,7 @@ pub struct Graph {
     /// template -> its lockstep cohort entity (few templates have one)
     pub cohorts: FxHashMap<u32, u32>,
     /// template -> members with no template of their own (only templates with some; owned.rs)
-    pub captive: FxHashMap<u32, u32>,
+    pub captive: FxHashMap<u32, [u32; 2]>,
     /// owned template -> its group entity (owned.rs)
     pub owned: FxHashMap<u32, u32>,
     pub cores: crate::cores::Cores,
@@ -1122,7 +1123,7 @@ impl Graph {
     /// Does the account use an entity of `kind` no other live account uses?
     pub fn has_private(&self, a: u32, kind: u8) -> bool {
         if kind == TEMPLATE {
-            return self.captive_fresh(a); // for templates the flag is "captive" (owned.rs)
+            return self.captive_fresh(a) & 4 != 0; // for templates the flag is "captive" (owned.rs)
         }
         self.acct[a as usize].links.iter().any(|l| l.strong_kind() == kind && self.ent[l.ent as usize].members.len() == 1)
     }
@@ -1163,15 +1164,15 @@ impl Graph {
             if !self.acct[a as usize].live {
                 continue;
             }
+            if kind == TEMPLATE {
+                self.settle_captive(a);
+                continue;
+            }
             let truth = self.has_private(a, kind);
             if truth == self.acct[a as usize].has_private_cached(kind) {
                 continue;
             }
             self.acct[a as usize].private ^= private_bit(kind);
-            if kind == TEMPLATE {
-                self.captive_flipped(a, truth); // (truth: captive now)
-                continue;
-            }
             for i in 0..self.acct[a as usize].links.len() {
                 let link = self.acct[a as usize].links[i];
                 let e = link.ent;
@@ -1302,7 +1303,7 @@ impl Graph {
             ("entity members", members),
             ("entity per-core counts", self.hists.heap_bytes()),
             ("template cohorts", self.cohorts.capacity() * 9),
-            ("owned templates", table_bytes(self.captive.capacity(), 8) + table_bytes(self.owned.capacity(), 8)),
+            ("owned templates", table_bytes(self.captive.capacity(), 12) + table_bytes(self.owned.capacity(), 8)),
             ("names", if self.acc_space.shared { self.acc_space.heap_bytes() + self.ent_space.heap_bytes() } else { self.names.heap_bytes() }),
             ("cores", self.cores.heap_bytes()),
             ("weak edges", self.weak.heap_bytes()),

@@ -480,6 +480,7 @@ impl Graph {
             freemail: freemail.into_iter().collect(),
             group_min_accounts: get(config, "group_min_accounts")?,
             group_captive_min: get(config, "group_captive_min")?,
+            group_set_min: get(config, "group_set_min")?,
             template_max_degree: get(config, "template_max_degree")?,
         };
         if cfg.weak_min_entities < 1 || cfg.track_min_size < 2 {

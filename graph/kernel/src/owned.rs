@@ -8,9 +8,10 @@
 //!   * at least `group_min_accounts` accounts use it (a handful sharing a prompt is nothing), at most
 //!     `template_max_degree` (a bound on the work per template), and
 //!   * at least `group_captive_min` of them are **captive**: they use no template of their own (every
-//!     template they use is used by someone else too) and at least two shared ones. An operation runs
-//!     a set of prompts (distillation needs coverage); a crowd on a framework's default prompt that
-//!     writes nothing of its own uses that one template — a crowd, not a group.
+//!     template they use is used by someone else too), and
+//!   * at least `group_set_min` of them use two or more shared templates (**on a set**). An operation
+//!     runs a set of prompts (distillation needs coverage); a crowd on a framework's default prompt
+//!     that writes nothing of its own uses that one template — a crowd, not a group.
 //!
 //! An owned template `t:x` gets a derived entity `g:x` that every user of the template links and that
 //! binds like a device: the users of a set of templates nobody else uses become one core even when
@@ -27,45 +28,58 @@
 use crate::graph::{Graph, OWNED, TEMPLATE};
 use crate::intern::NONE;
 
+/// `AcctB::private` bits of the template state (bits 0 and 1 are devices' and cards').
+pub const CAPTIVE: u8 = 4;
+pub const ON_SET: u8 = 8;
+
 impl Graph {
-    /// The owned-template rule with the kept captive count.
+    /// The owned-template rule with the kept counts.
     pub fn template_owned(&self, e: u32) -> bool {
-        let captive = self.captive.get(&e).copied().unwrap_or(0);
-        self.owned_with(e, captive)
+        let counts = self.captive.get(&e).copied().unwrap_or([0, 0]);
+        self.owned_with(e, counts)
     }
 
     /// The same rule counted from scratch (the consistency check uses it).
     pub fn template_owned_fresh(&self, e: u32) -> bool {
-        let ent = &self.ent[e as usize];
-        let captive = ent.members.iter().filter(|&&a| self.captive_fresh(a)).count() as u32;
-        self.owned_with(e, captive)
-    }
-
-    /// No template of its own and at least two shared with others (bit 2 of `AcctB::private` caches
-    /// it; `Graph::has_private(a, TEMPLATE)` answers this, so `rebind` settles it with the others).
-    pub fn captive_fresh(&self, a: u32) -> bool {
-        let mut shared = 0;
-        for l in self.acct[a as usize].links.iter() {
-            if !l.strong() && self.ent[l.ent as usize].kind == TEMPLATE {
-                if self.ent[l.ent as usize].members.len() == 1 {
-                    return false;
-                }
-                shared += 1;
-            }
+        let mut counts = [0u32; 2];
+        for &a in self.ent[e as usize].members.iter() {
+            let state = self.captive_fresh(a);
+            counts[0] += (state & CAPTIVE != 0) as u32;
+            counts[1] += (state & ON_SET != 0) as u32;
         }
-        shared >= 2
+        self.owned_with(e, counts)
     }
 
-    #[inline]
-    pub fn captive_cached(&self, a: u32) -> bool {
-        self.acct[a as usize].has_private_cached(TEMPLATE)
-    }
-
-    fn owned_with(&self, e: u32, captive: u32) -> bool {
+    fn owned_with(&self, e: u32, [captive, on_set]: [u32; 2]) -> bool {
         let ent = &self.ent[e as usize];
         let deg = ent.members.len() as u32;
         ent.live && ent.kind == TEMPLATE && deg >= self.cfg.group_min_accounts.max(2)
             && deg <= self.cfg.template_max_degree && captive as f64 >= self.cfg.group_captive_min * deg as f64
+            && on_set as f64 >= self.cfg.group_set_min * deg as f64
+    }
+
+    /// The account's template state from its links: `CAPTIVE` (no template of its own, at least one
+    /// shared), with `ON_SET` (at least two shared). `AcctB::private` caches it (bits 2 and 3).
+    pub fn captive_fresh(&self, a: u32) -> u8 {
+        let mut shared = 0;
+        for l in self.acct[a as usize].links.iter() {
+            if !l.strong() && self.ent[l.ent as usize].kind == TEMPLATE {
+                if self.ent[l.ent as usize].members.len() == 1 {
+                    return 0;
+                }
+                shared += 1;
+            }
+        }
+        match shared {
+            0 => 0,
+            1 => CAPTIVE,
+            _ => CAPTIVE | ON_SET,
+        }
+    }
+
+    #[inline]
+    pub fn captive_cached(&self, a: u32) -> u8 {
+        self.acct[a as usize].private & (CAPTIVE | ON_SET)
     }
 
     /// Account `a` joined (`added`) or left template `e`, which now has `deg` members.
@@ -78,38 +92,50 @@ impl Graph {
             let survivor = self.ent[e as usize].members[0]; // its own again
             self.dirty.moved_kind.push((survivor, TEMPLATE));
         }
-        if self.captive_cached(a) {
-            self.count_captive(e, added);
-        }
+        let state = self.captive_cached(a);
+        self.count_captive(e, state, added);
         self.watch_template(e, deg);
         if added && (self.owned.contains_key(&e) || deg as u32 >= self.cfg.group_min_accounts) {
             self.dirty.owned_join.push((a, e));
         }
     }
 
-    /// The account's captive flag flipped to `captive`: its templates' counts move.
-    pub(crate) fn captive_flipped(&mut self, a: u32, captive: bool) {
+    /// Settle the account's cached template state (`rebind`, for accounts whose templates moved);
+    /// when it changed, its templates' counts move.
+    pub(crate) fn settle_captive(&mut self, a: u32) {
+        let (old, new) = (self.captive_cached(a), self.captive_fresh(a));
+        if old == new {
+            return;
+        }
+        self.acct[a as usize].private = (self.acct[a as usize].private & !(CAPTIVE | ON_SET)) | new;
         for i in 0..self.acct[a as usize].links.len() {
             let l = self.acct[a as usize].links[i];
             if l.strong() || self.ent[l.ent as usize].kind != TEMPLATE {
                 continue;
             }
-            self.count_captive(l.ent, captive);
+            self.count_captive(l.ent, old, false);
+            self.count_captive(l.ent, new, true);
             let deg = self.ent[l.ent as usize].members.len();
             self.watch_template(l.ent, deg);
         }
     }
 
-    fn count_captive(&mut self, e: u32, up: bool) {
-        if up {
-            *self.captive.entry(e).or_insert(0) += 1;
-        } else if let Some(n) = self.captive.get_mut(&e) {
-            *n -= 1;
-            if *n == 0 {
-                self.captive.remove(&e);
+    fn count_captive(&mut self, e: u32, state: u8, up: bool) {
+        if state == 0 {
+            return;
+        }
+        let add = [(state & CAPTIVE != 0) as u32, (state & ON_SET != 0) as u32];
+        let counts = self.captive.entry(e).or_insert([0, 0]);
+        for k in 0..2 {
+            if up {
+                counts[k] += add[k];
+            } else {
+                debug_assert!(counts[k] >= add[k], "a captive count below zero");
+                counts[k] -= add[k];
             }
-        } else {
-            debug_assert!(false, "a captive count below zero");
+        }
+        if *counts == [0, 0] {
+            self.captive.remove(&e);
         }
     }
 
