@@ -1,0 +1,96 @@
+"""Detection v3 on hand-built groups: evidence a group owns together. A set of prompt templates that
+only the group runs binds it even when every account has its own phone and card and touches one or
+two of the templates; the same shape at ordinary volume (a company's internal tool, a class's
+exercises) is a group but not an alert; a crowd on one framework prompt is not a group at all."""
+
+import random
+
+from graph.scoring import score_cluster
+
+from tests.conftest import T0, ev, run, small_config
+from tests.unit.test_detection_v2 import CLOUD, HOME, RING_TOKENS, USER_TOKENS, actionable, ordinary_users
+
+WINDOW = small_config(window_seconds=6 * 3600.0)
+
+
+def owned_infra_ring(prefix: str, n: int, rng: random.Random, templates: int = 12, ips: int = 4,
+                     exits: list[str] | None = None, card_group: int = 0):
+    """An operation with its own phone (and card, or a card shared by `card_group` accounts) per
+    account, calling the API heavily with two to four of its own templates — from its own datacenter
+    IPs, or through residential exits shared with ordinary people."""
+    events = []
+    for i in range(n):
+        a, t = f"{prefix}{i}", T0 + rng.uniform(0, 3600)
+        card = f"{prefix}-pool{i // card_group}" if card_group else f"{prefix}-card{i}"
+        events.append(ev(a, t, device=f"{prefix}-phone{i}", payment=card, kind="signup", asn=HOME,
+                         ip=rng.choice(exits) if exits else f"98.{i % 200}.{i // 200}.7"))
+        for tpl in rng.sample(range(templates), rng.randint(2, 4)):
+            for k in range(2):
+                ip = rng.choice(exits) if exits else f"45.9.0.{rng.randrange(ips)}"
+                events.append(ev(a, t + 60 + 600 * k + tpl, ip=ip, kind="api_usage", asn=HOME if exits else CLOUD,
+                                 template=f"{prefix}-tpl{tpl}", requests=60, tokens_out=60 * RING_TOKENS))
+    return events
+
+
+def internal_tool(prefix: str, n: int, rng: random.Random, templates: int = 3):
+    """A company's staff, each on a workstation of their own and the corporate card, using the
+    company's internal assistant (its few templates) from the office's cloud egress at ordinary volume."""
+    events = []
+    for i in range(n):
+        a, t = f"{prefix}{i}", T0 + rng.uniform(0, 3600)
+        events.append(ev(a, t, device=f"{prefix}-ws{i}", payment=f"{prefix}-corp", kind="signup", asn=HOME,
+                         ip="64.1.0.1", domain=f"{prefix}-corp.com"))
+        for tpl in rng.sample(range(templates), 2):
+            events.append(ev(a, t + 60 + tpl, ip="54.3.0.1", kind="api_usage", asn=CLOUD,
+                             template=f"{prefix}-tool{tpl}", requests=2, tokens_out=2 * USER_TOKENS))
+    return events
+
+
+def population(rng: random.Random):
+    """Ordinary users writing their own prompts: the volume extraction is measured against."""
+    return ordinary_users("u", 300, T0, 3 * 3600, rng, [f"52.7.0.{k}" for k in range(10)])
+
+
+def test_a_ring_on_its_own_templates_and_servers_with_a_phone_and_card_each_is_one_alert():
+    rng = random.Random(21)
+    ring = owned_infra_ring("r", 150, rng)
+    engine, _alerts = run(sorted(ring + population(rng), key=lambda e: e.ts), WINDOW)
+    ring_accounts = {f"r{i}" for i in range(150)}
+    assert actionable(engine) == ring_accounts  # all of it, in ...
+    (cid,) = [cid for cid in engine.clusters if "r0" in engine.members(cid)]  # ... one cluster
+    assert set(engine.members(cid)) == ring_accounts
+    score = score_cluster(engine.graph, engine.clusters[cid].number, engine.config)
+    assert score.features["owned_template_share"] == 1.0 and score.features["owned_templates"] == 12
+    assert any(e.entity_type == "owned_template" for e in score.evidence)
+
+
+def test_card_groups_on_a_shared_proxy_network_are_joined_by_the_templates_they_run_together():
+    rng = random.Random(22)
+    exits = [f"77.2.{k // 250}.{k % 250}" for k in range(400)]
+    ring = owned_infra_ring("c", 300, rng, templates=20, exits=exits, card_group=25)
+    homes = [ev(f"h{k}", T0 + k, device=f"h-phone{k}", ip=exits[k], asn=HOME) for k in range(400)]  # people behind the exits
+    engine, _alerts = run(sorted(ring + homes + population(rng), key=lambda e: e.ts), WINDOW)
+    ring_accounts = {f"c{i}" for i in range(300)}
+    flagged = actionable(engine)
+    assert flagged <= ring_accounts, "nobody behind the exits is flagged"
+    biggest = max((set(engine.members(cid)) for cid in engine.clusters), key=len)
+    assert len(biggest & ring_accounts) >= 0.8 * 300 and biggest <= ring_accounts
+
+
+def test_a_company_internal_tool_is_a_group_but_not_an_alert_and_a_class_neither():
+    rng = random.Random(23)
+    company = internal_tool("co", 120, rng)
+    events = company + population(rng)
+    for i in range(80):  # a class: own phones, two exercise templates at ordinary volume, campus wifi
+        a, t = f"stu{i}", T0 + 7200 + rng.uniform(0, 600)
+        events.append(ev(a, t, device=f"stu-phone{i}", ip="130.5.0.1", kind="signup", asn=HOME, domain="uni.edu"))
+        for k in (0, 1):
+            events.append(ev(a, t + 300 * (k + 1), ip="130.5.0.1", kind="api_usage", asn=HOME,
+                             template=f"exercise-{k}", requests=3, tokens_out=3 * USER_TOKENS))
+    engine, _alerts = run(sorted(events, key=lambda e: e.ts), WINDOW)
+    assert not actionable(engine)
+    groups = [set(engine.members(cid)) for cid in engine.clusters]
+    assert {f"stu{i}" for i in range(80)} in groups  # found as a group (its templates are owned) ...
+    for cid in engine.clusters:  # ... and held under medium by the score: ordinary volume
+        score = score_cluster(engine.graph, engine.clusters[cid].number, engine.config)
+        assert score.score < engine.config.medium_min_score and score.severity not in ("medium", "high")
