@@ -34,7 +34,7 @@ class AlertUpdate:
     evidence: tuple[Evidence, ...]
     members_added: tuple[str, ...]
     members_removed: tuple[str, ...]
-    requests: int = 0  # API exchanges of the members within the window, as of the score
+    requests: int = 0  # API exchanges of the members within the window, as of this version's tick
     tokens_out: int = 0
     evidence_json: str = "[]"
 
@@ -55,6 +55,18 @@ class _OpenAlert:
     tokens_out: int = 0
     added: set[str] = field(default_factory=set)  # since the last version
     removed: set[str] = field(default_factory=set)
+    published_damage: tuple[int, int] = (0, 0)  # (exchanges, tokens) of the last notifying version
+
+
+def damage_moved(published: tuple[int, int], now: tuple[int, int], share: float) -> bool:
+    """Has either damage figure moved by more than ``share`` of what was published (any move at 0)?
+
+    >>> damage_moved((100, 1000), (109, 1050), 0.1), damage_moved((100, 1000), (111, 1000), 0.1)
+    (False, True)
+    >>> damage_moved((100, 1000), (100, 1001), 0.0), damage_moved((0, 0), (0, 0), 0.0)
+    (True, False)
+    """
+    return any(b != a and abs(b - a) > share * a for a, b in zip(published, now, strict=True))
 
 
 class AlertBook:
@@ -86,8 +98,10 @@ class AlertBook:
     def on_scored(self, cluster_id: str, members: Iterable[str] | None, size: int, verdict: str | None,
                   severity: str | None, score: float, features: dict[str, float], evidence: tuple[Evidence, ...],
                   detected_at: float, requests: int, tokens_out: int, at: float, wall: float, reason: str,
-                  evidence_json: str = "[]") -> AlertUpdate | None:
-        """A re-score. ``members`` (all of them) is needed only when this opens an alert."""
+                  evidence_json: str = "[]", damage_regrowth: float | None = None) -> AlertUpdate | None:
+        """A re-score. ``members`` (all of them) is needed only when this opens an alert.
+        ``damage_regrowth``: how far the damage may have moved since the last publication before this
+        re-score publishes it (default ``config.damage_regrowth``; 0 at the end of input)."""
         current = self.open.get(cluster_id)
         if current is None:
             if severity is None:
@@ -104,6 +118,9 @@ class AlertBook:
             action = AlertAction.UPDATED
         elif size >= current.published_size * (1 + self.config.alert_regrowth):
             action = AlertAction.UPDATED
+        elif damage_moved(current.published_damage, (requests, tokens_out),
+                          self.config.damage_regrowth if damage_regrowth is None else damage_regrowth):
+            action, reason = AlertAction.UPDATED, "damage moved"
         elif current.added or current.removed:
             action = AlertAction.MEMBERS  # keep the audit store's member list exact between publications
         else:
@@ -118,13 +135,18 @@ class AlertBook:
         notify = action != AlertAction.MEMBERS
         if notify:
             current.published_size = size
+            current.published_damage = (requests, tokens_out)
         return self._version(cluster_id, current, action, notify, size, at, wall, reason)
 
-    def on_members(self, cluster_id: str, size: int, at: float, wall: float) -> AlertUpdate | None:
-        """A membership delta for an open alert between re-scores (audit store only, no page)."""
+    def on_members(self, cluster_id: str, size: int, at: float, wall: float,
+                   damage: tuple[int, int] | None = None) -> AlertUpdate | None:
+        """A membership delta for an open alert between re-scores (audit store only, no page), with
+        the damage as of this tick."""
         current = self.open.get(cluster_id)
         if current is None or not (current.added or current.removed):
             return None
+        if damage is not None:
+            current.requests, current.tokens_out = damage
         return self._version(cluster_id, current, AlertAction.MEMBERS, False, size, at, wall, "membership changed")
 
     def _version(self, cluster_id: str, current: _OpenAlert, action: str, notify: bool, size: int, at: float,

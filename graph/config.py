@@ -124,7 +124,11 @@ class DetectionConfig:
     rescore_seconds: float = 1800.0
     """A tracked cluster whose members saw new links is re-scored at most this often (event time)."""
     alert_regrowth: float = 0.25
-    """An open alert is re-published when its cluster grew by this share."""
+    """An open alert is re-published when its cluster grew by this share ..."""
+    damage_regrowth: float = 0.1
+    """... or when its damage (API exchanges or output tokens in the window, kept current at every
+    tick) moved by this share since the last publication; at the end of input (and idle flushes)
+    any change is published, so the last version states the damage as of the last tick."""
     evidence_limit: int = 50
     datacenter_asns: frozenset[str] = field(default=DEFAULT_DATACENTER_ASNS)
     freemail_domains: frozenset[str] = field(default=DEFAULT_FREEMAIL_DOMAINS)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graph import _kernel
-from graph.alerts import AlertBook, AlertUpdate
+from graph.alerts import AlertBook, AlertUpdate, damage_moved
 from graph.config import DetectionConfig
 from graph.identity import ClusterRecord, LineageEvent, cluster_id
 from graph.names import Names
@@ -83,6 +83,8 @@ class Detector:
         at = float(tick_end)
         out.watermark = watermark
         if not (lineage or changed or touched or gone):
+            if self.alerts.open:  # no cluster moved, but usage may have: damage is kept current
+                self.refresh_damage(at, out, self.config.damage_regrowth, quiet=True)
             return out
         self._wall = self.clock()
         for number, kind, size, other in lineage:
@@ -108,6 +110,8 @@ class Detector:
             if record.cluster_id in self.alerts.open:
                 self.alerts.on_deltas(record.cluster_id, *graph.deltas(number))
         self._rescore(changed, touched, at, out)
+        if self.alerts.open:
+            self.refresh_damage(at, out, self.config.damage_regrowth)
         if self.capture_links is not None:
             for update in out.alerts:
                 if update.members_added:
@@ -154,7 +158,8 @@ class Detector:
             if self._needs_score(record, at):
                 self._score(record, at, out)
             elif record.number in changed_set:
-                update = self.alerts.on_members(record.cluster_id, record.size, at, self._wall)
+                update = self.alerts.on_members(record.cluster_id, record.size, at, self._wall,
+                                                self.graph.damage(record.number))
                 if update:
                     out.alerts.append(update)
 
@@ -178,7 +183,29 @@ class Detector:
         settled = 4.0 if open_alert is not None and open_alert.severity == Severity.HIGH else 1.0
         return self.config.rescore_seconds * settled * max(1.0, record.size / 200)
 
-    def _score(self, record: ClusterRecord, at: float, out: EngineOutput) -> None:
+    def settle(self, out: EngineOutput) -> None:
+        """The input is over (or idle): every open alert's last version states its damage as of the
+        last tick."""
+        now = self.graph.now
+        if now is not None and self.alerts.open:
+            self.refresh_damage(float(now), out, 0.0, quiet=True)
+
+    def refresh_damage(self, at: float, out: EngineOutput, share: float, quiet: bool = False) -> None:
+        """Re-score (and so re-publish) every open alert whose damage, kept current by the kernel at
+        every tick, moved by more than ``share`` since its last publication: what the alerts topic, the
+        audit store's views and ``investigate`` report is never further than that from the truth as
+        of the latest tick, and at the end of input (``share`` 0) equal to it."""
+        for cid, alert in list(self.alerts.open.items()):
+            record = self.clusters.get(cid)
+            if record is None or (record.scored_at == at and share > 0):
+                continue
+            damage = self.graph.damage(record.number)
+            if damage is not None and damage_moved(alert.published_damage, damage, share):
+                if quiet:
+                    self._wall, quiet = self.clock(), False  # the wall time of a tick that publishes
+                self._score(record, at, out, damage_regrowth=share)
+
+    def _score(self, record: ClusterRecord, at: float, out: EngineOutput, damage_regrowth: float | None = None) -> None:
         scored = score_cluster(self.graph, record.number, self.config)
         if scored is None:
             return
@@ -200,7 +227,8 @@ class Detector:
             return
         update = self.alerts.on_scored(record.cluster_id, members, record.size, record.verdict, severity,
                                        scored.score, scored.features, scored.evidence, scored.detected_at,
-                                       scored.requests, scored.tokens_out, at, self._wall, reason, scored.evidence_json)
+                                       scored.requests, scored.tokens_out, at, self._wall, reason, scored.evidence_json,
+                                       damage_regrowth)
         if update:
             out.alerts.append(update)
 

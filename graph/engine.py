@@ -100,6 +100,7 @@ class DetectionEngine:
         for window in self.windows:
             out.rejected.extend(window.flush(wall))
         self.detect(out, wall, everything=True)
+        self.detector.settle(out)
         return out
 
     def detect(self, out: EngineOutput, wall: float | None = None, everything: bool = False) -> None:
@@ -146,6 +147,8 @@ class DetectionEngine:
         everything = len(self.idle) == self.partitions
         for group in self._merge.ready(sorted(self.idle), everything):
             out.extend(self.detector.apply(group))
+        if everything:
+            self.detector.settle(out)  # as flush() does at the end of input
         return out
 
     def reset_window(self, partition: int) -> None:

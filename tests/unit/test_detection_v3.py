@@ -7,6 +7,7 @@ import random
 
 from graph.scoring import score_cluster
 
+from graph import DetectionEngine
 from tests.conftest import T0, ev, run, small_config
 from tests.unit.test_detection_v2 import CLOUD, HOME, RING_TOKENS, USER_TOKENS, actionable, ordinary_users
 
@@ -14,13 +15,13 @@ WINDOW = small_config(window_seconds=6 * 3600.0)
 
 
 def owned_infra_ring(prefix: str, n: int, rng: random.Random, templates: int = 12, ips: int = 4,
-                     exits: list[str] | None = None, card_group: int = 0):
+                     exits: list[str] | None = None, card_group: int = 0, t0: float = T0):
     """An operation with its own phone (and card, or a card shared by `card_group` accounts) per
     account, calling the API heavily with two to four of its own templates — from its own datacenter
     IPs, or through residential exits shared with ordinary people."""
     events = []
     for i in range(n):
-        a, t = f"{prefix}{i}", T0 + rng.uniform(0, 3600)
+        a, t = f"{prefix}{i}", t0 + rng.uniform(0, 3600)
         card = f"{prefix}-pool{i // card_group}" if card_group else f"{prefix}-card{i}"
         events.append(ev(a, t, device=f"{prefix}-phone{i}", payment=card, kind="signup", asn=HOME,
                          ip=rng.choice(exits) if exits else f"98.{i % 200}.{i // 200}.7"))
@@ -94,3 +95,37 @@ def test_a_company_internal_tool_is_a_group_but_not_an_alert_and_a_class_neither
     for cid in engine.clusters:  # ... and held under medium by the score: ordinary volume
         score = score_cluster(engine.graph, engine.clusters[cid].number, engine.config)
         assert score.score < engine.config.medium_min_score and score.severity not in ("medium", "high")
+
+
+def test_damage_is_current_in_every_version_and_exact_in_the_last():
+    """A large alert is re-scored rarely; its damage is kept by the kernel at every tick, so at every
+    tick the alert's latest version states at least (1 - damage_regrowth) of what the members had
+    sent in the hours stage B has seen closed, and the last version (after the end of input) all of it."""
+    rng = random.Random(24)
+    start = T0 + 2 * 3600  # after ordinary users have set the population's volume
+    ring = owned_infra_ring("d", 120, rng, t0=start)
+    # the ring keeps spending for eight more hours after it formed, a call per account every 10 minutes
+    for i in range(120):
+        for k in range(48):
+            ring.append(ev(f"d{i}", start + 3600 + 600 * k + i, ip="45.9.0.1", kind="api_usage", asn=CLOUD,
+                           template=f"d-tpl{k % 12}", requests=10, tokens_out=10 * RING_TOKENS))
+    events = sorted(ring + population(rng), key=lambda e: e.ts)
+    ring_requests = sorted((e.ts, e.requests or 0) for e in events if e.account_id.startswith("d"))
+
+    def sent(before: float) -> int:  # the ring's exchanges before a time (the window holds everything here)
+        return sum(r for ts, r in ring_requests if ts < before)
+
+    engine = DetectionEngine(small_config(window_seconds=12 * 3600.0, rescore_seconds=1800.0), clock=lambda: 0.0)
+    latest = None
+    checked = 0
+    for i in range(0, len(events), 200):
+        for a in engine.process(events[i:i + 200]).alerts:
+            if a.member_count >= 100:
+                latest = a
+        if latest is not None and engine.last_tick is not None:
+            closed = sent((engine.last_tick // 3600 - 1) * 3600)  # hours closed, and emitted, before the tick
+            assert latest.requests >= (1 - engine.config.damage_regrowth) * closed, (engine.last_tick, latest.version)
+            checked += 1
+    final = [a for a in engine.flush().alerts if a.member_count >= 100]
+    assert checked > 20 and final and final[-1].requests == sent(float("inf"))
+    assert final[-1].reason == "damage moved" and final[-1].notify

@@ -168,6 +168,13 @@ impl Graph {
                 bad.push(format!("op {o} names cluster {} that does not point back", op.cluster));
             }
         }
+        for &no in self.clusters.keys() {
+            let kept = self.damage(no).unwrap_or((0, 0));
+            let fresh = self.damage_fresh(no);
+            if kept != fresh {
+                bad.push(format!("cluster {no} keeps damage {kept:?}, its members sum to {fresh:?}"));
+            }
+        }
         for (&no, cl) in &self.clusters {
             let op = &self.ops.list[cl.op as usize];
             if !op.live || op.cluster != no || op.size != cl.size {

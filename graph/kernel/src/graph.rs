@@ -363,6 +363,8 @@ pub struct ClusterB {
     pub size: u32,
     pub born_at: i64,
     pub updated_at: i64,
+    /// the members' usage per bucket, summed (bucket, API exchanges, output tokens), ascending (damage.rs)
+    pub usage: Vec<(u32, u64, u64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1035,6 +1037,10 @@ impl Graph {
                         }
                         Err(i) => usage.insert(i, (bucket, r, t)),
                     }
+                    let cluster = self.acct[id as usize].cluster;
+                    if cluster != NONE {
+                        self.cluster_usage(cluster, bucket, r as u64, t as u64, true);
+                    }
                 }
             }
         }
@@ -1260,6 +1266,7 @@ impl Graph {
                     acc.usage.remove_front(keep);
                 }
             }
+            self.prune_cluster_usage(first_hour);
         }
     }
 

@@ -6,6 +6,7 @@ pub mod changes;
 pub mod check;
 pub mod contract;
 pub mod cores;
+pub mod damage;
 pub mod features;
 pub mod graph;
 pub mod hashing;
@@ -598,6 +599,14 @@ impl Graph {
         let mut entered = Entered::new(&mut self.inner, &self.names);
         let inner = &mut *entered;
         inner.deltas.get(&cluster).cloned().unwrap_or_default()
+    }
+
+    /// (API exchanges, output tokens) of the cluster's members within the window as of the latest
+    /// tick, kept as usage arrives (no walk of the members).
+    fn damage(&mut self, cluster: u32) -> Option<(u64, u64)> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.damage(cluster)
     }
 
     fn size(&mut self, cluster: u32) -> Option<u32> {

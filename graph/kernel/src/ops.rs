@@ -268,7 +268,7 @@ impl Graph {
                 let c = self.next_cluster;
                 self.next_cluster += 1;
                 group_id[i] = c;
-                self.clusters.insert(c, ClusterB { op, size, born_at: at, updated_at: at });
+                self.clusters.insert(c, ClusterB { op, size, born_at: at, updated_at: at, usage: Vec::new() });
                 match parent {
                     None => out.lineage.push((c, Lineage::Born, size, NONE)),
                     Some(p) => out.lineage.push((c, Lineage::Split, size, p)),
@@ -363,6 +363,7 @@ impl Graph {
             return;
         }
         self.acct[a as usize].cluster = id;
+        self.move_usage(a, if gone.contains(&old) { NONE } else { old }, id);
         let name = self.acc_str(a).to_owned();
         if old != NONE && !gone.contains(&old) {
             self.deltas.entry(old).or_default().1.push(name.clone());
