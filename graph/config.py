@@ -45,6 +45,10 @@ class DetectionConfig:
     exclusivity_min: float = 0.5
     """A device/card binds only if at least this share of its accounts have no private entity of
     the same kind — a library PC's users all own phones of their own; a farm's accounts do not."""
+    device_rotation_min: int = 4
+    """An account seen on this many devices no other account uses, within the window, is rotating its
+    fingerprint (a new one every session): none of them counts as a device of its own. People use a
+    phone, a laptop, perhaps a tablet in a week; an anti-detect browser is new at every login."""
 
     # -- lockstep: synchronous use of one prompt template -----------------------------------------
     sync_min_accounts: int = 5
@@ -105,6 +109,9 @@ class DetectionConfig:
     hub_copy_overlap: float = 0.8
     """The mesh signal is measured without the largest shared device/card and any entity whose
     accounts are at least this share the hub's (and that is at least this share of its size)."""
+    prefarm_max: float = 0.6
+    """The most a farm's structure alone (no identity of their own, bound off the hub) scores: medium,
+    whatever it has spent; spending raises it through the other terms."""
     extraction_floor: float = 5.0
     """A cluster whose median member draws up to this many times the population's median output tokens
     is not extracting ..."""
@@ -155,7 +162,7 @@ class DetectionConfig:
                  "skew_sample", "device_max_degree", "payment_max_degree", "exclusivity_min", "sync_min_accounts",
                  "sync_min_lift", "sync_min_overlap", "sync_recent_buckets", "sync_min_buckets", "sync_min_ratio",
                  "weak_cover_min", "weak_min_accounts", "weak_purity_min", "weak_min_entities", "weak_max_groups", "track_min_size", "hub_copy_overlap",
-                 "evidence_limit", "group_min_accounts", "group_captive_min", "group_set_min",
+                 "evidence_limit", "group_min_accounts", "group_captive_min", "group_set_min", "device_rotation_min",
                  "template_max_degree")
         out: dict[str, Any] = {name: getattr(self, name) for name in names}
         out["datacenter_asns"] = sorted(self.datacenter_asns)

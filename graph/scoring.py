@@ -15,6 +15,12 @@ Structure (each in [0, 1]; the score starts from the largest):
   scale (nothing up to ``extraction_floor`` times, fully from ``extraction_full`` times). A class doing
   an exercise together is in lockstep but draws what any user draws; a distillation ring draws orders
   of magnitude more.
+* **prefarm** — the farm before it spends: share of members with no identity of their own bound
+  through shared devices or cards other than the hub, whatever their volume, capped at
+  ``prefarm_max`` (medium): a farm is a farm before it calls the API; its spending (farm, lockstep,
+  owned) raises it. Being the weakest evidence it yields fully to one organisation's mail domain (a
+  company's QA lab) and as much as the others to one payer (a reseller provisioning customers from its
+  servers) and to established accounts (a CI fleet on shared containers).
 * **owned** — share of members on templates the group owns (used by at least ten accounts, most of
   whom write no prompt of their own: graph/kernel/src/owned.rs), times extraction: an operation runs
   its own prompts at volume; a class's exercise or a company's internal tool is owned too, at
@@ -105,8 +111,14 @@ def combine(f: dict[str, float], config: DetectionConfig) -> dict[str, float]:
     keep = (1.0 - config.org_discount * f["org_domain_share"]) \
         * (1.0 - config.payer_discount * one_payer * established) \
         * (1.0 - config.established_discount * established * (1.0 - extracting))
-    score = max(mesh, farm, lockstep, owned) * keep + 0.1 * f["signup_burst"]
-    return {"farm": round(farm, 4), "lockstep": round(lockstep, 4), "owned": round(owned, 4),
+    burst = 0.1 * f["signup_burst"]
+    # Structure alone (before any spending) reaches medium at most, and yields fully to one organisation
+    # (a company's QA lab of test accounts on its test phones) and to one payer (a reseller's customers
+    # provisioned from its servers): the weakest evidence, the strongest benign explanations.
+    prefarm = f["no_own_identity_off_hub"] * (1.0 - f["org_domain_share"]) * (1.0 - config.payer_discount * one_payer) \
+        * (1.0 - config.established_discount * established * (1.0 - extracting))
+    score = max(max(mesh, farm, lockstep, owned) * keep + burst, min(config.prefarm_max, prefarm + burst))
+    return {"farm": round(farm, 4), "lockstep": round(lockstep, 4), "owned": round(owned, 4), "prefarm": round(prefarm, 4),
             "extraction": round(extracting, 4),
             "benign_keep": round(keep, 4), "score": round(min(1.0, max(0.0, score)), 4)}
 

@@ -73,7 +73,8 @@ def clusters(links: dict[str, dict[str, float]], cohort_links: list[tuple[str, s
             entities_of[account].add(entity)
 
     def has_private(account: str, prefix: str) -> bool:
-        return any(e[0] == prefix and len(members[e]) == 1 for e in entities_of[account])
+        own = sum(1 for e in entities_of[account] if e[0] == prefix and len(members[e]) == 1)
+        return own >= 1 and (prefix != "d" or own < config.device_rotation_min)
 
     caps = {"d": config.device_max_degree, "p": config.payment_max_degree}
     binding = set()

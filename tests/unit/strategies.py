@@ -71,9 +71,12 @@ class EventFactory:
             if case.kind == "farm":  # accounts hop between neighbouring farm phones; no phone of their own
                 out.append(self.event(a, ts, device=f"fd{hub % DEVICE_POOL}", kind="signup"))
                 out.append(self.event(a, ts + 0.5, device=f"fd{nxt % DEVICE_POOL}", ip=f"10.9.{hub % IP_POOL}.1"))
-            elif case.kind == "card_pool":  # fresh device each, rotating pool cards
+            elif case.kind == "card_pool":  # fresh device each, rotating pool cards; every other account
+                # on a new fingerprint every session (rotation: none of them is a device of its own)
                 out.append(self.event(a, ts, device=f"own{a}", payment=f"pp{hub % CARD_POOL}", kind="signup"))
                 out.append(self.event(a, ts + 0.5, device=f"own{a}", payment=f"pp{nxt % CARD_POOL}"))
+                if i % 2:
+                    out += [self.event(a, ts + 0.6 + k * 0.01, device=f"fp{a}-{case.hub_base}-{k}") for k in range(5)]
             elif case.kind == "crowd":  # own phone each, one shared hub
                 hub_kw = {"device": {"device": f"kiosk{case.hub_base}"}, "card": {"payment": f"corp{case.hub_base}"},
                           "ip": {"ip": f"100.64.0.{case.hub_base}"}}[case.hub_kind]

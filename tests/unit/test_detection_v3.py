@@ -129,3 +129,63 @@ def test_damage_is_current_in_every_version_and_exact_in_the_last():
     final = [a for a in engine.flush().alerts if a.member_count >= 100]
     assert checked > 20 and final and final[-1].requests == sent(float("inf"))
     assert final[-1].reason == "damage moved" and final[-1].notify
+
+
+def phone_farm(prefix: str, n: int, phones: int, rng: random.Random, t0: float = T0, domain: str | None = None,
+               rotate: bool = False):
+    """Fresh accounts that only sign up and log in so far, each on one of the farm's phones (no phone of
+    its own; the phones' groups are disjoint: no mesh), all through the farm's three home lines — or,
+    with ``rotate``, on a new fingerprint every session besides."""
+    events = []
+    lines = [f"98.77.{len(prefix)}{k}.1" for k in range(3)]
+    for i in range(n):
+        a, t = f"{prefix}{i}", t0 + rng.uniform(0, 3600)
+        phone = f"{prefix}-phone{i % phones}"
+        events.append(ev(a, t, device=phone, kind="signup", asn=HOME, ip=lines[0],
+                         domain=domain or rng.choice(("gmail.com", "outlook.com", "yahoo.com"))))
+        for k in range(rng.randint(4, 7)):
+            events.append(ev(a, t + 600 * (k + 1), device=phone, ip=lines[k % 3], asn=HOME))
+            if rotate:
+                events.append(ev(a, t + 600 * (k + 1) + 5, device=f"{prefix}-fp{i}-{k}", ip=lines[k % 3], asn=HOME))
+    return events
+
+
+def test_a_farm_before_it_spends_is_medium_and_its_spending_raises_it():
+    rng = random.Random(31)
+    farm = phone_farm("f", 150, 10, rng, t0=T0 + 3600)
+    engine, _alerts = run(sorted(farm + population(rng), key=lambda e: e.ts), WINDOW)
+    (cid,) = [c for c in engine.clusters if "f0" in engine.members(c)]
+    score = score_cluster(engine.graph, engine.clusters[cid].number, engine.config)
+    assert len(engine.members(cid)) >= 0.8 * 150 and score.requests == 0
+    assert score.severity == "medium" and score.score == engine.config.prefarm_max and score.features["prefarm"] >= 0.8
+    assert actionable(engine) <= {f"f{i}" for i in range(150)}
+
+
+def test_a_farm_rotating_fingerprints_every_session_has_no_identity_of_its_own():
+    rng = random.Random(32)
+    farm = phone_farm("g", 150, 10, rng, t0=T0 + 3600, rotate=True)
+    engine, _alerts = run(sorted(farm + population(rng), key=lambda e: e.ts), WINDOW)
+    flagged = actionable(engine)
+    assert len(flagged) >= 0.8 * 150 and flagged <= {f"g{i}" for i in range(150)}
+
+
+def test_look_alikes_of_a_farm_before_it_spends_stay_under_medium():
+    """A reseller provisioning customers from three servers under its domain; a company's QA lab of
+    test accounts on shared test phones under its domain; a CI fleet of long-standing accounts on
+    shared containers (no signup in the window)."""
+    rng = random.Random(33)
+    reseller = []
+    for i in range(200):
+        a, t = f"cust{i}", T0 + 3600 + rng.uniform(0, 1800)
+        reseller.append(ev(a, t, device=f"prov{i % 3}", ip="54.9.0.1", kind="signup", asn=CLOUD, domain="resell.io",
+                           payment="resell-card"))
+    qa = phone_farm("qa", 80, 8, rng, t0=T0 + 3600, domain="acme-corp.com")
+    ci = []
+    for i in range(60):
+        for k in range(4):
+            ci.append(ev(f"svc{i}", T0 + 3600 + 900 * k + i, device=f"ctr{(i + k) % 12}", ip="54.8.0.1", asn=CLOUD,
+                         domain="ci-corp.com", payment="ci-card"))
+    engine, _alerts = run(sorted(reseller + qa + ci + population(rng), key=lambda e: e.ts), WINDOW)
+    sizes = sorted(len(engine.members(c)) for c in engine.clusters)
+    assert sizes and sizes[-1] >= 60, "the look-alikes are groups ..."
+    assert not actionable(engine), "... and none is actionable"

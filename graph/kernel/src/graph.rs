@@ -86,6 +86,7 @@ pub struct GraphConfig {
     pub evidence_limit: usize,
     pub freemail: FxHashSet<String>,
     pub group_min_accounts: u32,
+    pub device_rotation_min: u32,
     pub group_captive_min: f64,
     pub group_set_min: f64,
     pub template_max_degree: u32,
@@ -1130,6 +1131,13 @@ impl Graph {
     pub fn has_private(&self, a: u32, kind: u8) -> bool {
         if kind == TEMPLATE {
             return self.captive_fresh(a) & 4 != 0; // for templates the flag is "captive" (owned.rs)
+        }
+        if kind == DEVICE {
+            // a phone or laptop of its own; an account on a new fingerprint every session (an
+            // anti-detect browser, an emulator reset per login) has many, and none of them is an identity
+            let own = self.acct[a as usize].links.iter()
+                .filter(|l| l.strong_kind() == DEVICE && self.ent[l.ent as usize].members.len() == 1).count();
+            return own >= 1 && (own as u32) < self.cfg.device_rotation_min;
         }
         self.acct[a as usize].links.iter().any(|l| l.strong_kind() == kind && self.ent[l.ent as usize].members.len() == 1)
     }

@@ -480,6 +480,7 @@ impl Graph {
             evidence_limit: get(config, "evidence_limit")?,
             freemail: freemail.into_iter().collect(),
             group_min_accounts: get(config, "group_min_accounts")?,
+            device_rotation_min: get(config, "device_rotation_min")?,
             group_captive_min: get(config, "group_captive_min")?,
             group_set_min: get(config, "group_set_min")?,
             template_max_degree: get(config, "template_max_degree")?,
