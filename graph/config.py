@@ -118,7 +118,11 @@ class DetectionConfig:
     extraction_full: float = 50.0
     """... and from this many times it is fully (log scale between)."""
     org_discount: float = 0.5
-    """Score kept is (1 - this x share of members on one organisation's mail domain) ..."""
+    """Score kept is (1 - d x share of members on one organisation's mail domain), d this for a group
+    that extracts ..."""
+    org_idle_discount: float = 0.9
+    """... and this for one that draws ordinary volume (d moves between the two with extraction): a
+    company's own accounts on its test phones or shared desks are the company's ..."""
     payer_discount: float = 0.8
     """... times (1 - this x how fully one card pays for the members x share of long-standing accounts) ..."""
     established_discount: float = 1.0

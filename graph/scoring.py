@@ -26,7 +26,9 @@ Structure (each in [0, 1]; the score starts from the largest):
   its own prompts at volume; a class's exercise or a company's internal tool is owned too, at
   ordinary volume.
 
-Benign explanations discount the structure: one organisation's mail domain (``org_discount``), and
+Benign explanations discount the structure: one organisation's mail domain (``org_discount`` for a
+group that extracts, up to ``org_idle_discount`` for one at ordinary volume: a company's QA lab on its
+test phones is the company's), and
 one card paying for (nearly) all of its long-standing accounts (``payer_discount``; a share of 0.5 of
 members on the top card counts nothing, 0.9 counts fully) — a company's CI fleet or a business with
 sub-accounts. A card pool spreads its accounts over many cards and is not discounted. And accounts that
@@ -108,7 +110,8 @@ def combine(f: dict[str, float], config: DetectionConfig) -> dict[str, float]:
     owned = f["owned_template_share"] * extracting
     established = 1.0 - f["fresh_share"]
     one_payer = min(1.0, max(0.0, (f["single_payer_share"] - 0.5) / 0.4))  # one card for (nearly) everyone
-    keep = (1.0 - config.org_discount * f["org_domain_share"]) \
+    org = config.org_discount + (config.org_idle_discount - config.org_discount) * (1.0 - extracting)
+    keep = (1.0 - org * f["org_domain_share"]) \
         * (1.0 - config.payer_discount * one_payer * established) \
         * (1.0 - config.established_discount * established * (1.0 - extracting))
     burst = 0.1 * f["signup_burst"]

@@ -1,6 +1,7 @@
 """Seeded traffic with planted rings: the demo's and the quality benchmark's input (tooling; the
 product never imports it). What is planted is described in ``streams/sim/`` (the benign population
-in ``traffic.py``, the operations in ``rings.py``, the benign look-alikes in ``lookalikes.py``).
+in ``traffic.py``, the operations in ``rings.py``, the benign look-alikes in ``lookalikes.py``, the
+red-team families in ``families.py``).
 
 Everything is a function of the seed. Output: contract events (dicts) in delivery order, and a
 label per account (``ring_id`` empty for benign; the kind names the case).
@@ -19,7 +20,7 @@ from typing import Any
 import orjson
 
 from streams.settings import Settings
-from streams.sim import lookalikes, rings
+from streams.sim import families, lookalikes, rings
 from streams.sim.spec import DAY, START, RingSpec, SimConfig, default_rings
 from streams.sim.traffic import Traffic
 
@@ -34,6 +35,8 @@ def generate(config: SimConfig) -> tuple[Iterator[dict[str, Any]], dict[str, tup
     rings.plant(traffic)
     if config.lookalikes:
         lookalikes.plant(traffic)
+    if config.families:
+        families.plant(traffic, config.families, config.family_instances, config.family_max_size)
     rows = traffic.rows
     rows.sort()
     return _deliver(rows, config), traffic.labels

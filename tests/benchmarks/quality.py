@@ -1,6 +1,7 @@
 """Detection quality on simulated traffic, fraudgraph against the detectors a user would write first.
 
     .venv/bin/python -m tests.benchmarks.quality [--benign 100000] [--ring-scale 1.0] [--days 3,12] [--seed 42]
+    .venv/bin/python -m tests.benchmarks.quality --families [--seeds 1,2,3] [--days 3,12] [--family-max-size 3000]
 
 One run per stream length, same traffic for every detector: (1) fraudgraph's engine (replay path, no
 Kafka); (2) hub cap K = 10 and 20 + connected components on the account–entity graph; (3) Louvain
@@ -13,6 +14,14 @@ Accounts count as flagged when an actionable alert ever held them (a ring caught
 expired by day 12 was caught). Stopped rings: operations that stop after two days; in a 12-day stream
 every one of their alerts must be closed by the end. Damage: the engine's API exchanges and output tokens per operation at the end, against the
 simulator's ground truth over the same window. Prints markdown; --out appends it to a file.
+
+``--families``: the red-team families (streams/sim/families.py: six operations and six benign
+look-alikes, each instance's parameters drawn over wide ranges) planted into the same benign
+population and rings, one run per seed and stream length; a table per family over all runs —
+precision and recall of actionable alerts on its accounts, the share of each operation in its
+largest actionable alert, and the damage its last published alert version states against what it
+sent in the window at the stream's end — the families the rules were designed from apart from the
+held-out ones (leave-family-out).
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ class Alerts:
         self.ever: dict[str, set[str]] = defaultdict(set)
         self.top: dict[str, str] = {}
         self.cluster_of: dict[str, str] = {}
+        self.damage: dict[str, tuple[int, int]] = {}  # alert -> (exchanges, tokens) of its last version
 
     def add(self, updates) -> None:
         for update in updates:
@@ -56,6 +66,7 @@ class Alerts:
             members.difference_update(update.members_removed)
             self.severity[update.alert_id] = update.severity
             self.cluster_of[update.alert_id] = update.cluster_id
+            self.damage[update.alert_id] = (update.requests, update.tokens_out)
             if update.severity in ("medium", "high"):
                 self.ever[update.alert_id] |= members
                 self.top[update.alert_id] = update.severity
@@ -253,6 +264,93 @@ def _err(measured: int, truth: int) -> str:
     return f"{(measured - truth) / truth:+.1%}" if truth else "—"
 
 
+def family_runs(args) -> str:
+    """Every family in every (seed, stream length) run; one table row per family over all runs."""
+    from streams.sim.families import FAMILIES, HELD_OUT, OPERATIONS
+
+    totals: dict[str, dict[str, list[float]]] = {f: defaultdict(list) for f in FAMILIES}
+    runs = []
+    for seed in (int(x) for x in args.seeds.split(",")):
+        for days in (float(d) for d in args.days.split(",")):
+            config = SimConfig(seed=seed, benign_accounts=args.benign, rings=default_rings(args.ring_scale), days=days,
+                               families=FAMILIES, family_instances=args.family_instances,
+                               family_max_size=args.family_max_size)
+            stream, labels = generate(config)
+            events = [decode_event(orjson.dumps(e)) for e in stream]
+            seen = {e.account_id for e in events}
+            labels = {a: label for a, label in labels.items() if a in seen}
+            engine, published, seconds = run_fraudgraph(events)
+            ever = published.ever_actionable()
+            flagged = set().union(*(m for sev, m in ever.values() if sev in ("medium", "high"))) if ever else set()
+            q = evaluate(ever, labels)
+            runs.append(f"seed {seed}, {days:g} days: {len(events):,} events, {len(labels):,} accounts, overall "
+                        f"precision {q.precision:.4f}, recall {q.recall:.4f}, engine {seconds:.1f} s")
+            print(runs[-1], flush=True)
+            truth = _window_truth(engine, labels, events)
+            for family in FAMILIES:
+                members = [a for a, (_r, k) in labels.items() if k in (family, f"benign_{family}")]
+                t = totals[family]
+                t["accounts"].append(len(members))
+                t["flagged"].append(sum(1 for a in members if a in flagged))
+                if family not in OPERATIONS:
+                    continue
+                instances: dict[str, list[str]] = defaultdict(list)
+                for a in members:
+                    instances[labels[a][0]].append(a)
+                for ring, accounts in instances.items():
+                    inside = set(accounts)
+                    best, best_alert = 0, None
+                    for alert_id, (severity, held) in ever.items():
+                        n = len(inside & held)
+                        if severity in ("medium", "high") and n > best:
+                            best, best_alert = n, alert_id
+                    t["one_alert"].append(best / len(accounts))
+                    sent = truth.get(ring, 0)
+                    if best_alert is not None and sent and best_alert in published.damage:
+                        dominated = [a for a, (sev, held) in published.open().items()
+                                     if a in published.damage and len(inside & held) * 2 > len(held)]
+                        stated = sum(published.damage[a][0] for a in dominated)
+                        t["damage_error"].append((stated - sent) / sent)
+    lines = [f"### Red-team families — {args.family_instances} instance(s) per family per run, sizes 100–"
+             f"{args.family_max_size:,} (log-uniform), {args.benign:,} benign accounts and the planted rings beside them",
+             "",
+             f"Machine: {platform.machine()}, {_cpus()} cores, Python {platform.python_version()}. Command: "
+             f"`python -m tests.benchmarks.quality --families --seeds {args.seeds} --days {args.days} "
+             f"--benign {args.benign} --family-instances {args.family_instances} --family-max-size {args.family_max_size}`.",
+             "", *[f"- {r}" for r in runs], "",
+             "| family | kind | set | accounts | flagged (actionable) | precision on it | recall | in one alert, min / median "
+             "| damage error, max abs |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for family in sorted(FAMILIES, key=lambda f: (f in HELD_OUT, f not in OPERATIONS, f)):
+        t = totals[family]
+        accounts, flagged_n = int(sum(t["accounts"])), int(sum(t["flagged"]))
+        kind = "operation" if family in OPERATIONS else "benign look-alike"
+        which = "held out" if family in HELD_OUT else "tuned"
+        if family in OPERATIONS:
+            one = sorted(t["one_alert"])
+            damage = max((abs(e) for e in t["damage_error"]), default=float("nan"))
+            lines.append(f"| {family} | {kind} | {which} | {accounts:,} | {flagged_n:,} | 1.0000 | "
+                         f"{flagged_n / accounts if accounts else 1:.4f} | {one[0]:.2f} / {one[len(one) // 2]:.2f} | "
+                         f"{damage:.1%} ({len(t['damage_error'])} of {len(one)} alerted) |")
+        else:
+            lines.append(f"| {family} | {kind} | {which} | {accounts:,} | {flagged_n:,} | — | — | — | — |")
+    lines += ["", "Precision on an operation's accounts is 1 by construction; what counts against precision is a "
+              "look-alike's flagged accounts (column 5 on their rows) and the overall precision of each run above."]
+    return "\n".join(lines) + "\n"
+
+
+def _window_truth(engine, labels, events) -> dict[str, int]:
+    """Per operation: its API exchanges in whole hours inside the engine's window at the end."""
+    end = engine.last_tick
+    first_hour = int((end - DetectionConfig().window_seconds) // 3600) + 1
+    truth: dict[str, int] = defaultdict(int)
+    for e in events:
+        ring = labels.get(e.account_id, ("", ""))[0]
+        if ring and e.type == "api_usage" and int(e.ts // 3600) >= first_hour and e.ts < end:
+            truth[ring] += e.requests or 1
+    return truth
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benign", type=int, default=100_000)
@@ -260,8 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", default="3,12", help="stream lengths, comma-separated (default 3,12)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", help="append the tables to this markdown file")
+    parser.add_argument("--families", action="store_true", help="the red-team families' table instead")
+    parser.add_argument("--seeds", default="1,2,3", help="with --families: one run per seed (and stream length)")
+    parser.add_argument("--family-instances", type=int, default=2)
+    parser.add_argument("--family-max-size", type=int, default=3000)
     args = parser.parse_args(argv)
-    tables = [one_run(args, float(d)) for d in args.days.split(",")]
+    tables = [family_runs(args)] if args.families else [one_run(args, float(d)) for d in args.days.split(",")]
     text = "\n".join(tables)
     print("\n" + text)
     if args.out:
