@@ -37,6 +37,7 @@ class AlertUpdate:
     requests: int = 0  # API exchanges of the members within the window, as of this version's tick
     tokens_out: int = 0
     evidence_json: str = "[]"
+    summary: str = ""  # one sentence: why these accounts are one operation (graph.scoring.explain)
 
 
 @dataclass(slots=True)
@@ -56,6 +57,7 @@ class _OpenAlert:
     added: set[str] = field(default_factory=set)  # since the last version
     removed: set[str] = field(default_factory=set)
     published_damage: tuple[int, int] = (0, 0)  # (exchanges, tokens) of the last notifying version
+    summary: str = ""
 
 
 def damage_moved(published: tuple[int, int], now: tuple[int, int], share: float) -> bool:
@@ -98,7 +100,8 @@ class AlertBook:
     def on_scored(self, cluster_id: str, members: Iterable[str] | None, size: int, verdict: str | None,
                   severity: str | None, score: float, features: dict[str, float], evidence: tuple[Evidence, ...],
                   detected_at: float, requests: int, tokens_out: int, at: float, wall: float, reason: str,
-                  evidence_json: str = "[]", damage_regrowth: float | None = None) -> AlertUpdate | None:
+                  evidence_json: str = "[]", damage_regrowth: float | None = None,
+                  summary: str = "") -> AlertUpdate | None:
         """A re-score. ``members`` (all of them) is needed only when this opens an alert.
         ``damage_regrowth``: how far the damage may have moved since the last publication before this
         re-score publishes it (default ``config.damage_regrowth``; 0 at the end of input)."""
@@ -126,12 +129,14 @@ class AlertBook:
         else:
             current.score, current.features, current.evidence = score, features, evidence
             current.evidence_json, current.requests, current.tokens_out = evidence_json, requests, tokens_out
+            current.summary = summary
             return None
         if SEVERITY_RANK[severity] > SEVERITY_RANK[current.severity]:
             current.severity = severity  # type: ignore[assignment]
             current.detected_at = detected_at
         current.score, current.features, current.evidence = score, features, evidence
         current.evidence_json, current.requests, current.tokens_out = evidence_json, requests, tokens_out
+        current.summary = summary
         notify = action != AlertAction.MEMBERS
         if notify:
             current.published_size = size
@@ -156,7 +161,8 @@ class AlertBook:
         current.version += 1
         return AlertUpdate(current.alert_id, cluster_id, action, notify, current.version, current.severity,
                            current.score, size, current.detected_at, at, wall, reason, current.features,
-                           current.evidence, added, removed, current.requests, current.tokens_out, current.evidence_json)
+                           current.evidence, added, removed, current.requests, current.tokens_out, current.evidence_json,
+                           current.summary)
 
     def on_gone(self, cluster_id: str, at: float, wall: float, why: str) -> AlertUpdate | None:
         current = self.open.pop(cluster_id, None)

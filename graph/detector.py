@@ -228,7 +228,7 @@ class Detector:
         update = self.alerts.on_scored(record.cluster_id, members, record.size, record.verdict, severity,
                                        scored.score, scored.features, scored.evidence, scored.detected_at,
                                        scored.requests, scored.tokens_out, at, self._wall, reason, scored.evidence_json,
-                                       damage_regrowth)
+                                       damage_regrowth, scored.summary)
         if update:
             out.alerts.append(update)
 

@@ -80,6 +80,7 @@ class ClusterScore:
     tokens_out: int = 0  # output tokens of those exchanges
     shared: tuple[SharedInfrastructure, ...] = ()
     evidence_json: str = "[]"  # the evidence as the audit store keeps it (made once per score)
+    summary: str = ""  # one sentence: why these accounts are one operation (:func:`explain`)
 
 
 class FeatureSource(Protocol):
@@ -126,6 +127,38 @@ def combine(f: dict[str, float], config: DetectionConfig) -> dict[str, float]:
             "benign_keep": round(keep, 4), "score": round(min(1.0, max(0.0, score)), 4)}
 
 
+def _count(n: float, one: str, many: str) -> str:
+    return f"{int(n):,} {one if int(n) == 1 else many}"
+
+
+def explain(f: dict[str, float]) -> str:
+    """Why these accounts are one operation, in one sentence, from the features.
+
+    >>> explain({"size": 600, "owned_templates": 20, "binding_devices": 0, "binding_cards": 24,
+    ...          "lockstep_cohorts": 0, "owned_weak_entities": 3, "weak_attached_share": 0.0})
+    '600 accounts: the only users of 20 prompt templates; 24 shared cards bind them; 3 IPs or templates used by little else.'
+    >>> explain({"size": 12, "owned_templates": 0, "binding_devices": 1, "binding_cards": 0,
+    ...          "lockstep_cohorts": 1, "owned_weak_entities": 0, "weak_attached_share": 0.25})
+    '12 accounts: 1 shared device binds them; 1 lockstep cohort (one template, the same minutes); 25% of them joined through shared IPs or templates.'
+    """
+    parts = []
+    if f.get("owned_templates", 0):
+        parts.append("the only users of " + _count(f["owned_templates"], "prompt template", "prompt templates"))
+    shared = [_count(f[k], one, many) for k, one, many in (("binding_devices", "shared device", "shared devices"),
+                                                          ("binding_cards", "shared card", "shared cards")) if f.get(k, 0)]
+    if shared:
+        parts.append(" and ".join(shared) + (" bind them" if sum(f.get(k, 0) for k in ("binding_devices", "binding_cards")) > 1
+                                             else " binds them"))
+    if f.get("lockstep_cohorts", 0):
+        parts.append(_count(f["lockstep_cohorts"], "lockstep cohort", "lockstep cohorts") + " (one template, the same minutes)")
+    if f.get("owned_weak_entities", 0):
+        parts.append(_count(f["owned_weak_entities"], "IP or template", "IPs or templates") + " used by little else")
+    attached = f.get("weak_attached_share", 0.0)
+    if attached >= 0.05:
+        parts.append(f"{attached:.0%} of them joined through shared IPs or templates")
+    return f"{int(f['size']):,} accounts: " + ("; ".join(parts) if parts else "linked accounts") + "."
+
+
 def evidence_entities(f: dict[str, float]) -> int:
     return int(f["binding_strong_entities"] + f["lockstep_cohorts"] + f["owned_templates"] + f["owned_weak_entities"])
 
@@ -162,4 +195,4 @@ def score_cluster(graph: FeatureSource, number: int, config: DetectionConfig) ->
         score, severity_of(size, score, evidence_entities(values), config), features, found, float(newest), requests,
         tokens_out,
         tuple(SharedInfrastructure(cluster_id(other), kind, n, here, there) for other, kind, n, here, there in shared),
-        orjson.dumps([e._asdict() for e in found]).decode())
+        orjson.dumps([e._asdict() for e in found]).decode(), explain(values))

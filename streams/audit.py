@@ -38,7 +38,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("action", pa.string()), ("notify", pa.bool_()), ("severity", pa.string()), ("score", pa.float64()),
         ("member_count", pa.int64()), ("detected_at", TS), ("alerted_at", TS), ("created_at", TS),
         ("reason", pa.string()), ("features", pa.string()), ("evidence", pa.string()),
-        ("requests", pa.int64()), ("tokens_out", pa.int64()),
+        ("requests", pa.int64()), ("tokens_out", pa.int64()), ("summary", pa.string()),
     ]),
     "alert_member_changes": pa.schema([
         ("alert_id", pa.string()), ("version", pa.int64()), ("account_id", pa.string()), ("added", pa.bool_()),
@@ -48,6 +48,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("cluster_id", pa.string()), ("snapshot_at", TS), ("size", pa.int64()), ("score", pa.float64()),
         ("severity", pa.string()), ("verdict", pa.string()), ("born_at", TS), ("updated_at", TS),
         ("features", pa.string()), ("status", pa.string()), ("requests", pa.int64()), ("tokens_out", pa.int64()),
+        ("summary", pa.string()),
     ]),
     "cluster_member_snapshots": pa.schema([
         ("cluster_id", pa.string()), ("snapshot_at", TS), ("account_id", pa.string()),
@@ -86,7 +87,7 @@ VIEWS = {
         SELECT alert_id, cluster_id, severity, member_count, requests, tokens_out, score, detected_at, alerted_at,
                created_at, version,
                CASE WHEN action = 'closed' THEN 'closed' ELSE 'open' END AS status, action AS last_action,
-               reason, features, evidence
+               reason, summary, features, evidence
         FROM (SELECT DISTINCT * FROM {alert_versions})
         QUALIFY row_number() OVER (PARTITION BY alert_id ORDER BY version DESC) = 1""",
     "alert_history": """
@@ -99,7 +100,7 @@ VIEWS = {
         WHERE added""",
     "clusters": """
         SELECT cluster_id, status, size, requests, tokens_out, score, severity, verdict, born_at, updated_at,
-               snapshot_at, features
+               snapshot_at, summary, features
         FROM {cluster_snapshots}
         QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY snapshot_at DESC,
                                    CASE status WHEN 'live' THEN 1 ELSE 0 END) = 1""",
@@ -249,7 +250,7 @@ class AuditStore:
                 self._add_cluster(snapshot)
             c = self._cols["cluster_snapshots"]
             for cluster_id, at in out.gone:  # as of the tick it went (not the batch's end: the same in any batching)
-                _row(c, cluster_id, at, 0, 0.0, None, None, None, at, "{}", "gone", 0, 0)
+                _row(c, cluster_id, at, 0, 0.0, None, None, None, at, "{}", "gone", 0, 0, None)
 
     def add_links(self, source: LinkSource, cluster_id: str, accounts: list[str]) -> None:
         """The links behind an alert's new members (``account_link_rows``), read from ``source`` now.
@@ -261,7 +262,7 @@ class AuditStore:
     def _add_alert(self, u: AlertUpdate) -> None:
         _row(self._cols["alert_versions"], u.alert_id, u.version, u.cluster_id, u.action, u.notify, u.severity, u.score,
              u.member_count, u.detected_at, u.alerted_at, u.created_at, u.reason,
-             self._features_json(u.features), u.evidence_json, u.requests, u.tokens_out)
+             self._features_json(u.features), u.evidence_json, u.requests, u.tokens_out, u.summary or None)
         c = self._cols["alert_member_changes"]
         at = u.created_at
         for accounts, added in ((u.members_added, True), (u.members_removed, False)):
@@ -286,7 +287,7 @@ class AuditStore:
         _row(self._cols["cluster_snapshots"], s.cluster_id, s.scored_at, len(s.members), s.scored.score,
              s.scored.severity, s.verdict, s.born_at, s.updated_at,
              orjson.dumps(s.scored.features, option=orjson.OPT_SORT_KEYS).decode(), "live", s.scored.requests,
-             s.scored.tokens_out)
+             s.scored.tokens_out, s.scored.summary or None)
         self._latest[s.cluster_id] = s
 
     @staticmethod

@@ -240,7 +240,10 @@ def cmd_investigate(args: argparse.Namespace) -> int:
             if summary:
                 row = dict(zip(columns, summary[0]))
                 print(q.headline(cid, row["size"], row["requests"], row["tokens_out"], settings.window_days))
-            print(f"cluster {cid}"), print(q.render(columns, summary))
+                if row.get("summary"):
+                    print(f"why one operation: {row['summary']}")
+            print(f"cluster {cid}"), print(q.render([c for c in columns if c != "summary"],
+                                                     [r[:-1] for r in summary] if summary else summary))
             print("\nevidence (binding devices, cards and lockstep cohorts first; then owned IPs and templates)")
             print(q.render(*q.table(con, q.CLUSTER_EVIDENCE, [cid])))
             shared = q.table(con, q.CLUSTER_LINKS, [cid])[1]

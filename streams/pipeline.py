@@ -87,7 +87,7 @@ def alert_message(update: AlertUpdate) -> bytes:
         "member_count": update.member_count, "requests": update.requests, "tokens_out": update.tokens_out,
         "detected_at": iso(update.detected_at),
         "alerted_at": iso(update.alerted_at), "created_at": iso(update.created_at), "reason": update.reason,
-        "features": update.features,
+        "summary": update.summary, "features": update.features,
         "evidence": [
             {"entity_type": e.entity_type, "entity_value": e.entity_value, "members_sharing": e.members_sharing,
              "first_seen": iso(e.first_seen), "last_seen": iso(e.last_seen)} for e in update.evidence[:20]

@@ -42,7 +42,7 @@ SELECT a.cluster_id, a.member_count, a.severity, a.status FROM alert_members am 
 WHERE am.account_id = ?"""
 
 CLUSTER_SUMMARY = """
-SELECT cluster_id, status, size, requests, tokens_out, score, severity, verdict, born_at, updated_at
+SELECT cluster_id, status, size, requests, tokens_out, score, severity, verdict, born_at, updated_at, summary
 FROM clusters WHERE cluster_id = ?"""
 
 CLUSTER_LINKS = """

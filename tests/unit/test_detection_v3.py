@@ -63,6 +63,8 @@ def test_a_ring_on_its_own_templates_and_servers_with_a_phone_and_card_each_is_o
     score = score_cluster(engine.graph, engine.clusters[cid].number, engine.config)
     assert score.features["owned_template_share"] == 1.0 and score.features["owned_templates"] == 12
     assert any(e.entity_type == "owned_template" for e in score.evidence)
+    assert score.summary.startswith("150 accounts: the only users of 12 prompt templates")
+    assert [a for a in _alerts if a.action == "opened"][0].summary == score.summary  # the alert carries it
 
 
 def test_card_groups_on_a_shared_proxy_network_are_joined_by_the_templates_they_run_together():

@@ -310,6 +310,8 @@ impl Graph {
             ("no_own_identity", no_own),
             ("no_own_identity_off_hub", no_own_off_hub),
             ("binding_strong_entities", strong.len() as f64),
+            ("binding_devices", strong.iter().filter(|&&e| self.kind(e) == DEVICE).count() as f64),
+            ("binding_cards", strong.iter().filter(|&&e| self.kind(e) == PAYMENT).count() as f64),
             ("lockstep_cohorts", cohorts.iter().filter(|&&e| self.kind(e) == COHORT).count() as f64),
             ("owned_templates", cohorts.iter().filter(|&&e| self.kind(e) == OWNED).count() as f64),
             ("owned_template_share", grouped as f64 / nf),
