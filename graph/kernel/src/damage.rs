@@ -1,7 +1,7 @@
 //! Damage kept per cluster: the API exchanges and output tokens of its members within the window,
 //! maintained as usage arrives, as accounts join and leave the cluster and as hours leave the window
 //! — never by walking the members. A cluster holds the sum of its members' usage per bucket of
-//! `USAGE_BUCKET_HOURS` (at most window / 4 h + 1 buckets), so reading its damage as of the latest
+//! `USAGE_BUCKET_HOURS` (an hour: at most window / 1 h + 1 buckets), so reading its damage as of the latest
 //! tick costs the buckets, not the members: every published alert version carries it (graph/detector.py).
 
 use crate::graph::{bucket_in_window, Graph, USAGE_BUCKET_HOURS};
