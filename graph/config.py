@@ -109,6 +109,8 @@ class DetectionConfig:
     hub_copy_overlap: float = 0.8
     """The mesh signal is measured without the largest shared device/card and any entity whose
     accounts are at least this share the hub's (and that is at least this share of its size)."""
+    owned_established_discount: float = 0.8
+    """The owned-template term keeps (1 - this x share of members with no signup in the window)."""
     prefarm_max: float = 0.6
     """The most a farm's structure alone (no identity of their own, bound off the hub) scores: medium,
     whatever it has spent; spending raises it through the other terms."""

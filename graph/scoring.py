@@ -24,7 +24,9 @@ Structure (each in [0, 1]; the score starts from the largest):
 * **owned** — share of members on templates the group owns (used by at least ten accounts, most of
   whom write no prompt of their own: graph/kernel/src/owned.rs), times extraction: an operation runs
   its own prompts at volume; a class's exercise or a company's internal tool is owned too, at
-  ordinary volume.
+  ordinary volume. Times (1 - ``owned_established_discount`` x the share of long-standing members):
+  an operation's accounts are made for it; a team that has used the API for months and now runs its
+  own evaluations at volume is a customer.
 
 Benign explanations discount the structure: one organisation's mail domain (``org_discount`` for a
 group that extracts, up to ``org_idle_discount`` for one at ordinary volume: a company's QA lab on its
@@ -108,8 +110,8 @@ def combine(f: dict[str, float], config: DetectionConfig) -> dict[str, float]:
     farm = f["no_own_identity_off_hub"] * f["datacenter_share"]
     extracting = extraction(f["intensity"], config.extraction_floor, config.extraction_full)
     lockstep = f["lockstep_share"] * extracting
-    owned = f["owned_template_share"] * extracting
     established = 1.0 - f["fresh_share"]
+    owned = f["owned_template_share"] * extracting * (1.0 - config.owned_established_discount * established)
     one_payer = min(1.0, max(0.0, (f["single_payer_share"] - 0.5) / 0.4))  # one card for (nearly) everyone
     org = config.org_discount + (config.org_idle_discount - config.org_discount) * (1.0 - extracting)
     keep = (1.0 - org * f["org_domain_share"]) \

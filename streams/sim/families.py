@@ -30,6 +30,14 @@ Benign look-alikes (``kind`` ``benign_<family>``):
 * ``proxy_customers`` — ordinary people using a commercial VPN: its exits carry hundreds of them.
 * ``research_lab`` — a university group running evaluations: a grant card, cloud servers, its own
   templates at high volume, long-standing accounts and its own domain.
+* ``online_course`` — a self-paced course's students, signing up over days from their homes, running
+  the course's notebooks (its templates, several lessons each) that loop over the API at several to
+  tens of times ordinary volume.
+
+research_lab was held out in the first runs and flagged (a long-standing group extracting on its own
+templates, its domain and card not yet on the events): the owned-template term now discounts
+long-standing members, which moves research_lab to the tuned families; online_course was written then
+as a held-out family in its place, before any run of it.
 """
 
 from __future__ import annotations
@@ -43,11 +51,11 @@ from streams.sim.spec import CLOUD_ASNS, DAY, FREEMAIL, MOBILE_ASNS, RESIDENTIAL
 from streams.sim.traffic import Traffic
 
 OPERATIONS = ("owned_templates", "owned_infra", "rotating_ids", "prespend_farm", "waves", "provider_range")
-LOOKALIKES = ("internal_tool", "saas_app", "qa_lab", "hackathon", "proxy_customers", "research_lab")
+LOOKALIKES = ("internal_tool", "saas_app", "qa_lab", "hackathon", "proxy_customers", "research_lab", "online_course")
 FAMILIES = OPERATIONS + LOOKALIKES
 # Leave-family-out: the rules were designed from these (the cases issue 23 describes); the others are
 # reported as held out and never tuned on.
-TUNED = ("owned_templates", "owned_infra", "prespend_farm", "internal_tool", "qa_lab", "hackathon")
+TUNED = ("owned_templates", "owned_infra", "prespend_farm", "internal_tool", "qa_lab", "hackathon", "research_lab")
 HELD_OUT = tuple(f for f in FAMILIES if f not in TUNED)
 
 
@@ -335,7 +343,25 @@ def research_lab(x: Instance) -> None:
             tr.emit(x.when(), "api_usage", a, None, r.choice(servers), asn="AS16509", usage=x.heavy(mine))
 
 
+def online_course(x: Instance) -> None:
+    r, tr = x.rng, x.tr
+    notebooks = [f"tpl-course{x.k}-{tr.ids('nb')}-{j}" for j in range(r.randint(5, 12))]
+    scale = r.randint(5, 30)
+    own_share = r.uniform(0.0, 0.1)
+    for _ in range(x.size):
+        a, laptop, home = x.account(), tr.ids("lt"), tr.ip(98)
+        t = x.when()
+        tr.emit(t, "signup", a, laptop, home, None, r.choice(FREEMAIL), r.choice(RESIDENTIAL_ASNS))
+        if r.random() < 0.2:
+            tr.emit(t + 300, "payment_method_added", a, laptop, home, tr.ids("card"), asn=r.choice(RESIDENTIAL_ASNS))
+        for lesson in r.sample(notebooks, r.randint(2, min(6, len(notebooks)))):
+            start = x.when(lo=t)
+            for step in range(r.randint(3, 12)):
+                tr.emit(start + step * r.uniform(20, 120), "api_usage", a, None, home, asn=r.choice(RESIDENTIAL_ASNS),
+                        usage=x.ordinary([lesson], scale, own_share))
+
+
 PLANTERS: dict[str, Callable[[Instance], None]] = {f.__name__: f for f in (
     owned_templates, owned_infra, rotating_ids, prespend_farm, waves, provider_range,
-    internal_tool, saas_app, qa_lab, hackathon, proxy_customers, research_lab)}
+    internal_tool, saas_app, qa_lab, hackathon, proxy_customers, research_lab, online_course)}
 assert tuple(PLANTERS) == FAMILIES
