@@ -84,7 +84,7 @@ class Detector:
         out.watermark = watermark
         if not (lineage or changed or touched or gone):
             if self.alerts.open:  # no cluster moved, but usage may have: damage is kept current
-                self.refresh_damage(at, out, self.config.damage_regrowth, quiet=True)
+                self.refresh_damage(at, out, self.config.damage_regrowth, self.graph.damage_changed(), quiet=True)
             return out
         self._wall = self.clock()
         for number, kind, size, other in lineage:
@@ -111,7 +111,7 @@ class Detector:
                 self.alerts.on_deltas(record.cluster_id, *graph.deltas(number))
         self._rescore(changed, touched, at, out)
         if self.alerts.open:
-            self.refresh_damage(at, out, self.config.damage_regrowth)
+            self.refresh_damage(at, out, self.config.damage_regrowth, self.graph.damage_changed())
         if self.capture_links is not None:
             for update in out.alerts:
                 if update.members_added:
@@ -188,16 +188,20 @@ class Detector:
         last tick."""
         now = self.graph.now
         if now is not None and self.alerts.open:
-            self.refresh_damage(float(now), out, 0.0, quiet=True)
+            self.refresh_damage(float(now), out, 0.0, None, quiet=True)
 
-    def refresh_damage(self, at: float, out: EngineOutput, share: float, quiet: bool = False) -> None:
+    def refresh_damage(self, at: float, out: EngineOutput, share: float, moved: list[int] | None,
+                       quiet: bool = False) -> None:
         """Re-score (and so re-publish) every open alert whose damage, kept current by the kernel at
         every tick, moved by more than ``share`` since its last publication: what the alerts topic, the
         audit store's views and ``investigate`` report is never further than that from the truth as
-        of the latest tick, and at the end of input (``share`` 0) equal to it."""
-        for cid, alert in list(self.alerts.open.items()):
+        of the latest tick, and at the end of input (``share`` 0) equal to it. ``moved``: the clusters
+        whose damage moved this tick (None: look at every open alert)."""
+        candidates = list(self.alerts.open) if moved is None else [cluster_id(n) for n in moved]
+        for cid in candidates:
+            alert = self.alerts.open.get(cid)
             record = self.clusters.get(cid)
-            if record is None or (record.scored_at == at and share > 0):
+            if alert is None or record is None or (record.scored_at == at and share > 0):
                 continue
             damage = self.graph.damage(record.number)
             if damage is not None and damage_moved(alert.published_damage, damage, share):

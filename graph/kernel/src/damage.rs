@@ -23,6 +23,7 @@ impl Graph {
     /// Add (or take away) usage of one bucket to cluster `no`'s sums.
     pub(crate) fn cluster_usage(&mut self, no: u32, bucket: u32, requests: u64, tokens: u64, add: bool) {
         let Some(cluster) = self.clusters.get_mut(&no) else { return }; // a cluster that went this tick
+        self.dirty.damaged.push(no);
         let usage = &mut cluster.usage;
         match usage.binary_search_by_key(&bucket, |u| u.0) {
             Ok(i) => {
@@ -52,7 +53,9 @@ impl Graph {
         if self.acct[a as usize].usage.is_empty() {
             return;
         }
-        let usage: Vec<(u32, u32, u32)> = self.acct[a as usize].usage.iter().copied().collect();
+        let first_hour = self.window_first_hour();
+        let usage: Vec<(u32, u32, u32)> = self.acct[a as usize].usage.iter()
+            .filter(|u| bucket_in_window(u.0, first_hour)).copied().collect(); // (hours already out: pruned)
         for (bucket, r, t) in usage {
             if from != NONE {
                 self.cluster_usage(from, bucket, r as u64, t as u64, false);
@@ -65,12 +68,22 @@ impl Graph {
 
     /// Drop the buckets that left the window (with the members' own, at a bucket boundary).
     pub(crate) fn prune_cluster_usage(&mut self, first_hour: u32) {
-        for cluster in self.clusters.values_mut() {
+        for (&no, cluster) in self.clusters.iter_mut() {
             let keep = cluster.usage.partition_point(|u| !bucket_in_window(u.0, first_hour));
             if keep > 0 {
                 cluster.usage.drain(..keep);
+                self.dirty.damaged.push(no); // an hour left the window: its damage moved
             }
         }
+    }
+
+    /// Clusters whose damage moved in the last applied tick (usage arrived, members came or went, an
+    /// hour left the window), sorted.
+    pub fn damage_changed(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = self.dirty.damaged.iter().copied().filter(|c| self.clusters.contains_key(c)).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// The same sums counted from the members (the consistency check compares them).

@@ -24,7 +24,9 @@ use crate::members::Members;
 /// is exact to the window's whole hours (4-hour buckets counted up to three hours before the window's
 /// edge: 12 % too much for an operation whose calls came in bursts at the edge).
 pub const USAGE_BUCKET_HOURS: u32 = 1;
-/// The population's ordinary volume (extraction's yardstick) is re-measured this often.
+/// The population's ordinary volume (extraction's yardstick) is re-measured this often, and the
+/// accounts' usage hours that left the window are dropped this often (reads filter by the hour, so this
+/// only bounds memory; clusters' sums are pruned every hour, they are few).
 const POPULATION_REFRESH_HOURS: i64 = 4;
 
 /// Does usage bucket `b` reach into the window whose first whole hour is `first_hour`?
@@ -423,6 +425,7 @@ pub struct Dirty {
     pub cohort_check: Vec<(u32, u32)>, // (account, template) whose cohort membership may differ
     pub owned_check: Vec<u32>,         // templates whose owned status may differ (owned.rs)
     pub owned_join: Vec<(u32, u32)>,   // (account, template): a new member of a template that may be owned
+    pub damaged: Vec<u32>,             // clusters whose damage moved in the last applied tick (damage.rs)
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -473,6 +476,7 @@ pub struct GraphCounters {
     pub sync_buckets: u64,
     pub unknown_removals: u64,
     pub split_steps: u64, // accounts the split check expanded (its cost)
+    pub owned_flips: u64, // templates that became or stopped being owned (owned.rs)
     pub phase_ns: [u64; 10], // time per phase of apply (see PHASES)
 }
 
@@ -582,6 +586,7 @@ impl Graph {
         self.stamp = self.stamp.wrapping_add(1).max(1);
         self.counters.ticks += 1;
         self.deltas.clear();
+        self.dirty.damaged.clear();
         let watermark = batches.iter().map(|b| b.watermark).fold(f64::INFINITY, f64::min);
         if watermark.is_finite() {
             self.last_watermark = watermark;
@@ -1270,13 +1275,15 @@ impl Graph {
         self.dirty.weak.clear();
         // drop usage hours that left the window
         let first_hour = ((self.now - self.cfg.window).max(0) / 3600) as u32 + 1;
-        if self.now % (3600 * USAGE_BUCKET_HOURS as i64) == 0 {
+        if self.now % (3600 * POPULATION_REFRESH_HOURS) == 0 {
             for acc in self.acct.iter_mut().filter(|a| a.live && !a.usage.is_empty()) {
                 let keep = acc.usage.partition_point(|u| !bucket_in_window(u.0, first_hour));
                 if keep > 0 {
                     acc.usage.remove_front(keep);
                 }
             }
+        }
+        if self.now % (3600 * USAGE_BUCKET_HOURS as i64) == 0 {
             self.prune_cluster_usage(first_hour);
         }
     }

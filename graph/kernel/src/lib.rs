@@ -610,6 +610,13 @@ impl Graph {
         inner.damage(cluster)
     }
 
+    /// Clusters whose damage moved in the last applied tick, sorted.
+    fn damage_changed(&mut self) -> Vec<u32> {
+        let mut entered = Entered::new(&mut self.inner, &self.names);
+        let inner = &mut *entered;
+        inner.damage_changed()
+    }
+
     fn size(&mut self, cluster: u32) -> Option<u32> {
         let mut entered = Entered::new(&mut self.inner, &self.names);
         let inner = &mut *entered;
@@ -763,6 +770,8 @@ impl Graph {
         d.set_item("changes", g.counters.changes)?;
         d.set_item("unknown_removals", g.counters.unknown_removals)?;
         d.set_item("split_steps", g.counters.split_steps)?;
+        d.set_item("owned_flips", g.counters.owned_flips)?;
+        d.set_item("owned_templates", g.owned.len())?;
         for (name, ns) in graph::PHASES.iter().zip(g.counters.phase_ns.iter()) {
             d.set_item(format!("seconds_{name}"), *ns as f64 / 1e9)?;
         }

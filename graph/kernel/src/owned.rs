@@ -84,7 +84,10 @@ impl Graph {
 
     /// Account `a` joined (`added`) or left template `e`, which now has `deg` members.
     pub(crate) fn template_member_moved(&mut self, a: u32, e: u32, deg: usize, added: bool) {
-        self.dirty.moved_kind.push((a, TEMPLATE));
+        // a new prompt of its own (most API calls of ordinary users) leaves a non-captive account as it is
+        if !(added && deg == 1 && self.captive_cached(a) == 0) {
+            self.dirty.moved_kind.push((a, TEMPLATE));
+        }
         if added && deg == 2 {
             let first = self.ent[e as usize].members[0]; // its template is no longer its own
             self.dirty.moved_kind.push((first, TEMPLATE));
@@ -164,6 +167,9 @@ impl Graph {
             }
             let owned = self.template_owned(e);
             let group = self.owned.get(&e).copied().unwrap_or(NONE);
+            if owned != (group != NONE) {
+                self.counters.owned_flips += 1;
+            }
             if owned && group == NONE {
                 let name = format!("g:{}", &self.ent_str(e)[2..]);
                 let g = self.intern_entity(&name);
