@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
@@ -74,20 +74,32 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from streams.simulate import SimConfig, default_rings, generate, produce_events, write_events, write_labels
 
+    from streams.simulate import NoBroker
+
     sim = SimConfig(seed=args.seed, benign_accounts=args.benign, days=args.days,
                     rings=default_rings(args.ring_scale, args.rings),
                     duplicate_rate=args.duplicates, late_rate=args.late)
+    out = Path(args.out) if args.out else None
+    if out is not None and out.is_dir():
+        raise CliError(f"--out {out} is a folder; give a file name (events.jsonl or events.jsonl.gz)")
+    target = f"{out}" if out is not None else f"topic {cfg.from_args(args).events_topic} at {cfg.from_args(args).bootstrap}"
+    print(f"simulate: {args.benign:,} benign accounts over {args.days:g} days with planted rings -> {target} "
+          "(about 30 events per account; --benign and --days make it smaller)", file=sys.stderr)
     events, labels = generate(sim)
-    if args.out:
-        count = write_events(Path(args.out), events)
+    if out is not None:
+        count = write_events(out, events)
+        size = f" ({out.stat().st_size / 1e6:,.0f} MB)"
     else:
-        settings = cfg.from_args(args)
-        count = produce_events(events, settings)
+        try:
+            count = produce_events(events, cfg.from_args(args))
+        except NoBroker as exc:
+            raise CliError(f"{exc}; start one (python -m streams.devkafka run) or write a file with --out") from None
+        size = ""
     if args.labels:
         write_labels(Path(args.labels), labels)
     rings = len({r for r, _k in labels.values() if r})
     print(f"simulate: {count:,} events, {len(labels):,} accounts ({rings} planted rings)"
-          + (f" -> {args.out}" if args.out else " -> kafka") + (f"; labels {args.labels}" if args.labels else ""))
+          + (f" -> {out}{size}" if out is not None else " -> kafka") + (f"; labels {args.labels}" if args.labels else ""))
     return 0
 
 
@@ -286,8 +298,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage mistake is one line on stderr (and ``--help`` the way to the rest), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fraudgraph", description="Streaming detector of coordinated fake-account networks.")
+    parser = OneLineParser(prog="fraudgraph", description="Streaming detector of coordinated fake-account networks.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("worker", help="run the Faust stream job")

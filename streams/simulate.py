@@ -88,14 +88,25 @@ def write_events(path: Path, events: Iterable[dict[str, Any]]) -> int:
     return count
 
 
-def produce_events(events: Iterable[dict[str, Any]], settings: Settings) -> int:
-    """To ``settings.events_topic``, keyed by account; returns the count."""
+class NoBroker(RuntimeError):
+    """No Kafka broker answered at the bootstrap address within the wait."""
+
+
+def produce_events(events: Iterable[dict[str, Any]], settings: Settings, timeout_s: float = 10.0) -> int:
+    """To ``settings.events_topic``, keyed by account; returns the count. :class:`NoBroker` when no
+    broker answers within ``timeout_s`` (before anything is sent)."""
     from kafka import KafkaProducer
+    from kafka.errors import KafkaError
 
     from streams.kafka_security import kafka_python_args
 
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=20, batch_size=256 * 1024, acks="all",
-                             **kafka_python_args(settings))
+    ms = int(timeout_s * 1000)
+    try:
+        producer = KafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=20, batch_size=256 * 1024, acks="all",
+                                 max_block_ms=ms, bootstrap_timeout_ms=ms, **kafka_python_args(settings))
+    except KafkaError as exc:
+        raise NoBroker(f"no Kafka broker answered at {settings.bootstrap} within {timeout_s:.0f}s "
+                       f"({type(exc).__name__})") from None
     topic = settings.events_topic
     count = 0
     for event in events:

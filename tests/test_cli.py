@@ -59,6 +59,29 @@ def test_mistakes_get_one_clear_line(store, tmp_path):
     one_line_error(fraudgraph("investigate", "worst", "--audit-db", str(tmp_path / "missing.duckdb")),
                    "no audit store")
     one_line_error(fraudgraph("verdict", "C9999999", "benign", "--no-publish", *db), "not found")
+    one_line_error(fraudgraph("verdict", "C0000001", "maybe", *db), "invalid choice: 'maybe'", "--help")
+    one_line_error(fraudgraph("replay"), "the following arguments are required: files")
+    one_line_error(fraudgraph("simulate", "--out", str(tmp_path)), "is a folder")
+
+
+def test_simulate_without_a_broker_says_so_in_one_line_within_the_wait():
+    started = time.monotonic()
+    result = fraudgraph("simulate", "--benign", "50", "--days", "1", "--rings", "1", "--bootstrap", "127.0.0.1:1")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "no Kafka broker answered at 127.0.0.1:1" in errors[0], result.stderr
+    assert "KafkaTimeoutError: KafkaTimeoutError" not in result.stderr
+    assert elapsed < 30, f"gave up after {elapsed:.0f}s; the wait is 10s"
+
+
+def test_simulate_says_what_it_writes_and_how_much(tmp_path):
+    out = tmp_path / "new" / "folder" / "events.jsonl"
+    result = fraudgraph("simulate", "--benign", "200", "--days", "1", "--rings", "2", "--ring-scale", "0.1",
+                        "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"-> {out}" in result.stderr and "--benign and --days make it smaller" in result.stderr
+    assert f"-> {out} (" in result.stdout and " MB)" in result.stdout
 
 
 def test_investigate_answers_for_ids_that_exist(store):
