@@ -15,6 +15,7 @@ import base64
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -248,14 +249,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "fetch":
         print(fetch_jars())
         return 0
-    with DevKafka(port=args.port) as broker:
-        print(f"kafka {kafka_version()} on {broker.bootstrap} (Ctrl-C stops it)", flush=True)
-        try:
-            while broker.process and broker.process.poll() is None:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+    # SIGTERM (a terminal closed, `kill`, a supervisor) stops the broker and removes its data as Ctrl-C
+    # does: the JVM runs in a session of its own and would otherwise outlive this process
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    broker = DevKafka(port=args.port)
+    try:
+        broker.start()
+        print(f"kafka {kafka_version()} on {broker.bootstrap} (data in {broker.workdir}; Ctrl-C or SIGTERM stops it)",
+              flush=True)
+        while broker.process and broker.process.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
     return 0
+
+
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":
