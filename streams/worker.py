@@ -63,6 +63,9 @@ class FraudgraphWorker(Worker):
 
     def __init__(self, app: Any, *, stop_grace: float, on_forced_exit: Any, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
+        # A service, not a terminal session: Faust's progress spinner writes cursor codes ("\x1b[?25l")
+        # even to a file or a pipe, which then sit in the log
+        self.spinner = None
         self.stop_grace = stop_grace
         self.on_forced_exit = on_forced_exit
         self.exit_code = 0

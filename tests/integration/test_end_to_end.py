@@ -59,6 +59,9 @@ def test_stream_finds_the_planted_rings_and_replay_agrees(worker, tmp_path):
     assert w.metric("fraudgraph_duplicate_events_total") > 0
     assert w.metric("fraudgraph_dead_letters_total") == 0
 
+    # 3b. the log is text for a file: no terminal codes (Faust's spinner)
+    assert "\x1b[" not in w.log(), "terminal escape codes in the worker's log"
+
     # Quality on this small run: every planted ring of >= 50 accounts caught, no innocent flagged.
     streamed = alerted_clusters(w.settings.audit_db)
     quality = evaluate({str(i): (s, set(m)) for i, (s, m) in enumerate(streamed)}, labels, min_ring=50)
