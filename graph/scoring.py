@@ -114,15 +114,14 @@ def combine(f: dict[str, float], config: DetectionConfig) -> dict[str, float]:
     owned = f["owned_template_share"] * extracting * (1.0 - config.owned_established_discount * established)
     one_payer = min(1.0, max(0.0, (f["single_payer_share"] - 0.5) / 0.4))  # one card for (nearly) everyone
     org = config.org_discount + (config.org_idle_discount - config.org_discount) * (1.0 - extracting)
-    keep = (1.0 - org * f["org_domain_share"]) \
-        * (1.0 - config.payer_discount * one_payer * established) \
-        * (1.0 - config.established_discount * established * (1.0 - extracting))
+    customary = 1.0 - config.established_discount * established * (1.0 - extracting)  # old accounts, usual volume
+    keep = (1.0 - org * f["org_domain_share"]) * (1.0 - config.payer_discount * one_payer * established) * customary
     burst = 0.1 * f["signup_burst"]
     # Structure alone (before any spending) reaches medium at most, and yields fully to one organisation
     # (a company's QA lab of test accounts on its test phones) and to one payer (a reseller's customers
     # provisioned from its servers): the weakest evidence, the strongest benign explanations.
     prefarm = f["no_own_identity_off_hub"] * (1.0 - f["org_domain_share"]) * (1.0 - config.payer_discount * one_payer) \
-        * (1.0 - config.established_discount * established * (1.0 - extracting))
+        * customary
     score = max(max(mesh, farm, lockstep, owned) * keep + burst, min(config.prefarm_max, prefarm + burst))
     return {"farm": round(farm, 4), "lockstep": round(lockstep, 4), "owned": round(owned, 4), "prefarm": round(prefarm, 4),
             "extraction": round(extracting, 4),
