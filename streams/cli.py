@@ -82,7 +82,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.is_dir():
         raise CliError(f"--out {out} is a folder; give a file name (events.jsonl or events.jsonl.gz)")
-    target = f"{out}" if out is not None else f"topic {cfg.from_args(args).events_topic} at {cfg.from_args(args).bootstrap}"
+    settings = None
+    if out is None:
+        from streams.kafka_security import check
+
+        settings = cfg.from_args(args)
+        check(settings)  # a security setting that cannot work fails here, before any work
+    target = f"{out}" if settings is None else f"topic {settings.events_topic} at {settings.bootstrap}"
     print(f"simulate: {args.benign:,} benign accounts over {args.days:g} days with planted rings -> {target} "
           "(about 30 events per account; --benign and --days make it smaller)", file=sys.stderr)
     events, labels = generate(sim)
@@ -90,8 +96,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         count = write_events(out, events)
         size = f" ({out.stat().st_size / 1e6:,.0f} MB)"
     else:
+        assert settings is not None
         try:
-            count = produce_events(events, cfg.from_args(args))
+            count = produce_events(events, settings)
         except NoBroker as exc:
             raise CliError(f"{exc}; start one (python -m streams.devkafka run) or write a file with --out") from None
         size = ""

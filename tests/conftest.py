@@ -12,6 +12,14 @@ T0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z
 _ids = itertools.count()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration/ needs the real broker (or Prometheus): marked, so that
+    `pytest -m "not integration"` is the fast loop."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+
+
 def ev(account: str, ts: float, *, device: str | None = None, ip: str | None = None, payment: str | None = None,
        kind: str = "login", asn: str | None = None, domain: str | None = None, event_id: str | None = None,
        template: str | None = None, requests: int | None = None, tokens_out: int | None = None) -> AccountEvent:
