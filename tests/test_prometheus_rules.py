@@ -40,3 +40,19 @@ def test_every_alert_is_tested_labelled_and_documented():
         assert f"alertname: {alert}" in tests, f"{alert} has no promtool test"
         assert alert in readme, f"{alert} is not documented in the README"
     assert rules.count("severity:") == rules.count("summary:") == rules.count("description:") == len(alerts)
+
+
+def test_every_alert_has_a_runbook_section():
+    """Each rule's runbook_url is docs/runbook.md#<rule, lower-cased>, and that section exists (with what
+    the alert means and what to do)."""
+    rules = RULES.read_text()
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    headings = {h.strip().lower() for h in re.findall(r"^## (.+)$", runbook, flags=re.M)}
+    blocks = re.split(r"\n      - alert: ", rules)[1:]
+    assert len(blocks) == len(re.findall(r"- alert: (\w+)", rules))
+    for block in blocks:
+        alert = block.split("\n", 1)[0].strip()
+        assert f'runbook_url: "docs/runbook.md#{alert.lower()}"' in block, f"{alert} has no runbook_url"
+        assert alert.lower() in headings, f"docs/runbook.md has no section for {alert}"
+        section = runbook.split(f"## {alert}\n", 1)[1].split("\n## ", 1)[0]
+        assert "**Means:**" in section and "**Do:**" in section, alert
