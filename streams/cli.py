@@ -72,9 +72,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from streams.simulate import SimConfig, default_rings, generate, produce_events, write_events, write_labels
-
-    from streams.simulate import NoBroker
+    from streams.simulate import (NoBroker, SimConfig, default_rings, generate, produce_events, write_events,
+                                  write_labels)
 
     sim = SimConfig(seed=args.seed, benign_accounts=args.benign, days=args.days,
                     rings=default_rings(args.ring_scale, args.rings),
@@ -90,7 +89,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         check(settings)  # a security setting that cannot work fails here, before any work
     target = f"{out}" if settings is None else f"topic {settings.events_topic} at {settings.bootstrap}"
     print(f"simulate: {args.benign:,} benign accounts over {args.days:g} days with planted rings -> {target} "
-          "(about 30 events per account; --benign and --days make it smaller)", file=sys.stderr)
+          "(--benign and --days make it smaller)", file=sys.stderr)
     events, labels = generate(sim)
     if out is not None:
         count = write_events(out, events)
