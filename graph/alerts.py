@@ -101,10 +101,12 @@ class AlertBook:
                   severity: str | None, score: float, features: dict[str, float], evidence: tuple[Evidence, ...],
                   detected_at: float, requests: int, tokens_out: int, at: float, wall: float, reason: str,
                   evidence_json: str = "[]", damage_regrowth: float | None = None,
-                  summary: str = "") -> AlertUpdate | None:
+                  summary: str = "", settling: bool = False) -> AlertUpdate | None:
         """A re-score. ``members`` (all of them) is needed only when this opens an alert.
         ``damage_regrowth``: how far the damage may have moved since the last publication before this
-        re-score publishes it (default ``config.damage_regrowth``; 0 at the end of input)."""
+        re-score publishes it (default ``config.damage_regrowth``; 0 at the end of input).
+        ``settling``: the input is over or idle, so a size that differs from the last publication's is
+        published too (the topic's last version states the cluster as the audit store has it)."""
         current = self.open.get(cluster_id)
         if current is None:
             if severity is None:
@@ -124,6 +126,8 @@ class AlertBook:
         elif damage_moved(current.published_damage, (requests, tokens_out),
                           self.config.damage_regrowth if damage_regrowth is None else damage_regrowth):
             action, reason = AlertAction.UPDATED, "damage moved"
+        elif settling and size != current.published_size:
+            action, reason = AlertAction.UPDATED, "settled"
         elif current.added or current.removed:
             action = AlertAction.MEMBERS  # keep the audit store's member list exact between publications
         else:

@@ -195,8 +195,10 @@ class Detector:
         """Re-score (and so re-publish) every open alert whose damage, kept current by the kernel at
         every tick, moved by more than ``share`` since its last publication: what the alerts topic, the
         audit store's views and ``investigate`` report is never further than that from the truth as
-        of the latest tick, and at the end of input (``share`` 0) equal to it. ``moved``: the clusters
-        whose damage moved this tick (None: look at every open alert)."""
+        of the latest tick, and at the end of input (``share`` 0) equal to it — with the size too, which
+        a membership version between publications keeps in the audit store only. ``moved``: the
+        clusters whose damage moved this tick (None: look at every open alert)."""
+        settling = share == 0.0
         candidates = list(self.alerts.open) if moved is None else [cluster_id(n) for n in moved]
         for cid in candidates:
             alert = self.alerts.open.get(cid)
@@ -204,12 +206,14 @@ class Detector:
             if alert is None or record is None or (record.scored_at == at and share > 0):
                 continue
             damage = self.graph.damage(record.number)
-            if damage is not None and damage_moved(alert.published_damage, damage, share):
+            stale = damage is not None and damage_moved(alert.published_damage, damage, share)
+            if stale or (settling and record.size != alert.published_size):
                 if quiet:
                     self._wall, quiet = self.clock(), False  # the wall time of a tick that publishes
-                self._score(record, at, out, damage_regrowth=share)
+                self._score(record, at, out, damage_regrowth=share, settling=settling)
 
-    def _score(self, record: ClusterRecord, at: float, out: EngineOutput, damage_regrowth: float | None = None) -> None:
+    def _score(self, record: ClusterRecord, at: float, out: EngineOutput, damage_regrowth: float | None = None,
+               settling: bool = False) -> None:
         scored = score_cluster(self.graph, record.number, self.config)
         if scored is None:
             return
@@ -232,7 +236,7 @@ class Detector:
         update = self.alerts.on_scored(record.cluster_id, members, record.size, record.verdict, severity,
                                        scored.score, scored.features, scored.evidence, scored.detected_at,
                                        scored.requests, scored.tokens_out, at, self._wall, reason, scored.evidence_json,
-                                       damage_regrowth, scored.summary)
+                                       damage_regrowth, scored.summary, settling)
         if update:
             out.alerts.append(update)
 

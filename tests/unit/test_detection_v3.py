@@ -191,3 +191,38 @@ def test_look_alikes_of_a_farm_before_it_spends_stay_under_medium():
     sizes = sorted(len(engine.members(c)) for c in engine.clusters)
     assert sizes and sizes[-1] >= 60, "the look-alikes are groups ..."
     assert not actionable(engine), "... and none is actionable"
+
+
+def test_the_last_published_version_states_the_cluster_as_it_is():
+    """Growth under the re-publication bar reaches the audit store only (membership versions); when the
+    input ends, the alert is published once more with its size, so fraud-alerts ends on the truth."""
+    rng = random.Random(25)
+    start = T0 + 2 * 3600
+    ring = owned_infra_ring("m", 120, rng, t0=start)
+    late = owned_infra_ring("m", 135, random.Random(26), t0=start + 4 * 3600)[-15 * 11:]  # 15 more, later
+    late = [e for e in late if int(e.account_id[1:]) >= 120]
+    events = sorted(ring + late + population(rng), key=lambda e: e.ts)
+    engine, alerts = run(events, small_config(window_seconds=12 * 3600.0, rescore_seconds=1800.0), batch=500)
+    mine = [a for a in alerts if a.alert_id == alerts[-1].alert_id or a.member_count >= 100]
+    published = [a for a in mine if a.notify]
+    (cid,) = [c for c in engine.clusters if "m0" in engine.members(c)]
+    size = len(engine.members(cid))
+    assert size > 120 and published[-1].member_count == size
+    assert published[-1].requests == engine.graph.damage(engine.clusters[cid].number)[0]
+
+
+def test_settling_publishes_a_size_the_topic_has_not_seen_and_nothing_else():
+    from graph.alerts import AlertBook
+
+    book = AlertBook(small_config())
+    args = dict(verdict=None, severity="high", score=0.9, features={}, evidence=(), detected_at=0.0,
+                requests=100, tokens_out=1000, at=0.0, wall=0.0, reason="structure score")
+    opened = book.on_scored("C1", [f"a{i}" for i in range(100)], 100, **args)
+    assert opened is not None and opened.notify
+    book.on_deltas("C1", [f"b{i}" for i in range(10)], [])  # +10 %: under the 25 % re-publication bar
+    quiet = book.on_scored("C1", None, 110, **args)
+    assert quiet is not None and not quiet.notify, "a membership version: the audit store only"
+    assert book.on_scored("C1", None, 110, **args) is None, "nothing new"
+    settled = book.on_scored("C1", None, 110, **args, damage_regrowth=0.0, settling=True)
+    assert settled is not None and settled.notify and settled.member_count == 110 and settled.reason == "settled"
+    assert book.on_scored("C1", None, 110, **args, damage_regrowth=0.0, settling=True) is None, "said once"
