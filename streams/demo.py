@@ -111,7 +111,7 @@ def report(produced: int, elapsed: float, messages: list[dict[str, Any]], metric
     print(f"\n== fraudgraph demo: {produced:,} events through Kafka -> Faust -> engine in {elapsed:.0f}s")
     per_alert = Counter(m["alert_id"] for m in messages)
     print(f"fraud-alerts topic: {len(messages)} messages for {len(per_alert)} alerts (each alert is published when "
-          "it opens, escalates, grows by 25% or closes; actions: "
+          "it opens, escalates, grows by 25%, its damage moves by 10% or it closes; actions: "
           + ", ".join(f"{k} {v}" for k, v in sorted(Counter(m['action'] for m in messages).items())) + ")")
     print(f"/metrics: fraudgraph_alerts_total = {metric_sum(metrics, 'fraudgraph_alerts_total'):.0f}, "
           f"dead letters = {metric_sum(metrics, 'fraudgraph_dead_letters_total'):.0f}")
