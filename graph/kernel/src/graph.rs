@@ -440,7 +440,7 @@ pub struct Graph {
     pub hists: Hists,
     /// template -> its lockstep cohort entity (few templates have one)
     pub cohorts: FxHashMap<u32, u32>,
-    /// template -> members with no template of their own (only templates with some; owned.rs)
+    /// template -> [captive members, members on a set] (only templates with some; owned.rs)
     pub captive: FxHashMap<u32, [u32; 2]>,
     /// owned template -> its group entity (owned.rs)
     pub owned: FxHashMap<u32, u32>,

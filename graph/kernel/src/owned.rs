@@ -20,8 +20,9 @@
 //! template or a company's internal tool passes it, and is held by the score, which needs extraction
 //! on top of structure (graph/scoring.py), as it does for lockstep cohorts.
 //!
-//! Captive counts are kept per template as accounts gain and lose templates of their own (the private
-//! flag, bit 2 of `AcctB::private`, settled in `Graph::rebind` like devices' and cards'), so a
+//! Captive and on-a-set counts are kept per template as accounts gain and lose templates (each
+//! account's two flags, bits 2 and 3 of `AcctB::private`, settled in `Graph::rebind` like devices' and
+//! cards' private flags), so a
 //! template's status is re-read in O(1) when its counts move; a status flip links or unlinks every
 //! member once, a new member of an owned template is linked alone.
 
