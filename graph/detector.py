@@ -14,10 +14,10 @@ from typing import Any
 from graph import _kernel
 from graph.alerts import AlertBook, AlertUpdate, damage_moved
 from graph.config import DetectionConfig
-from graph.identity import ClusterRecord, LineageEvent, cluster_id
+from graph.identity import ClusterRecord, LineageEvent
 from graph.names import Names
 from graph.scoring import ClusterScore, score_cluster
-from graph.vocab import LineageKind, Severity, Verdict
+from graph.vocab import LineageKind, Severity, Verdict, cluster_id
 from graph.window import PartitionWindow, Rejected
 
 
@@ -61,7 +61,7 @@ class Detector:
     def __init__(self, config: DetectionConfig, clock: Callable[[], float] = time.time,
                  window: PartitionWindow | None = None, graph: _kernel.Graph | None = None) -> None:
         """With ``window`` (the one partition of a single process) the graph shares its names;
-        ``graph``: a graph restored from a checkpoint (``graph/checkpoint.py``) instead of a new one."""
+        ``graph``: a graph restored from a checkpoint (``graph/snapshot.py``) instead of a new one."""
         self.config = config
         self.clock = clock
         self.graph = graph if graph is not None else _kernel.Graph(config.kernel(), window.kernel if window is not None else None)

@@ -45,7 +45,7 @@ class DetectionEngine:
                  restored: tuple[list[PartitionWindow], _kernel.Graph] | None = None, split: bool = False) -> None:
         """``partitions``: input partitions, each with its own window; ``idle_seconds``: wall seconds
         without input after which a partition no longer holds the others' ticks back (live input only);
-        ``restored``: windows and graph from a checkpoint (``graph/checkpoint.py`` builds them);
+        ``restored``: windows and graph from a checkpoint (``graph/snapshot.py`` builds them);
         ``split``: the stages exchange serialised batches (see the module's docstring)."""
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, not {partitions}")
@@ -187,7 +187,7 @@ class DetectionEngine:
         return min(marks) if marks else float("-inf")
 
     def policy_state(self) -> dict[str, Any]:
-        """What the engine keeps beside its kernels' states (``graph/checkpoint.py`` stores both)."""
+        """What the engine keeps beside its kernels' states (``graph/snapshot.py`` stores both)."""
         merge = self._merge
         return {"windows": [w.policy_state() for w in self.windows], "detector": self.detector.policy_state(),
                 "merge": {"pending": [[b.to_bytes() for b in q] for q in merge.pending],

@@ -20,14 +20,6 @@ if TYPE_CHECKING:
     from graph.scoring import ClusterScore
 
 
-def cluster_id(number: int) -> str:
-    """
-    >>> cluster_id(12)
-    'C0000012'
-    """
-    return f"C{number:07d}"
-
-
 @dataclass(frozen=True, slots=True)
 class LineageEvent:
     cluster_id: str

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from graph.config import DetectionConfig
-from graph.identity import cluster_id
+from graph.vocab import cluster_id
 from graph.vocab import Severity
 
 

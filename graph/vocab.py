@@ -1,4 +1,4 @@
-"""The core's typed vocabularies: one place for the words compared across modules."""
+"""The core's typed vocabularies and ids: one place for the words compared across modules."""
 
 from __future__ import annotations
 
@@ -48,3 +48,11 @@ class LineageKind(StrEnum):
 class Verdict(StrEnum):
     BENIGN = "benign"
     CONFIRMED = "confirmed"
+
+
+def cluster_id(number: int) -> str:
+    """
+    >>> cluster_id(12)
+    'C0000012'
+    """
+    return f"C{number:07d}"

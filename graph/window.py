@@ -37,7 +37,7 @@ class Rejected:
 
 class PartitionWindow:
     def __init__(self, config: DetectionConfig, partition: int = 0, kernel: _kernel.Window | None = None) -> None:
-        """``kernel``: a window restored from a checkpoint (``graph/checkpoint.py``) instead of a new one."""
+        """``kernel``: a window restored from a checkpoint (``graph/snapshot.py``) instead of a new one."""
         self.kernel = kernel if kernel is not None else _kernel.Window(config.kernel(partition))
         self._next = 0
         self._held: dict[int, Any] = {}  # events the clock guard holds: number -> source

@@ -15,8 +15,8 @@ import orjson
 import pyarrow.parquet as pq
 from isal import igzip  # the gzip module's interface over ISA-L's inflate (README, Dependencies)
 
-from streams.allocator import release_free_memory
-from streams.pipeline import Emitted, Pipeline
+from streams.runtime.allocator import release_free_memory
+from streams.runtime.pipeline import Emitted, Pipeline
 
 
 BLOCK_BYTES = 256 << 10  # decompressed per read: small enough that glibc serves the blocks from its heap

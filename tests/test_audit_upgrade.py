@@ -5,7 +5,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from streams.audit import SCHEMAS, AuditStore
+from streams.sinks.audit import SCHEMAS, AuditStore
 
 
 def test_segments_from_an_older_version_still_bind(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from streams.audit import VIEWS
+from streams.sinks.audit import VIEWS
 from streams.cli import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent

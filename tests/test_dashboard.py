@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from streams.metrics import Metrics
+from streams.sinks.metrics import Metrics
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "fraudgraph.json"
 

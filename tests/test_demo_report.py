@@ -1,7 +1,7 @@
 """The demo reports what it caught per severity: a ring caught only by a low alert is not "0 caught"
 and not "caught" either; messages are tied to the alerts they belong to; next steps name the store."""
 
-from streams.demo import report
+from streams.dev.demo import report
 
 
 def test_rings_are_reported_per_severity_and_messages_per_alert(capsys):

@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from streams.devkafka import kafka_version
+from streams.dev.broker import kafka_version
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -57,8 +57,8 @@ def test_replay_in_batches_of_any_size_gives_identical_audit_rows(tmp_path):
     """A worker's batches follow its Kafka fetches: how the events are cut into batches must not show in
     the audit store (a cluster that went is stamped with its tick, not with the end of the batch)."""
     from graph import DetectionConfig, DetectionEngine
-    from streams.audit import AuditStore
-    from streams.pipeline import Pipeline
+    from streams.sinks.audit import AuditStore
+    from streams.runtime.pipeline import Pipeline
     from streams.replay import replay
 
     events = tmp_path / "events.jsonl"

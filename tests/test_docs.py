@@ -27,7 +27,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_every_audit_view_is_documented():
-    from streams.audit import VIEWS
+    from streams.sinks.audit import VIEWS
 
     for name in VIEWS:
         assert f"| `{name}` |" in README, name
@@ -36,7 +36,7 @@ def test_every_audit_view_is_documented():
 def test_every_metric_is_documented():
     from prometheus_client import CollectorRegistry
 
-    from streams.metrics import Metrics
+    from streams.sinks.metrics import Metrics
 
     registry = CollectorRegistry()
     Metrics(registry)

@@ -3,8 +3,8 @@
 import urllib.error
 import urllib.request
 
-from streams.devkafka import free_port
-from streams.metrics import Metrics, serve
+from streams.dev.broker import free_port
+from streams.sinks.metrics import Metrics, serve
 
 
 def status(port: int, path: str) -> int:

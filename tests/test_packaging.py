@@ -31,9 +31,9 @@ def test_wheel_installed_non_editable_runs_every_tool(tmp_path: Path) -> None:
     py, cli = env_dir / "bin" / "python", env_dir / "bin" / "fraudgraph"
     _run([str(py), "-m", "pip", "install", "-q", str(wheel)], cwd=tmp_path)
 
-    origin = _run([str(py), "-c", "import streams.sim, graph._kernel, streams; print(streams.__file__)"], cwd=tmp_path)
+    origin = _run([str(py), "-c", "import streams.dev.sim, graph._kernel, streams; print(streams.__file__)"], cwd=tmp_path)
     assert str(env_dir) in origin.stdout and str(ROOT) not in origin.stdout  # the wheel's copy, not the checkout
-    pom = _run([str(py), "-c", "from streams.devkafka import POM, LOG4J_CONFIG, kafka_version; "
+    pom = _run([str(py), "-c", "from streams.dev.broker import POM, LOG4J_CONFIG, kafka_version; "
                 "assert POM.is_file() and LOG4J_CONFIG.is_file(); print(kafka_version())"], cwd=tmp_path)
     assert pom.stdout.strip()
 

@@ -8,7 +8,7 @@ import json
 import duckdb
 
 from streams.cli import main as cli
-from streams.pseudonyms import Pseudonymiser
+from streams.runtime.pseudonyms import Pseudonymiser
 
 RAW_FIELDS = {"ip": "ip", "device_id": "device", "payment_id": "payment"}
 

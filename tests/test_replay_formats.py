@@ -66,7 +66,7 @@ def test_the_store_opens_for_writing_while_an_investigator_holds_it(tmp_path):
     import subprocess
     import sys
 
-    from streams.audit import AuditStore
+    from streams.sinks.audit import AuditStore
 
     path = tmp_path / "audit.duckdb"
     AuditStore(path).create()

@@ -15,7 +15,7 @@ expired by day 12 was caught). Stopped rings: operations that stop after two day
 every one of their alerts must be closed by the end. Damage: the engine's API exchanges and output tokens per operation at the end, against the
 simulator's ground truth over the same window. Prints markdown; --out appends it to a file.
 
-``--families``: the red-team families (streams/sim/families.py: six operations and six benign
+``--families``: the red-team families (streams/dev/sim/families.py: six operations and six benign
 look-alikes, each instance's parameters drawn over wide ranges) planted into the same benign
 population and rings, one run per seed and stream length; a table per family over all runs —
 precision and recall of actionable alerts on its accounts, the share of each operation in its
@@ -37,8 +37,8 @@ import orjson
 
 from graph import DetectionConfig, DetectionEngine
 from streams.contract import decode_event
-from streams.report import Quality, evaluate
-from streams.simulate import SimConfig, default_rings, generate
+from streams.dev.report import Quality, evaluate
+from streams.dev.simulate import SimConfig, default_rings, generate
 
 MIN_GROUP = 50
 LOOKALIKES = ("benign_reseller", "benign_ci", "benign_class")
@@ -266,7 +266,7 @@ def _err(measured: int, truth: int) -> str:
 
 def family_runs(args) -> str:
     """Every family in every (seed, stream length) run; one table row per family over all runs."""
-    from streams.sim.families import FAMILIES, HELD_OUT, OPERATIONS
+    from streams.dev.sim.families import FAMILIES, HELD_OUT, OPERATIONS
 
     totals: dict[str, dict[str, list[float]]] = {f: defaultdict(list) for f in FAMILIES}
     runs = []

@@ -30,8 +30,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from streams.devkafka import DevKafka
-from streams.localrun import wait_for
+from streams.dev.broker import DevKafka
+from streams.dev.localrun import wait_for
 from tests.benchmarks.speed import stream
 from tests.integration.conftest import WorkerHandle
 

@@ -43,8 +43,8 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from streams.devkafka import DevKafka
-from streams.localrun import wait_for
+from streams.dev.broker import DevKafka
+from streams.dev.localrun import wait_for
 from tests.benchmarks.restart import emit, machine, measure
 from tests.benchmarks.speed import stream
 from tests.integration.conftest import WorkerHandle, contract_json

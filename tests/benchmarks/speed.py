@@ -20,7 +20,7 @@ Every measurement runs in a process of its own, so peak RSS is its own.
 3. **Memory** at ``--scales`` times the 3-day traffic: peak RSS, and bytes per live link at the peak
    (RSS above the process before the engine existed, and the kernel's own heap accounting). The engine
    child returns free heap pages to the OS every 500k events, as the worker does once a minute
-   (streams/allocator.py).
+   (streams/runtime/allocator.py).
 4. **Window length**: the 12-day stream with 1-, 3- and 7-day windows: live links and bytes per link.
 5. **Tick vs largest cluster**: tests/benchmarks/cluster_size.py.
 Prints markdown; --out appends it to a file.
@@ -122,7 +122,7 @@ def child_engine(path: str, window_days: float, leiden: bool) -> dict[str, float
 
     from graph import DetectionConfig, DetectionEngine
     from graph.events import EventColumns
-    from streams.allocator import release_free_memory
+    from streams.runtime.allocator import release_free_memory
     from streams.contract import decode_event
     from streams.replay import read_batches
 

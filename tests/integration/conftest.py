@@ -12,8 +12,8 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.localrun import metric_sum, scrape, start_worker, stop, wait_for
-from streams.devkafka import DevKafka, free_port
+from streams.dev.localrun import metric_sum, scrape, start_worker, stop, wait_for
+from streams.dev.broker import DevKafka, free_port
 from streams.settings import KAFKA_SECURITY, Settings
 
 
@@ -150,7 +150,7 @@ def worker(broker, tmp_path):
 
 def contract_json(event) -> bytes:
     """A graph.AccountEvent back to the wire contract."""
-    from streams.pipeline import iso
+    from streams.runtime.pipeline import iso
 
     out = {"event_id": event.event_id, "type": event.type, "account_id": event.account_id, "ts": iso(event.ts),
            "device_id": event.device_id, "ip": event.ip, "payment_id": event.payment_id}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from streams.devkafka import DevKafka, free_port
+from streams.dev.broker import DevKafka, free_port
 
 MECHANISM = "SCRAM-SHA-512"
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from streams.audit import connect_read_only
+from streams.sinks.audit import connect_read_only
 from streams.cli import main as cli
 from tests.conftest import T0
 from tests.integration.conftest import contract_json

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from streams.cli import main as cli
-from streams.localrun import wait_for
+from streams.dev.localrun import wait_for
 from tests.integration.test_end_to_end import alerted_clusters, simulate
 from tests.integration.test_restart import assert_nothing_doubled
 

@@ -36,6 +36,6 @@ def test_every_malformed_kind_is_dead_lettered_with_its_reason(worker):
 
 
 def _errors(w) -> dict[str, float]:
-    from streams.localrun import scrape
+    from streams.dev.localrun import scrape
 
     return {k: v for k, v in scrape(w.settings.metrics_port).items() if k.startswith("fraudgraph_stage_errors_total")}

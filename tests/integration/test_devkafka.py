@@ -1,4 +1,4 @@
-"""The dev broker stops with its process: SIGTERM to `python -m streams.devkafka run` stops the Kafka
+"""The dev broker stops with its process: SIGTERM to `python -m streams.dev.broker run` stops the Kafka
 JVM (which runs in a session of its own) and removes its data folder, as Ctrl-C does."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def jvms_for(workdir: str) -> list[int]:
 
 
 def test_sigterm_stops_the_broker_and_removes_its_data():
-    run = subprocess.Popen([sys.executable, "-m", "streams.devkafka", "run"], cwd=ROOT, stdout=subprocess.PIPE,
+    run = subprocess.Popen([sys.executable, "-m", "streams.dev.broker", "run"], cwd=ROOT, stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
         line = run.stdout.readline() if run.stdout else ""

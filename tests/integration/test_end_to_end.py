@@ -7,9 +7,9 @@ import json
 
 import duckdb
 
-from streams.audit import connect_read_only
+from streams.sinks.audit import connect_read_only
 from streams.cli import main as cli
-from streams.report import evaluate, read_labels
+from streams.dev.report import evaluate, read_labels
 
 
 def simulate(path, *extra: str) -> None:

@@ -12,8 +12,8 @@ import time
 
 import orjson
 
-from streams.devkafka import DevKafka
-from streams.localrun import wait_for
+from streams.dev.broker import DevKafka
+from streams.dev.localrun import wait_for
 from tests.conftest import T0, ev
 from tests.integration.conftest import WorkerHandle, contract_json
 from tests.unit.scenarios import farm

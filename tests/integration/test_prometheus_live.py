@@ -8,8 +8,8 @@ import shutil
 import subprocess
 import urllib.request
 
-from streams.localrun import wait_for
-from streams.devkafka import free_port
+from streams.dev.localrun import wait_for
+from streams.dev.broker import free_port
 from tests.integration.conftest import contract_json
 from tests.test_prometheus_rules import RULES
 from tests.unit.scenarios import farm

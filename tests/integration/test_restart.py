@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from streams.audit import connect_read_only
+from streams.sinks.audit import connect_read_only
 from streams.cli import main as cli
 from tests.integration.test_end_to_end import alerted_clusters, simulate
 

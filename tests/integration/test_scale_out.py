@@ -10,10 +10,10 @@ import signal
 import time
 from pathlib import Path
 
-from streams.audit import connect_read_only
+from streams.sinks.audit import connect_read_only
 from streams.cli import main as cli
-from streams.devkafka import DevKafka
-from streams.localrun import wait_for
+from streams.dev.broker import DevKafka
+from streams.dev.localrun import wait_for
 from tests.integration.conftest import WorkerHandle
 from tests.integration.test_end_to_end import alerted_clusters, simulate
 from tests.integration.test_restart import assert_nothing_doubled

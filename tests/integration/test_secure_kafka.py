@@ -12,7 +12,7 @@ import yaml
 from kafka import KafkaProducer
 
 from streams.cli import main as cli
-from streams.localrun import wait_for
+from streams.dev.localrun import wait_for
 from tests.integration.conftest import WorkerHandle, contract_json
 from tests.integration.secure_kafka import SecureKafka
 from tests.integration.test_verdict_loop import cluster_of

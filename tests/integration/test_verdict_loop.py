@@ -8,9 +8,9 @@ import os
 import signal
 import time
 
-from streams.audit import connect_read_only
+from streams.sinks.audit import connect_read_only
 from streams.cli import main as cli
-from streams.localrun import wait_for
+from streams.dev.localrun import wait_for
 from tests.conftest import T0, ev
 from tests.integration.conftest import contract_json
 from tests.unit.scenarios import farm
@@ -80,7 +80,7 @@ def test_benign_and_confirmed_verdicts_reach_the_running_worker(worker):
 
 
 def test_a_forged_benign_verdict_for_a_live_ring_changes_nothing(worker, tmp_path):
-    from streams.verdicts import sign
+    from streams.runtime.keys import sign
 
     key_file = tmp_path / "verdict.key"
     key_file.write_text("analysts-shared-secret-0123456789\n")

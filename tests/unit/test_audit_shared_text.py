@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 
 from graph.alerts import AlertUpdate
 from graph.engine import EngineOutput
-from streams.audit import AuditStore
+from streams.sinks.audit import AuditStore
 
 
 def version(n: int, features: dict[str, float], evidence: str) -> AlertUpdate:

@@ -9,8 +9,8 @@ import pytest
 
 from graph import DetectionConfig, DetectionEngine
 from graph.events import AccountEvent, EventColumns
-from streams import changes
-from streams.changes import ChangeError, ChangeReader, batch_records, idle_record, verdict_record
+from streams.runtime import changes
+from streams.runtime.changes import ChangeError, ChangeReader, batch_records, idle_record, verdict_record
 
 
 def batches(n_accounts: int) -> list:

@@ -18,9 +18,9 @@ import orjson
 import pytest
 
 from graph import DetectionConfig, DetectionEngine
-from graph import checkpoint
-from graph.checkpoint import CheckpointError
-from streams.simulate import SimConfig, default_rings, generate
+from graph import snapshot as checkpoint
+from graph.snapshot import CheckpointError
+from streams.dev.simulate import SimConfig, default_rings, generate
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_restore_in_another_process_gives_the_same_answer(stream, tmp_path):
     script = f"""
 import pickle, sys
 sys.path.insert(0, {str(Path(__file__).parents[2])!r})
-from graph import checkpoint
+from graph import snapshot as checkpoint
 from tests.unit.test_checkpoint import config, feed, finish
 engine, _ = checkpoint.load(open({str(tmp_path / 'engine.ckpt')!r}, 'rb').read(), config(), clock=lambda: 0.0)
 rows = feed(engine, pickle.load(open({str(tmp_path / 'rest.pickle')!r}, 'rb'))) + finish(engine)
@@ -154,7 +154,7 @@ def test_the_policy_section_builds_no_foreign_objects():
 
 
 def test_the_store_keeps_the_previous_checkpoint_and_clears_torn_writes(tmp_path):
-    from streams.checkpoints import CheckpointStore
+    from streams.worker.checkpoint_files import CheckpointStore
 
     store = CheckpointStore(tmp_path / "ckpt")
     assert store.candidates() == []

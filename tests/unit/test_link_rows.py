@@ -5,9 +5,9 @@ and kept by a flush that fails."""
 import duckdb
 import pytest
 
-from streams.audit import AuditStore
-from streams.link_rows import LinkRows, RenamedLinks
-from streams.pseudonyms import Pseudonymiser
+from streams.sinks.audit import AuditStore
+from streams.sinks.link_rows import LinkRows, RenamedLinks
+from streams.runtime.pseudonyms import Pseudonymiser
 
 from tests.conftest import run, small_config
 from tests.unit.scenarios import farm
@@ -72,7 +72,7 @@ def test_a_failed_flush_keeps_the_link_rows_for_the_next(graph, tmp_path, monkey
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("streams.audit.pq.write_table", broken)
+    monkeypatch.setattr("streams.sinks.audit.writer.pq.write_table", broken)
     with pytest.raises(OSError):
         store.flush()
     assert store.pending() == want + 3, "nothing lost"
@@ -90,7 +90,7 @@ def test_links_are_read_at_the_alerts_tick_from_the_graph_that_holds_stage_b(tmp
     """The engine hands the audit store an alert's new members' links at that tick, from the graph that
     holds stage B now: also after this worker forgot stage B and started it again (a new graph)."""
     from graph import DetectionEngine
-    from streams.pipeline import Pipeline
+    from streams.runtime.pipeline import Pipeline
 
     engine = DetectionEngine(small_config(), clock=lambda: 0.0, split=True)  # stage B apart, as between workers
     store = AuditStore(tmp_path / "audit.duckdb", clock=lambda: 0.0)

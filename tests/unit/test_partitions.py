@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from graph import DetectionConfig, DetectionEngine
-from streams.simulate import SimConfig, default_rings, generate
+from streams.dev.simulate import SimConfig, default_rings, generate
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ worker's filter lets each repeated line through once per interval, with a count.
 
 import logging
 
-from streams.worker import RepeatFilter
+from streams.worker.runner import RepeatFilter
 
 
 def record(msg: str, level: int = logging.ERROR) -> logging.LogRecord:

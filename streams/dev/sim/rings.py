@@ -11,8 +11,8 @@ benign home lines. Distillation accounts draw far more exchanges and output toke
 
 from __future__ import annotations
 
-from streams.sim.spec import CLOUD_ASNS, DAY, FREEMAIL, MOBILE_ASNS, RESIDENTIAL_ASNS, START, RingSpec
-from streams.sim.traffic import Traffic
+from streams.dev.sim.spec import CLOUD_ASNS, DAY, FREEMAIL, MOBILE_ASNS, RESIDENTIAL_ASNS, START, RingSpec
+from streams.dev.sim.traffic import Traffic
 
 
 def plant(tr: Traffic) -> None:

@@ -57,6 +57,6 @@ class SimConfig:
     max_late_seconds: float = 180.0
     stop_after_days: float = 2.0  # rings with ``stops`` emit nothing after this (visible in long streams)
     lookalikes: bool = True  # resellers, CI fleets, university classes
-    families: tuple[str, ...] = ()  # red-team families to plant (streams/sim/families.py)
+    families: tuple[str, ...] = ()  # red-team families to plant (streams/dev/sim/families.py)
     family_instances: int = 2  # instances of each, each with its own parameters
     family_max_size: int = 3000  # instance sizes are drawn log-uniformly from 100 to this

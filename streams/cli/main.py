@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from graph.engine import DetectionEngine
-    from streams.pseudonyms import Pseudonymiser
+    from streams.runtime.pseudonyms import Pseudonymiser
 
 ENTITY_TYPES = ("device", "payment", "ip", "template")
 
@@ -37,14 +37,14 @@ def _engine(settings: cfg.Settings) -> DetectionEngine:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.worker import run
+    from streams.worker.runner import run
 
     return run(cfg.from_args(args), local_metrics=args.local_metrics)
 
 
 def _pseudonymiser(settings: cfg.Settings) -> Pseudonymiser | None:
-    from streams.pseudonyms import from_key_file
-    from streams.verdicts import KeyFileError
+    from streams.runtime.pseudonyms import from_key_file
+    from streams.runtime.keys import KeyFileError
 
     try:
         return from_key_file(settings.pseudonymise_key_file)
@@ -53,8 +53,8 @@ def _pseudonymiser(settings: cfg.Settings) -> Pseudonymiser | None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from streams.audit import AuditStore
-    from streams.pipeline import Pipeline
+    from streams.sinks.audit import AuditStore
+    from streams.runtime.pipeline import Pipeline
     from streams.replay import replay
 
     settings = cfg.from_args(args)
@@ -72,7 +72,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from streams.simulate import (NoBroker, SimConfig, default_rings, generate, produce_events, write_events,
+    from streams.dev.simulate import (NoBroker, SimConfig, default_rings, generate, produce_events, write_events,
                                   write_labels)
 
     sim = SimConfig(seed=args.seed, benign_accounts=args.benign, days=args.days,
@@ -99,7 +99,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         try:
             count = produce_events(events, settings)
         except NoBroker as exc:
-            raise CliError(f"{exc}; start one (python -m streams.devkafka run) or write a file with --out") from None
+            raise CliError(f"{exc}; start one (python -m streams.dev.broker run) or write a file with --out") from None
         size = ""
     if args.labels:
         write_labels(Path(args.labels), labels)
@@ -123,8 +123,8 @@ def analyst_name(explicit: str | None) -> str:
 
 
 def cmd_verdict(args: argparse.Namespace) -> int:
-    from streams.audit import AuditStore
-    from streams.verdicts import KeyFileError, load_key, sign
+    from streams.sinks.audit import AuditStore
+    from streams.runtime.keys import KeyFileError, load_key, sign
 
     settings = cfg.from_args(args)
     with open_store(settings.audit_db) as con:
@@ -183,7 +183,7 @@ def open_store(db_path: str) -> Iterator[duckdb.DuckDBPyConnection]:
     """The audit store, read-only, or one clear error."""
     import duckdb
 
-    from streams.audit import connect_read_only
+    from streams.sinks.audit import connect_read_only
 
     if not Path(db_path).exists():
         raise CliError(f"no audit store at {db_path}: run `fraudgraph worker` or `fraudgraph replay` first, "
@@ -211,7 +211,7 @@ def parse_time(text: str | None, flag: str) -> float | None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from streams.audit import EXPORT_TIME_COLUMNS, VIEWS
+    from streams.sinks.audit import EXPORT_TIME_COLUMNS, VIEWS
 
     settings = cfg.from_args(args)
     tables = [t.strip() for t in args.tables.split(",")] if args.tables else list(VIEWS)
@@ -238,7 +238,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_investigate(args: argparse.Namespace) -> int:
-    from streams import queries as q
+    from streams.sinks.audit import queries as q
 
     settings = cfg.from_args(args)
     need = {"worst": (0, 0), "cluster": (1, 1), "account": (1, 1), "entity": (2, 2), "changes": (0, 1)}[args.what]
@@ -299,7 +299,7 @@ def cmd_investigate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
+    from streams.dev.demo import run_demo
 
     return run_demo(args)
 
@@ -400,6 +400,3 @@ def main(argv: list[str] | None = None) -> int:
               "traceback)", file=sys.stderr)
         return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """Checkpoints on disk: the worker's engine state with the input offsets it covers, so a restart
-restores the state and re-reads only the tail of the topic (``streams/recovery.py``).
+restores the state and re-reads only the tail of the topic (``streams/worker/recovery.py``).
 
 Every ``--checkpoint-seconds`` the worker, between two batches (nothing half-published), takes
-``graph.checkpoint.dump`` of its engine with these facts:
+``graph.snapshot.dump`` of its engine with these facts:
 
 * ``offsets`` — per log the state is a prefix of (each input partition whose window it holds, and
   the changes topic when it holds stage B), the next offset the state has not seen;
@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graph import checkpoint
-from graph.checkpoint import CheckpointError
+from graph import snapshot as checkpoint
+from graph.snapshot import CheckpointError
 from graph.config import DetectionConfig
 from graph.engine import DetectionEngine
-from streams.pipeline import Pipeline
+from streams.runtime.pipeline import Pipeline
 
 log = logging.getLogger("fraudgraph.checkpoints")
 

@@ -15,10 +15,10 @@ splits the input partitions among them; the changes topic's single partition mak
 owner. Stage B merges the partitions' ticks in event time (``graph/ticks.py``) and drops a batch it
 already has, so the answer does not depend on how many workers there are or which one owns what.
 
-Each stage's state is a prefix of its input log (``streams/stages.py``); a partition that arrives
-behind is brought up to the group's committed offset first (``streams/recovery.py``), with
+Each stage's state is a prefix of its input log (``streams/worker/stages.py``); a partition that arrives
+behind is brought up to the group's committed offset first (``streams/worker/recovery.py``), with
 publishing off and ``fraudgraph_recovering`` at 1. Every ``--checkpoint-seconds`` the state this
-worker holds is checkpointed (``streams/checkpoints.py``), under the step lock, so a checkpoint never
+worker holds is checkpointed (``streams/worker/checkpoint_files.py``), under the step lock, so a checkpoint never
 covers an alert, dead letter or change batch not yet acknowledged by the broker.
 
 Sending never drops: a dead letter that would not fit a request is truncated (with a header saying
@@ -39,14 +39,14 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from streams.allocator import MEMORY_RELEASE_SECONDS, release_free_memory
-from streams.checkpoints import CheckpointStore, capture
-from streams.changes import verdict_record
+from streams.runtime.allocator import MEMORY_RELEASE_SECONDS, release_free_memory
+from streams.worker.checkpoint_files import CheckpointStore, capture
+from streams.runtime.changes import verdict_record
 from streams.kafka_security import faust_credentials
-from streams.pipeline import Emitted, Pipeline, Record, alert_message
-from streams.recovery import committed_offsets, partition_count, read_range
+from streams.runtime.pipeline import Emitted, Pipeline, Record, alert_message
+from streams.worker.recovery import committed_offsets, partition_count, read_range
 from streams.settings import Settings
-from streams.stages import GlobalStage, fresh
+from streams.worker.stages import GlobalStage, fresh
 
 log = logging.getLogger("fraudgraph")
 EXIT_OWNERSHIP = 3  # exit status of a worker whose input topic changed its partition count under it
@@ -311,7 +311,7 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
 
     @app.timer(interval=MEMORY_RELEASE_SECONDS)
     async def release_memory() -> None:
-        release_free_memory()  # the heap's free pages back to the OS (streams/allocator.py)
+        release_free_memory()  # the heap's free pages back to the OS (streams/runtime/allocator.py)
 
     @app.timer(interval=settings.audit_flush_seconds)
     async def audit_flush() -> None:

@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
-from streams.sim.spec import DAY, FREEMAIL, RESIDENTIAL_ASNS, START
-from streams.sim.traffic import Traffic
+from streams.dev.sim.spec import DAY, FREEMAIL, RESIDENTIAL_ASNS, START
+from streams.dev.sim.traffic import Traffic
 
 
 def plant(tr: Traffic) -> None:

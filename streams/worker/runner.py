@@ -3,10 +3,10 @@
 Operational guarantees kept here:
 
 * **any number of workers** — workers with the same ``--app-id`` share the input partitions (stage A)
-  and one of them holds stage B (``streams/app.py``); a worker stops (exit status 3) if the input
+  and one of them holds stage B (``streams/worker/app.py``); a worker stops (exit status 3) if the input
   topic's partition count changes under it;
 * **restart bounded by state** — the newest checkpoint is restored and only the records after it are
-  re-read (``streams/checkpoints.py``); a graceful stop writes a last one;
+  re-read (``streams/worker/checkpoint_files.py``); a graceful stop writes a last one;
 * **recovery pages nobody** — while the state is restored and a partition's gap re-read,
   ``fraudgraph_recovering`` is 1 and no metric moves (``Pipeline.recovering``); nothing is published;
 * **a bounded stop** — SIGTERM/SIGINT start Faust's graceful stop; if it has not finished after
@@ -99,16 +99,16 @@ class FraudgraphWorker(Worker):
 
 def run(settings: Settings, local_metrics: bool = False) -> int:
     from graph.engine import DetectionEngine
-    from streams.app import EXIT_OWNERSHIP, build_app
-    from streams.audit import AuditStore
-    from streams.metrics import Metrics, serve
+    from streams.worker.app import EXIT_OWNERSHIP, build_app
+    from streams.sinks.audit import AuditStore
+    from streams.sinks.metrics import Metrics, serve
     from streams.kafka_security import KafkaSecurityError, check, describe
-    from streams.pipeline import Pipeline
-    from streams.pseudonyms import from_key_file
-    from streams.checkpoints import CheckpointStore, capture, restore
-    from streams.recovery import TopologyError, end_offsets, ensure_topics, input_partitions
-    from streams.stages import GlobalStage
-    from streams.verdicts import KeyFileError, load_key
+    from streams.runtime.pipeline import Pipeline
+    from streams.runtime.pseudonyms import from_key_file
+    from streams.worker.checkpoint_files import CheckpointStore, capture, restore
+    from streams.worker.recovery import TopologyError, end_offsets, ensure_topics, input_partitions
+    from streams.worker.stages import GlobalStage
+    from streams.runtime.keys import KeyFileError, load_key
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

@@ -1,7 +1,7 @@
 """Bring a stage's state up to the offset its consumer group committed, before it goes live.
 
 The state lives in memory. On start the worker restores its newest checkpoint
-(``streams/checkpoints.py``); without one every state starts empty at offset 0. When Faust assigns
+(``streams/worker/checkpoint_files.py``); without one every state starts empty at offset 0. When Faust assigns
 the worker a partition (of the input topic: stage A; of the changes topic: stage B) whose state is
 behind the group's committed offset — a fresh start, a checkpoint older than the last commit, or a
 partition another worker went on with — ``read_range`` re-reads the gap with a plain consumer that
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from kafka import KafkaConsumer, TopicPartition
 
 from streams.kafka_security import kafka_python_args
-from streams.pipeline import Record
+from streams.runtime.pipeline import Record
 from streams.settings import Settings
 
 log = logging.getLogger("fraudgraph.recovery")

@@ -2,7 +2,7 @@
 
 The pipeline itself does no network I/O: it returns what must be published (dead letters, alert
 messages) and buffers audit rows; the caller sends and flushes. That keeps Faust-specific code in
-``streams/app.py`` and lets replay and tests run the identical path.
+``streams/worker/app.py`` and lets replay and tests run the identical path.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from graph.alerts import AlertUpdate
 from graph.engine import DetectionEngine, EngineOutput
 from graph.events import EventColumns
 from graph.vocab import Severity
-from streams.audit import AuditStore
-from streams.changes import Change, ChangeRecord, batch_records, idle_record
+from streams.sinks.audit import AuditStore
+from streams.runtime.changes import Change, ChangeRecord, batch_records, idle_record
 from streams.contract import ErrorKind, InvalidEvent, decode_event
-from streams.link_rows import LinkSource
-from streams.metrics import Metrics
-from streams.pseudonyms import Pseudonymiser
+from streams.sinks.link_rows import LinkSource
+from streams.sinks.metrics import Metrics
+from streams.runtime.pseudonyms import Pseudonymiser
 
 MEMBER_SAMPLE = 100  # accounts listed in a Kafka alert; the audit store has them all
 _ENGINE_COUNTERS = ("duplicates", "late", "too_old")  # engine counters mirrored by metrics of the same name

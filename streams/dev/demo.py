@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from streams.devkafka import DevKafka, free_port
-from streams.localrun import metric_sum, scrape, start_worker, stop, wait_for
+from streams.dev.broker import DevKafka, free_port
+from streams.dev.localrun import metric_sum, scrape, start_worker, stop, wait_for
 from streams.settings import Settings
-from streams.simulate import SimConfig, default_rings, generate, produce_events, write_labels
-from streams.queries import headline, shared_lines
+from streams.dev.simulate import SimConfig, default_rings, generate, produce_events, write_labels
+from streams.sinks.audit.queries import headline, shared_lines
 
 SEVERITIES = ("high", "medium", "low")
 
@@ -29,7 +29,7 @@ SEVERITIES = ("high", "medium", "low")
 def run_demo(args: argparse.Namespace) -> int:
     from kafka import KafkaConsumer
 
-    from streams.audit import connect_read_only
+    from streams.sinks.audit import connect_read_only
 
     workdir = Path(args.workdir).resolve()
     shutil.rmtree(workdir, ignore_errors=True)

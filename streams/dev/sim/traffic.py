@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from streams.sim.spec import CLOUD_ASNS, DAY, FREEMAIL, MOBILE_ASNS, RESIDENTIAL_ASNS, START, SimConfig, Usage
+from streams.dev.sim.spec import CLOUD_ASNS, DAY, FREEMAIL, MOBILE_ASNS, RESIDENTIAL_ASNS, START, SimConfig, Usage
 
 
 class Ids:

@@ -47,8 +47,8 @@ import random
 import zlib
 from collections.abc import Callable
 
-from streams.sim.spec import CLOUD_ASNS, DAY, FREEMAIL, MOBILE_ASNS, RESIDENTIAL_ASNS, START, Usage
-from streams.sim.traffic import Traffic
+from streams.dev.sim.spec import CLOUD_ASNS, DAY, FREEMAIL, MOBILE_ASNS, RESIDENTIAL_ASNS, START, Usage
+from streams.dev.sim.traffic import Traffic
 
 OPERATIONS = ("owned_templates", "owned_infra", "rotating_ids", "prespend_farm", "waves", "provider_range")
 LOOKALIKES = ("internal_tool", "saas_app", "qa_lab", "hackathon", "proxy_customers", "research_lab", "online_course")

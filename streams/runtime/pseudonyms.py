@@ -29,7 +29,7 @@ import orjson
 
 from graph.detector import EngineOutput
 from graph.scoring import Evidence
-from streams.link_rows import LinkSource, RenamedLinks
+from streams.sinks.link_rows import LinkSource, RenamedLinks
 
 PREFIXES = {"ip": "ip_", "device": "dev_", "payment": "pay_", "email_domain": "dom_"}
 DIGEST_HEX = 24  # 96 bits: no collision among billions of values in any real window
@@ -74,6 +74,6 @@ def _json(evidence: tuple[Evidence, ...]) -> str:
 
 def from_key_file(path: str) -> Pseudonymiser | None:
     """The pseudonymiser for ``--pseudonymise-key-file`` (None without one); KeyFileError names a bad file."""
-    from streams.verdicts import load_key
+    from streams.runtime.keys import load_key
 
     return Pseudonymiser(load_key(path, "pseudonymisation key file")) if path else None

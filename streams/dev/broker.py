@@ -4,8 +4,8 @@ The jars come from Maven Central through ``streams/dev/kafka/pom.xml`` (shipped 
 and are cached under ``~/.cache/fraudgraph/kafka-<version>``; each broker gets a fresh temp dir for its
 log and metadata and is stopped (and the dir removed) on ``stop()``.
 
-    python -m streams.devkafka fetch      # resolve the jars once (CI does this up front)
-    python -m streams.devkafka run        # start a broker in the foreground, print its address
+    python -m streams.dev.broker fetch      # resolve the jars once (CI does this up front)
+    python -m streams.dev.broker run        # start a broker in the foreground, print its address
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
-ASSETS = Path(__file__).resolve().parent / "dev" / "kafka"  # package data: present in the wheel too
+ASSETS = Path(__file__).resolve().parent / "kafka"  # package data: present in the wheel too
 POM = ASSETS / "pom.xml"
 LOG4J_CONFIG = ASSETS / "log4j2.properties"
 
@@ -241,7 +241,7 @@ class DevKafka:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.devkafka", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m streams.dev.broker", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["fetch", "run"])
     parser.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")

@@ -1,5 +1,5 @@
 """Seeded traffic with planted rings: the demo's and the quality benchmark's input (tooling; the
-product never imports it). What is planted is described in ``streams/sim/`` (the benign population
+product never imports it). What is planted is described in ``streams/dev/sim/`` (the benign population
 in ``traffic.py``, the operations in ``rings.py``, the benign look-alikes in ``lookalikes.py``, the
 red-team families in ``families.py``).
 
@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 
 from streams.settings import Settings
-from streams.sim import families, lookalikes, rings
-from streams.sim.spec import DAY, START, RingSpec, SimConfig, default_rings
-from streams.sim.traffic import Traffic
+from streams.dev.sim import families, lookalikes, rings
+from streams.dev.sim.spec import DAY, START, RingSpec, SimConfig, default_rings
+from streams.dev.sim.traffic import Traffic
 
 __all__ = ["DAY", "START", "RingSpec", "SimConfig", "default_rings", "generate", "produce_events", "write_events",
            "write_labels"]

@@ -5,7 +5,7 @@ input records ``[0, next)`` of its partition; stage B is the state after changes
 ``[0, next)``. ``Pipeline.next_offsets`` holds ``next`` for each. A record below ``next`` is
 already in the state (a redelivery after a rebalance or a restart) and is skipped; when a worker is
 handed a partition whose state is behind the offset Faust delivers from (another worker went on
-with it), it first re-reads the gap with publishing off (``streams/recovery.py``): the worker that
+with it), it first re-reads the gap with publishing off (``streams/worker/recovery.py``): the worker that
 processed those records published what they produced.
 """
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from streams.changes import ChangeError, ChangeReader
-from streams.pipeline import Emitted, Pipeline, Record
-from streams.verdicts import apply_verdict_value
+from streams.runtime.changes import ChangeError, ChangeReader
+from streams.runtime.pipeline import Emitted, Pipeline, Record
+from streams.runtime.verdicts import apply_verdict_value
 
 log = logging.getLogger("fraudgraph")
 

@@ -1,5 +1,5 @@
 """Checkpoints: the engine's whole state as one self-checking blob, so that a restarted worker
-restores it and re-reads only the input that came after it (``streams/checkpoints.py`` stores the
+restores it and re-reads only the input that came after it (``streams/worker/checkpoint_files.py`` stores the
 blob and replays the tail).
 
     data = dump(engine, {"offsets": {...}})     # bytes; the adapter's JSON-able facts ride along
