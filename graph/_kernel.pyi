@@ -1,4 +1,4 @@
-"""Types of the detection kernel (graph/kernel/, Rust). The docstrings live in graph/kernel/src/lib.rs."""
+"""Types of the detection kernel (graph/kernel/, Rust). The docstrings live in graph/kernel/src/binding/."""
 
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,7 +55,26 @@ class Batch:
     def from_bytes(data: bytes, /) -> Batch: ...
 
 Lineage = tuple[int, str, int, int | None]
-Tick = tuple[int, float, list[Lineage], list[int], list[int], list[int], bool]
+class Tick:
+    """What one applied tick changed."""
+
+    tick_end: int
+    watermark: float
+    lineage: list[Lineage]
+    changed: list[int]  # clusters whose membership or evidence changed
+    touched: list[int]  # clusters whose members moved (incl. new ones)
+    gone: list[int]  # clusters that ceased to exist
+    worked: bool
+
+class Measured:
+    """A cluster's measurements: what the policy scores."""
+
+    values: dict[str, float]  # rounded to 4 places
+    evidence: list[tuple[str, str, int, float, float]]  # (type, value, members sharing, first seen, last seen)
+    shared: list[tuple[int, str, int, int, int]]  # (other cluster, type, entities, accounts here, there)
+    requests: int
+    tokens_out: int
+    newest: int  # event time of the newest link among the members
 
 class Graph:
     """Stage B: links → cores → weak edges → operations → clusters, incrementally per tick."""
@@ -65,8 +84,7 @@ class Graph:
     @staticmethod
     def from_state(data: bytes, window: Window | None = None) -> Graph: ...
     def apply(self, batches: Sequence[Batch], /) -> Tick: ...
-    def features(self, cluster: int, /) -> tuple[dict[str, float], list[tuple[str, str, int, float, float]],
-                                                 list[tuple[int, str, int, int, int]], int, int, int] | None: ...
+    def features(self, cluster: int, /) -> Measured | None: ...
     def members(self, cluster: int, /) -> list[str]: ...
     def members_packed(self, cluster: int, /) -> tuple[bytes, bytes]: ...
     def deltas(self, cluster: int, /) -> tuple[list[str], list[str]]: ...

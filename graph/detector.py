@@ -79,9 +79,10 @@ class Detector:
     def apply(self, batches: Sequence[_kernel.Batch]) -> EngineOutput:
         started = time.perf_counter() if self.tick_timings is not None else 0.0
         out = EngineOutput(ticks=1)
-        tick_end, watermark, lineage, changed, touched, gone, worked = self.graph.apply(list(batches))
-        at = float(tick_end)
-        out.watermark = watermark
+        tick = self.graph.apply(list(batches))
+        lineage, changed, touched, gone = tick.lineage, tick.changed, tick.touched, tick.gone
+        at = float(tick.tick_end)
+        out.watermark = tick.watermark
         if not (lineage or changed or touched or gone):
             if self.alerts.open:  # no cluster moved, but usage may have: damage is kept current
                 self.refresh_damage(at, out, self.config.damage_regrowth, self.graph.damage_changed(), quiet=True)
@@ -116,7 +117,7 @@ class Detector:
             for update in out.alerts:
                 if update.members_added:
                     self.capture_links(graph, update.cluster_id, sorted(update.members_added))
-        if self.tick_timings is not None and worked:
+        if self.tick_timings is not None and tick.worked:
             self.tick_timings.append(time.perf_counter() - started)
         return out
 

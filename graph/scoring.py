@@ -46,11 +46,13 @@ import math
 
 import orjson
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from graph.config import DetectionConfig
-from graph.vocab import cluster_id
-from graph.vocab import Severity
+from graph.vocab import Severity, cluster_id
+
+if TYPE_CHECKING:
+    from graph._kernel import Measured
 
 
 class Evidence(NamedTuple):
@@ -88,8 +90,7 @@ class ClusterScore:
 class FeatureSource(Protocol):
     """The kernel graph's read side (``graph._kernel.Graph``)."""
 
-    def features(self, cluster: int, /) -> tuple[dict[str, float], list[tuple[str, str, int, float, float]],
-                                                 list[tuple[int, str, int, int, int]], int, int, int] | None: ...
+    def features(self, cluster: int, /) -> Measured | None: ...
 
 
 def extraction(intensity: float, floor: float, full: float) -> float:
@@ -185,7 +186,8 @@ def score_cluster(graph: FeatureSource, number: int, config: DetectionConfig) ->
     measured = graph.features(number)
     if measured is None:
         return None
-    values, evidence, shared, requests, tokens_out, newest = measured  # values come rounded to 4 places
+    values, evidence, shared = measured.values, measured.evidence, measured.shared  # values come rounded to 4 places
+    requests, tokens_out, newest = measured.requests, measured.tokens_out, measured.newest
     features = dict(values)
     parts = combine(values, config)
     features.update({k: v for k, v in parts.items() if k != "score"})

@@ -21,10 +21,23 @@ fn strip(text: &str) -> String {
     out
 }
 
+/// Every `.rs` file under `dir`, at any depth.
+fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            println!("cargo:rerun-if-changed={}", path.display());
+            sources(&path, out);
+        } else if path.extension().is_some_and(|x| x == "rs") {
+            out.push(path);
+        }
+    }
+}
+
 fn main() {
     let marker = "#[derive(serde::Serialize, serde::Deserialize)]";
-    let mut files: Vec<_> = fs::read_dir("src").unwrap().map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "rs")).collect();
+    let mut files = Vec::new();
+    sources(Path::new("src"), &mut files);
     files.sort();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for path in &files {

@@ -192,8 +192,8 @@ def damage(engine, alerts, cluster_of, labels, events, config: DetectionConfig):
             continue
         ring, _n = ops.most_common(1)[0]
         features = engine.graph.features(record.number)
-        measured[ring][0] += features[3]
-        measured[ring][1] += features[4]
+        measured[ring][0] += features.requests
+        measured[ring][1] += features.tokens_out
     return [(ring, m[0], m[1], truth[ring][0], truth[ring][1]) for ring, m in sorted(measured.items())
             if sizes[ring] >= 100]
 

@@ -6,6 +6,7 @@ imports the developer tooling. Every import counts — at module level, inside a
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import networkx as nx
@@ -116,3 +117,44 @@ def test_the_product_never_imports_the_developer_tooling():
 def test_streams_keeps_few_modules_at_its_top_level():
     top = sorted(p.name for p in (ROOT / "streams").glob("*.py"))
     assert len(top) <= 8, top
+
+
+KERNEL = ROOT / "graph" / "kernel" / "src"
+
+
+def kernel_graph() -> nx.DiGraph:
+    """The kernel's modules and which uses which: every ``crate::a::b`` path names the longest module
+    prefix it has (``use`` lines and paths written out in code alike)."""
+    mods = {}
+    for path in KERNEL.rglob("*.rs"):
+        parts = list(path.relative_to(KERNEL).with_suffix("").parts)
+        if parts[-1] in ("mod", "lib"):
+            parts.pop()
+        mods["::".join(parts)] = path
+    g = nx.DiGraph()
+    for name, path in mods.items():
+        g.add_node(name)
+        text = path.read_text()
+        for match in re.finditer(r"crate((?:::\w+)+)", text):
+            segments = match.group(1).strip(":").split("::")
+            for n in range(len(segments), 0, -1):
+                target = "::".join(segments[:n])
+                if target in mods:
+                    if target != name:
+                        g.add_edge(name, target)
+                    break
+    return g
+
+
+def test_the_kernel_has_no_module_cycles_and_lib_is_the_binding_only():
+    g = kernel_graph()
+    assert {"binding::graph", "stage_a::window", "stage_b::graph", "store::intern"} <= set(g)
+    assert g.has_edge("stage_b::graph", "stage_a::changes")
+    cycles = sorted(sorted(c) for c in nx.simple_cycles(g))
+    assert cycles == [], f"kernel module cycles: {cycles}"
+    # one direction of use: binding -> state -> stage_b -> stage_a -> store
+    order = ["binding", "state", "stage_b", "stage_a", "store"]
+    upward = sorted((a, b) for a, b in g.edges if a and b and order.index(b.split("::")[0]) < order.index(a.split("::")[0]))
+    assert upward == [], f"kernel modules using a layer above them: {upward}"
+    lib = (KERNEL / "lib.rs").read_text()
+    assert "#[pymethods]" not in lib and "impl " not in lib and len(lib.splitlines()) < 60

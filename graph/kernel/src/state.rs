@@ -16,7 +16,7 @@ include!(concat!(env!("OUT_DIR"), "/layout.rs"));
 /// The stored layout's hash: the serialised structs' fields (build.rs) and the stored hashes
 /// (`hashing::probe`: a dependency's release that hashes differently changes it too).
 pub fn layout() -> u64 {
-    LAYOUT ^ crate::hashing::probe()
+    LAYOUT ^ crate::store::hashing::probe()
 }
 pub const WINDOW: u8 = b'W';
 pub const GRAPH: u8 = b'G';
@@ -55,42 +55,4 @@ pub fn decode<T: DeserializeOwned>(kind: u8, data: &[u8]) -> Result<T, String> {
     let value = options().with_limit(body.len() as u64).deserialize(body)
         .map_err(|e| format!("corrupt: {e}"))?;
     Ok(value)
-}
-
-/// The de-duplication table (`ordering::Dedupe`): its entries, sorted; re-inserted on restore.
-pub mod id_table {
-    use hashbrown::HashTable;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<S: Serializer>(table: &HashTable<u64>, s: S) -> Result<S::Ok, S::Error> {
-        let mut entries: Vec<u64> = table.iter().copied().collect();
-        entries.sort_unstable();
-        entries.serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HashTable<u64>, D::Error> {
-        let entries = Vec::<u64>::deserialize(d)?;
-        let mut table = HashTable::with_capacity(entries.len());
-        for e in entries {
-            table.insert_unique(crate::ordering::rehash(e), e, |&x| crate::ordering::rehash(x));
-        }
-        Ok(table)
-    }
-}
-
-/// The settled de-duplication entries (`ordering::Settled`): as whole entries, ascending.
-pub mod settled_ids {
-    use crate::ordering::Settled;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<S: Serializer>(settled: &Settled, s: S) -> Result<S::Ok, S::Error> {
-        settled.entries().collect::<Vec<u64>>().serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Settled, D::Error> {
-        let mut entries = Vec::<u64>::deserialize(d)?;
-        entries.sort_unstable();
-        entries.dedup_by_key(|e| *e & !0xFFFF);
-        Ok(Settled::from_entries(&entries))
-    }
 }

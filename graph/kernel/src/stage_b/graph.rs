@@ -13,12 +13,12 @@
 //! 5. **Operations** (`ops.rs`): components of cores under weak edges = the clusters, with stable
 //!    public ids and lineage (`identity.rs`).
 
-use crate::changes::ChangeBatch;
-use crate::intern::{grow_to, table_bytes, Names, Space, NONE};
+use crate::stage_a::changes::ChangeBatch;
+use crate::store::intern::{grow_to, table_bytes, Names, Space, NONE};
 use std::collections::VecDeque;
 use rustc_hash::{FxHashMap, FxHashSet};
-use crate::list::List;
-use crate::members::Members;
+use crate::store::list::List;
+use crate::store::members::Members;
 
 /// Usage is kept per account in buckets of this many hours: one, the hour stage A closes, so damage
 /// is exact to the window's whole hours (4-hour buckets counted up to three hours before the window's
@@ -444,9 +444,9 @@ pub struct Graph {
     pub captive: FxHashMap<u32, [u32; 2]>,
     /// owned template -> its group entity (owned.rs)
     pub owned: FxHashMap<u32, u32>,
-    pub cores: crate::cores::Cores,
-    pub weak: crate::weak::Weak,
-    pub ops: crate::ops::Ops,
+    pub cores: crate::stage_b::tables::Cores,
+    pub weak: crate::stage_b::tables::Weak,
+    pub ops: crate::stage_b::tables::Ops,
     pub clusters: FxHashMap<u32, ClusterB>,
     pub next_cluster: u32,
     pub open_buckets: FxHashMap<(u32, u32), Vec<u32>>,
@@ -697,7 +697,7 @@ impl Graph {
     #[inline(always)]
     fn prefetch_change<T>(&self, batches: &[ChangeBatch], changes: &[T], i: usize, r: impl Fn(&T) -> &(u64, u64, usize, u32, u32)) {
         const STEP: usize = 4;
-        use crate::index::{prefetch, prefetch_slice};
+        use crate::store::index::{prefetch, prefetch_slice};
         // (batch, its account's and entity's hints, the cached ids if any)
         let at = |k: usize| changes.get(i + k).map(&r).map(|r| (&batches[r.2], r.3 as usize, r.4 as usize));
         let cache = |b: &ChangeBatch| if b.shared { None } else { self.remap.get(&b.partition) };

@@ -2,9 +2,9 @@
 //! `graph/scoring.py`), the evidence that travels with an alert, the damage (API exchanges and
 //! output tokens in the window), and the infrastructure it shares with other clusters.
 
-use crate::graph::{AcctB, Graph, COHORT, DEVICE, IP, OWNED, PAYMENT};
-use crate::index::{prefetch, prefetch_slice};
-use crate::intern::NONE;
+use crate::stage_b::graph::{AcctB, Graph, COHORT, DEVICE, IP, OWNED, PAYMENT};
+use crate::store::index::{prefetch, prefetch_slice};
+use crate::store::intern::NONE;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 pub struct Evidence {
@@ -282,7 +282,7 @@ impl Graph {
             let (mut r, mut t) = (0u64, 0u64);
             let first_hour = horizon_hour + 1;
             for u in &acc.usage {
-                if crate::graph::bucket_in_window(u.0, first_hour) {
+                if crate::stage_b::graph::bucket_in_window(u.0, first_hour) {
                     r += u.1 as u64;
                     t += u.2 as u64;
                 }
@@ -301,7 +301,7 @@ impl Graph {
         let single_payer = on.iter().filter(|(&e, _)| self.kind(e) == PAYMENT).map(|(_, m)| m.0.len() as u32)
             .fold(top_payment, u32::max) as f64 / nf;
         let largest_core = self.ops.list[cluster.op as usize].nodes.iter()
-            .filter(|&&nd| nd & crate::weak::SINGLE == 0).map(|&c| self.cores.size(c)).max().unwrap_or(0) as f64;
+            .filter(|&&nd| nd & crate::stage_b::tables::SINGLE == 0).map(|&c| self.cores.size(c)).max().unwrap_or(0) as f64;
         let owned_weak = weak_shared.iter().filter(|&&e| count[&e].0 as f64 >= self.cfg.weak_purity_min * self.ent[e as usize].members.len() as f64).count();
 
         let values = vec![

@@ -20,46 +20,10 @@
 //! Per weak entity e, Q(e) is the set of node pairs it supports; supports are counted per pair and
 //! a pair is an edge at `weak_min_entities`. Only entities whose inputs changed are re-evaluated.
 
-use crate::graph::{is_weak, Graph};
-use crate::intern::NONE;
-use rustc_hash::{FxHashMap, FxHashSet};
-
-pub const SINGLE: u32 = 1 << 31; // node id of a loose account: SINGLE | account
-
-#[derive(Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Weak {
-    pub supports: FxHashMap<u32, Vec<(u32, u32)>>,
-    pub supp: FxHashMap<(u32, u32), u32>,
-    pub edges: FxHashMap<u32, Vec<u32>>,
-    pub edge_changes: Vec<(u32, u32)>,
-}
-
-impl Weak {
-    pub fn heap_bytes(&self) -> usize {
-        self.supports.capacity() * 36 + self.supports.values().map(|v| v.capacity() * 8).sum::<usize>()
-            + self.supp.capacity() * 13 + self.edges.capacity() * 29 + self.edges.values().map(|v| v.capacity() * 4).sum::<usize>()
-    }
-
-    pub fn neighbours(&self, node: u32) -> &[u32] {
-        self.edges.get(&node).map(|v| v.as_slice()).unwrap_or(&[])
-    }
-
-    fn set_edge(&mut self, x: u32, y: u32, on: bool) {
-        for (a, b) in [(x, y), (y, x)] {
-            let list = self.edges.entry(a).or_default();
-            if on {
-                list.push(b);
-            } else if let Some(i) = list.iter().position(|&n| n == b) {
-                list.swap_remove(i);
-            }
-            if list.is_empty() {
-                self.edges.remove(&a);
-            }
-        }
-        self.edge_changes.push((x, y));
-    }
-}
+use crate::stage_b::graph::{is_weak, Graph};
+use crate::store::intern::NONE;
+use crate::stage_b::tables::SINGLE;
+use rustc_hash::FxHashSet;
 
 impl Graph {
     #[inline]

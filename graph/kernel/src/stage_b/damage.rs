@@ -4,8 +4,8 @@
 //! `USAGE_BUCKET_HOURS` (an hour: at most window / 1 h + 1 buckets), so reading its damage as of the latest
 //! tick costs the buckets, not the members: every published alert version carries it (graph/detector.py).
 
-use crate::graph::{bucket_in_window, Graph};
-use crate::intern::NONE;
+use crate::stage_b::graph::{bucket_in_window, Graph};
+use crate::store::intern::NONE;
 
 impl Graph {
     /// The first whole hour of the window as of the latest tick (usage buckets that end after it count).

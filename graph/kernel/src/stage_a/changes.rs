@@ -4,7 +4,7 @@
 //! cross. A batch names its accounts and entities by string (a per-batch string table), so it can
 //! travel between processes (`to_bytes` / `from_bytes`) and be applied by any worker.
 
-use crate::intern::Interner;
+use crate::store::intern::Interner;
 use rustc_hash::FxHashMap;
 
 pub const FORMAT_VERSION: u8 = 2;
@@ -25,7 +25,7 @@ impl StrTable {
         self.bytes.extend_from_slice(s);
         self.ends.push(self.bytes.len() as u32);
         self.ids.push(id);
-        self.hashes.push(crate::hashing::name_hash(s));
+        self.hashes.push(crate::store::hashing::name_hash(s));
         (self.ends.len() - 1) as u32
     }
     /// Shared names (one process): the sender's id and the name's hash, not the name itself.
@@ -160,7 +160,7 @@ impl ChangeBatch {
                 || t.ends.windows(2).any(|w| w[0] > w[1]) {
                 return Err("corrupt string table".into());
             }
-            t.hashes = (0..n as u32).map(|i| crate::hashing::name_hash(t.get(i).as_bytes())).collect();
+            t.hashes = (0..n as u32).map(|i| crate::store::hashing::name_hash(t.get(i).as_bytes())).collect();
             match which {
                 0 => c.accounts = t,
                 1 => c.entities = t,
@@ -266,7 +266,7 @@ fn add(map: &mut FxHashMap<u32, u32>, table: &mut StrTable, names: &mut Interner
     }
     let i = if shared {
         names.retain(id); // released by the graph once applied
-        table.push_id(id, crate::hashing::name_hash(names.bytes(id)))
+        table.push_id(id, crate::store::hashing::name_hash(names.bytes(id)))
     } else {
         table.push(names.bytes(id), id)
     };
@@ -304,7 +304,7 @@ mod tests {
     #[test]
     fn a_batch_survives_the_wire_and_corruption_is_refused() {
         let mut b = BatchBuilder::default();
-        let mut names = crate::intern::Names::default();
+        let mut names = crate::store::intern::Names::default();
         let (acct, _) = names.accounts.intern("acct");
         let (phone, _) = names.entities.intern("d:phone");
         let (dom, _) = names.domains.intern("x.com");

@@ -6,10 +6,10 @@
 //! calls, never on hashing, so the same call sequence gives the same ids in any process. The index
 //! from a name's hash to its id is `index.rs` (one array a batch can prefetch: `Interner::prefetch`).
 
-use crate::index::{prefetch, Index};
+use crate::store::index::{prefetch, Index};
 use std::hash::{BuildHasher, Hasher};
 
-pub const NONE: u32 = u32::MAX;
+pub use crate::store::index::NONE;
 
 /// Grow a per-id table to hold `index`, by a quarter at a time rather than doubling: these tables
 /// are the bulk of the state, and doubling leaves up to half of them empty.
@@ -374,7 +374,7 @@ impl Space {
     #[inline]
     pub fn prefetch(&self, a: u32) {
         if let Some(x) = self.a2b.get(a as usize) {
-            crate::index::prefetch(x);
+            crate::store::index::prefetch(x);
         }
     }
 

@@ -8,36 +8,10 @@
 //! (ties: older id), so a group keeps the id of the cluster it mostly is. Overlaps come from the
 //! cores' `origin` counts, so a 24,000-account cluster that gains ten accounts costs ten accounts.
 
-use crate::graph::{ClusterB, Graph, Lineage, TickOut};
-use crate::intern::NONE;
-use crate::weak::SINGLE;
+use crate::stage_b::graph::{ClusterB, Graph, Lineage, TickOut};
+use crate::store::intern::NONE;
+use crate::stage_b::tables::{Op, SINGLE};
 use rustc_hash::{FxHashMap, FxHashSet};
-
-#[derive(Default, Clone)]
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Op {
-    pub nodes: Vec<u32>,
-    pub size: u32,
-    pub cluster: u32,
-    pub live: bool,
-}
-
-#[derive(Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Ops {
-    pub list: Vec<Op>,
-    free: Vec<u32>,
-    pub created: Vec<u32>,
-    pub old_clusters: Vec<u32>,
-    pub dropped: Vec<u32>, // loose accounts that were in an operation and are in none now
-    pub stale: Vec<u32>,   // operations that lost a core this tick
-}
-
-impl Ops {
-    pub fn heap_bytes(&self) -> usize {
-        self.list.capacity() * std::mem::size_of::<Op>() + self.list.iter().map(|o| o.nodes.capacity() * 4).sum::<usize>()
-    }
-}
 
 impl Graph {
     pub fn node_op(&self, node: u32) -> u32 {

@@ -14,63 +14,12 @@
 //! * During a tick a core also records where its members came from (`origin`: public cluster ->
 //!   count) and who joined, so identity and member deltas cost what changed (`ops.rs`).
 
-use crate::graph::Graph;
-use crate::index::{prefetch, prefetch_slice};
-use crate::intern::NONE;
-use rustc_hash::{FxHashMap, FxHashSet};
+use crate::stage_b::graph::Graph;
+use crate::stage_b::tables::Core;
+use crate::store::index::{prefetch, prefetch_slice};
+use crate::store::intern::NONE;
+use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
-
-#[derive(Default, Clone)]
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Core {
-    pub members: Vec<u32>,
-    pub profile: FxHashMap<u32, u32>,
-    pub heavy: FxHashSet<u32>,
-    pub heavy_size: u32,
-    pub op: u32,
-    pub cluster: u32, // the members' public cluster at the start of the tick (NONE for a new core)
-    pub origin: Vec<(u32, u32)>,
-    pub joined: Vec<u32>,
-    pub stamp: u32,  // tick in which origin/joined are valid
-    pub hstamp: u32, // tick in which the heavy set was queued for a recheck
-    pub changed: Vec<u32>, // profile entries changed this tick
-    pub live: bool,
-}
-
-#[derive(Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Cores {
-    pub list: Vec<Core>,
-    free: Vec<u32>,
-    /// split-check scratch, reused: the search that reached each account of the checked core, by
-    /// its position in the core, as (stamp, search) — a stale stamp is "unseen" — and each entity's
-    /// search in a map (a check visits only the binding entities near what was lost; an array over
-    /// every entity id would weigh 8 bytes an entity)
-    #[serde(skip)]
-    seen_acct: Vec<(u32, u32)>,
-    #[serde(skip)]
-    seen_stamp: u32,
-    #[serde(skip)]
-    seen_ent: FxHashMap<u32, u32>,
-    pub touched: Vec<u32>,    // cores whose membership changed this tick (incl. created and dissolved)
-    pub heavy_todo: Vec<u32>, // cores whose heavy set must be rechecked
-    pub departed: Vec<u32>,   // accounts that left a core this tick
-}
-
-impl Cores {
-    pub fn heap_bytes(&self) -> usize {
-        let mut n = self.list.capacity() * std::mem::size_of::<Core>()
-            + self.seen_acct.capacity() * 8 + crate::intern::table_bytes(self.seen_ent.capacity(), 8);
-        for c in &self.list {
-            n += c.members.capacity() * 4 + c.profile.capacity() * 9 + c.heavy.capacity() * 5 + c.origin.capacity() * 8
-                + c.joined.capacity() * 4 + c.changed.capacity() * 4;
-        }
-        n
-    }
-    pub fn size(&self, c: u32) -> u32 {
-        self.list[c as usize].members.len() as u32
-    }
-}
 
 fn origin_add(origin: &mut Vec<(u32, u32)>, cluster: u32, n: i64) {
     if let Some(i) = origin.iter().position(|o| o.0 == cluster) {

@@ -115,7 +115,7 @@ pub fn decode(raw: &[u8]) -> Option<Decoded<'_>> {
         return None;
     }
     let w: Wire = serde_json::from_slice(raw).ok()?;
-    let etype = crate::window::EVENT_TYPES.iter().position(|&t| t == w.etype)? as u8;
+    let etype = crate::stage_a::window::EVENT_TYPES.iter().position(|&t| t == w.etype)? as u8;
     if w.event_id.is_empty() || w.account_id.is_empty() {
         return None;
     }

@@ -30,10 +30,10 @@ pub struct Dedupe {
     retention: f64,
     /// ids admitted since the last settling: one u64 each (the id hash's top 48 bits, an 8-bit
     /// content fingerprint, an 8-bit generation) in a hash table
-    #[serde(with = "crate::state::id_table")]
+    #[serde(with = "id_table")]
     recent: hashbrown::HashTable<u64>,
     /// the rest, sorted and packed (6 bytes an id)
-    #[serde(with = "crate::state::settled_ids")]
+    #[serde(with = "settled_ids")]
     settled: Settled,
     oldest: i64, // generation of the oldest entry kept (i64::MIN: none yet)
     newest: i64,
@@ -132,7 +132,7 @@ impl Dedupe {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        crate::intern::table_bytes(self.recent.capacity(), 8) + self.settled.heap_bytes()
+        crate::store::intern::table_bytes(self.recent.capacity(), 8) + self.settled.heap_bytes()
     }
 
     pub fn retention(&self) -> f64 {
@@ -167,10 +167,10 @@ impl Settled {
         }
         let b = (tag_id >> 48) as usize;
         if level == 0 {
-            crate::index::prefetch(&self.dir[b]);
+            crate::store::index::prefetch(&self.dir[b]);
         } else {
             let range = self.bucket(b);
-            crate::index::prefetch_slice(&self.rest[range]);
+            crate::store::index::prefetch_slice(&self.rest[range]);
         }
     }
 
@@ -498,6 +498,44 @@ impl Reorder {
 
     pub fn len(&self) -> usize {
         self.heap.len()
+    }
+}
+
+/// The de-duplication table (`ordering::Dedupe`): its entries, sorted; re-inserted on restore.
+pub mod id_table {
+    use hashbrown::HashTable;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(table: &HashTable<u64>, s: S) -> Result<S::Ok, S::Error> {
+        let mut entries: Vec<u64> = table.iter().copied().collect();
+        entries.sort_unstable();
+        entries.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HashTable<u64>, D::Error> {
+        let entries = Vec::<u64>::deserialize(d)?;
+        let mut table = HashTable::with_capacity(entries.len());
+        for e in entries {
+            table.insert_unique(super::rehash(e), e, |&x| super::rehash(x));
+        }
+        Ok(table)
+    }
+}
+
+/// The settled de-duplication entries (`ordering::Settled`): as whole entries, ascending.
+pub mod settled_ids {
+    use super::Settled;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(settled: &Settled, s: S) -> Result<S::Ok, S::Error> {
+        settled.entries().collect::<Vec<u64>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Settled, D::Error> {
+        let mut entries = Vec::<u64>::deserialize(d)?;
+        entries.sort_unstable();
+        entries.dedup_by_key(|e| *e & !0xFFFF);
+        Ok(Settled::from_entries(&entries))
     }
 }
 

@@ -2,7 +2,7 @@
 //! (binding, cores, heavy sets, supports and operations are all rebuilt). Tests compare it with the
 //! incremental result after every step; production never calls it.
 
-use crate::graph::{is_strong, is_weak, Graph};
+use crate::stage_b::graph::{is_strong, is_weak, Graph};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 impl Graph {

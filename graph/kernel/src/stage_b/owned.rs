@@ -26,8 +26,8 @@
 //! template's status is re-read in O(1) when its counts move; a status flip links or unlinks every
 //! member once, a new member of an owned template is linked alone.
 
-use crate::graph::{Graph, OWNED, TEMPLATE};
-use crate::intern::NONE;
+use crate::stage_b::graph::{Graph, OWNED, TEMPLATE};
+use crate::store::intern::NONE;
 
 /// `AcctB::private` bits of the template state (bits 0 and 1 are devices' and cards').
 pub const CAPTIVE: u8 = 4;

@@ -1,9 +1,9 @@
 //! Consistency of the incremental structures with each other (tests call it after every step;
 //! production never does). Returns what is wrong, empty when all holds.
 
-use crate::graph::{is_strong, is_weak, Graph};
-use crate::intern::NONE;
-use crate::weak::SINGLE;
+use crate::stage_b::graph::{is_strong, is_weak, Graph};
+use crate::store::intern::NONE;
+use crate::stage_b::tables::SINGLE;
 use rustc_hash::FxHashMap;
 
 impl Graph {
@@ -48,7 +48,7 @@ impl Graph {
             }
         }
         for (e, ent) in self.ent.iter().enumerate() {
-            if ent.live && (ent.kind == crate::graph::DEVICE || ent.kind == crate::graph::PAYMENT) {
+            if ent.live && (ent.kind == crate::stage_b::graph::DEVICE || ent.kind == crate::stage_b::graph::PAYMENT) {
                 let fresh = ent.members.iter().filter(|&&a| !self.has_private(a, ent.kind)).count() as u32;
                 if fresh != ent.exclusive || self.strong_binds_fresh(e as u32) != ent.binding {
                     bad.push(format!("entity {} counts {} exclusive members, fresh {fresh}", self.ent_str(e as u32), ent.exclusive));
@@ -56,7 +56,7 @@ impl Graph {
             }
         }
         for (e, ent) in self.ent.iter().enumerate() {
-            if ent.live && (ent.kind == crate::graph::IP || ent.kind == crate::graph::TEMPLATE) {
+            if ent.live && (ent.kind == crate::stage_b::graph::IP || ent.kind == crate::stage_b::graph::TEMPLATE) {
                 let in_cores = ent.members.iter().filter(|&&a| self.acct[a as usize].core != NONE).count() as u32;
                 if in_cores != ent.exclusive {
                     bad.push(format!("entity {} counts {} members in cores, really {in_cores}", self.ent_str(e as u32), ent.exclusive));
@@ -66,14 +66,14 @@ impl Graph {
         // owned templates: captive counts, status and group membership (owned.rs)
         for (e, ent) in self.ent.iter().enumerate() {
             let e = e as u32;
-            if !ent.live || ent.kind != crate::graph::TEMPLATE {
+            if !ent.live || ent.kind != crate::stage_b::graph::TEMPLATE {
                 continue;
             }
             let mut fresh = [0u32; 2];
             for &a in ent.members.iter() {
                 let state = self.captive_fresh(a);
-                fresh[0] += (state & crate::owned::CAPTIVE != 0) as u32;
-                fresh[1] += (state & crate::owned::ON_SET != 0) as u32;
+                fresh[0] += (state & crate::stage_b::owned::CAPTIVE != 0) as u32;
+                fresh[1] += (state & crate::stage_b::owned::ON_SET != 0) as u32;
             }
             let kept = self.captive.get(&e).copied().unwrap_or([0, 0]);
             if fresh != kept {
@@ -94,7 +94,7 @@ impl Graph {
             }
         }
         for (e, ent) in self.ent.iter().enumerate() {
-            if ent.live && ent.kind == crate::graph::OWNED && !self.owned.values().any(|&g| g == e as u32) {
+            if ent.live && ent.kind == crate::stage_b::graph::OWNED && !self.owned.values().any(|&g| g == e as u32) {
                 bad.push(format!("group entity {} belongs to no owned template", self.ent_str(e as u32)));
             }
         }
@@ -103,7 +103,7 @@ impl Graph {
                 if self.captive_cached(a as u32) != self.captive_fresh(a as u32) {
                     bad.push(format!("account {} template state is stale", self.acc_str(a as u32)));
                 }
-                for kind in [crate::graph::DEVICE, crate::graph::PAYMENT] {
+                for kind in [crate::stage_b::graph::DEVICE, crate::stage_b::graph::PAYMENT] {
                     if acc.has_private_cached(kind) != self.has_private(a as u32, kind) {
                         bad.push(format!("account {} private flag for {} is stale", self.acc_str(a as u32), kind as char));
                     }

@@ -8,7 +8,8 @@
 //! 2^32`), so growing and deleting (backward shift: no tombstones) never re-hash a name, and the size
 //! need not be a power of two: it grows by half at a time and stays 54-81 % full.
 
-use crate::intern::NONE;
+/// No id: the empty slot of an index, the missing entity of a link.
+pub const NONE: u32 = u32::MAX;
 
 const EMPTY: u64 = u64::MAX; // id NONE: no id is NONE
 

@@ -12,11 +12,11 @@
 //! the account's few links are scanned and it is re-registered at its new oldest. So a tick looks at
 //! the accounts whose oldest link is about to expire, nothing else.
 
-use crate::changes::{BatchBuilder, ChangeBatch};
-use crate::hashing::{id_hash, ContentHasher};
-use crate::intern::{Names, NONE};
-use crate::list::List;
-use crate::ordering::{Admission, ClockGuard, Dedupe, Reorder, SkewRejection};
+use crate::stage_a::changes::{BatchBuilder, ChangeBatch};
+use crate::store::hashing::{id_hash, ContentHasher};
+use crate::store::intern::{Names, NONE};
+use crate::store::list::List;
+use crate::stage_a::ordering::{Admission, ClockGuard, Dedupe, Reorder, SkewRejection};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -358,7 +358,7 @@ impl Window {
         let (id, _) = self.names.accounts.intern_hashed(h, b"", s.as_bytes());
         self.names.accounts.retain(id);
         if id as usize >= self.acct.len() {
-            crate::intern::grow_to(&mut self.acct, id as usize, Acct::default());
+            crate::store::intern::grow_to(&mut self.acct, id as usize, Acct::default());
         }
         id
     }
