@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 import pyarrow.parquet as pq
-from isal import igzip  # the gzip module's interface over ISA-L's inflate (README, Dependencies)
+from isal import igzip  # the gzip module's interface over ISA-L's inflate (docs/architecture.md, Dependencies)
 
 from streams.runtime.allocator import release_free_memory
 from streams.runtime.pipeline import Emitted, Pipeline

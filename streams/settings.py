@@ -1,5 +1,5 @@
 """One frozen, typed settings object. Every field has an env var, a default and a help line; the
-CLI shows the env var in ``--help`` and a test checks every field is documented in the README."""
+CLI shows the env var in ``--help`` and docs/cli.md holds the reference generated from it (``reference``), kept current by a test."""
 
 from __future__ import annotations
 
@@ -111,3 +111,17 @@ KAFKA_SECURITY = ["kafka_security_protocol", "kafka_sasl_mechanism", "kafka_user
 
 def from_args(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**{f.name: getattr(args, f.name, None) for f in fields(Settings)})
+
+
+def reference() -> str:
+    """The configuration reference (docs/configuration.md's table), generated from ``Settings``; a test
+    keeps the document equal to it. ``python -m streams.settings`` prints it."""
+    rows = ["| flag | env var | default | meaning |", "|---|---|---|---|"]
+    for f in fields(Settings):
+        default = "(secret)" if f.metadata["secret"] else f"`{f.default}`" if f.default != "" else "(empty)"
+        rows.append(f"| `--{f.name.replace('_', '-')}` | `{f.metadata['env']}` | {default} | {f.metadata['help']} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference(), end="")

@@ -31,7 +31,7 @@ def replayed_alerts(events: Path, tmp: Path) -> list[tuple]:
 
 
 def streamed_alerts(w: WorkerHandle) -> list[tuple]:
-    """The distinct alert versions on fraud-alerts (a takeover may publish a version again: README)."""
+    """The distinct alert versions on fraud-alerts (a takeover may publish a version again: docs/operations.md)."""
     return sorted({(m["alert_id"], m["version"], m["action"], m["severity"], m["member_count"])
                    for m in (json.loads(r.value) for r in w.read_topic(w.settings.alerts_topic))})
 

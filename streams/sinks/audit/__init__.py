@@ -10,7 +10,7 @@ started (at most one flush interval old).
 Idempotent: every row carries its natural key and version; the views keep one row per key (the
 newest version), so replaying the same events or restarting the worker adds no visible duplicates.
 ``compact()`` rewrites each table as one segment (dropping superseded and expired rows); a reader
-that races a compaction may get "file not found" once — retry the query (README).
+that races a compaction may get "file not found" once — retry the query (docs/investigators.md).
 """
 
 from streams.sinks.audit.schema import SCHEMAS

@@ -1,4 +1,4 @@
-"""The investigators' common questions as SQL over the audit store's views (also in the README)."""
+"""The investigators' common questions as SQL over the audit store's views (also in docs/investigators.md)."""
 
 from __future__ import annotations
 
