@@ -11,7 +11,7 @@ import urllib.request
 from streams.dev.localrun import wait_for
 from streams.dev.broker import free_port
 from tests.integration.conftest import contract_json
-from tests.test_prometheus_rules import RULES
+from tests.ops.test_prometheus_rules import RULES
 from tests.unit.scenarios import farm
 
 

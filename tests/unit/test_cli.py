@@ -14,7 +14,7 @@ import pytest
 from streams.sinks.audit import VIEWS
 from streams.cli import main as cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def fraudgraph(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ import duckdb
 
 from streams.cli import main as cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def audit_rows(db: Path) -> dict[str, list[tuple]]:

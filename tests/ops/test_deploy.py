@@ -21,7 +21,7 @@ import yaml
 from streams.dev.broker import kafka_version
 from streams.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ("small", "large")
 KUBERNETES_VERSION = "1.32.0"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from streams.sinks.metrics import Metrics
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "fraudgraph.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "fraudgraph.json"
 
 
 def test_dashboard_only_uses_exported_metrics():

@@ -14,7 +14,7 @@ import duckdb
 from streams.cli import main as cli
 from streams.settings import reference
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 PAGES = [ROOT / "README.md", *DOCS, ROOT / "graph" / "DETECTION.md", ROOT / "tests" / "benchmarks" / "RESULTS.md"]

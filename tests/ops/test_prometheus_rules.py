@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "fraudgraph.rules.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "tests" / "fraudgraph.rules.test.yml"
 

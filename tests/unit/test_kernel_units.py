@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-KERNEL = Path(__file__).resolve().parents[1] / "graph" / "kernel"
+KERNEL = Path(__file__).resolve().parents[2] / "graph" / "kernel"
 
 
 def cargo() -> str:
