@@ -289,9 +289,12 @@ class Pipeline:
             return
         now = self.wall()
         if n_in:
+            # engine out: what it took into its window, not refused as clock_skew or id_conflict
+            refused = sum(1 for dead in emitted.dead if dead.stage == "engine")
             m.events_in.labels("decode").inc(n_in)
             m.events_out.labels("decode").inc(n_ok)
             m.events_in.labels("engine").inc(n_ok)
+            m.events_out.labels("engine").inc(max(0, n_ok - refused))
             m.last_processed.labels("decode").set(now)
             m.last_processed.labels("engine").set(now)
             m.batch_seconds.observe(now - received)
@@ -305,7 +308,6 @@ class Pipeline:
             m.watermark.set(out.watermark)
         for update in fresh:
             m.alerts.labels(update.severity, update.action).inc()
-            m.events_out.labels("engine").inc()
             if update.action != "closed":  # damage newly attributed to alerted clusters
                 counted = self.damage_counted.get(update.alert_id, 0)
                 if update.requests > counted:

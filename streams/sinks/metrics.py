@@ -18,7 +18,9 @@ class Metrics:
         r = registry or CollectorRegistry()
         self.registry = r
         self.events_in = Counter("fraudgraph_events_in_total", "Records entering a stage", ["stage"], registry=r)
-        self.events_out = Counter("fraudgraph_events_out_total", "Records leaving a stage", ["stage"], registry=r)
+        self.events_out = Counter("fraudgraph_events_out_total",
+                                  "Records a stage passed on: decode, valid events; engine, events taken into the "
+                                  "window (not refused as clock_skew or id_conflict)", ["stage"], registry=r)
         self.errors = Counter("fraudgraph_stage_errors_total", "Records a stage rejected", ["stage", "reason"], registry=r)
         self.dead_letters = Counter("fraudgraph_dead_letters_total", "Records sent to the dead-letter topic", registry=r)
         self.duplicates = Counter("fraudgraph_duplicate_events_total", "Events dropped as duplicate deliveries", registry=r)
