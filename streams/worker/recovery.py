@@ -106,19 +106,47 @@ class TopologyError(Exception):
     pass
 
 
+class BrokerUnreachable(Exception):
+    """No Kafka broker answered at the bootstrap address within the wait."""
+
+
+def wait_for_broker(settings: Settings, timeout_s: float) -> None:
+    """Return once a broker answers at ``settings.bootstrap``; :class:`BrokerUnreachable` after
+    ``timeout_s``. The client's own connection errors are not logged meanwhile: the caller says it once."""
+    from kafka.errors import KafkaError
+
+    client_log = logging.getLogger("kafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
+    try:
+        probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+                              client_id="fraudgraph-probe", bootstrap_timeout_ms=int(timeout_s * 1000),
+                              **kafka_python_args(settings))
+        probe.close()
+    except KafkaError as exc:
+        raise BrokerUnreachable(f"no Kafka broker answered at {settings.bootstrap} within {timeout_s:.0f}s "
+                                f"({type(exc).__name__}); start one or set --bootstrap") from None
+    finally:
+        client_log.setLevel(level)
+
+
 def ensure_topics(settings: Settings) -> None:
     """Create the input topic (``--partitions`` partitions) and the changes topic (one partition, no
     time or size limit) unless they exist; refuse a changes topic with more than one partition
-    (stage B must have one owner and one order)."""
+    (stage B must have one owner and one order). The topics the worker reads or writes besides —
+    verdicts, alerts, dead letters — are created too where missing and allowed, so that a fresh broker
+    starts without the client's "topic not found" errors (a principal that may not create them gets one
+    warning; the broker or an operator creates them)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     name = settings.changes_topic_name
+    others = (settings.verdicts_topic, settings.alerts_topic, settings.dlq_topic)
     probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
                           client_id="fraudgraph-recovery", **kafka_python_args(settings))
     try:
-        existing = {topic: probe.partitions_for_topic(topic) for topic in (settings.events_topic, name)}
+        existing = {topic: probe.partitions_for_topic(topic) for topic in (settings.events_topic, name, *others)}
     finally:
         probe.close()
     changes = existing[name]
@@ -129,7 +157,9 @@ def ensure_topics(settings: Settings) -> None:
               for topic, count, config in ((settings.events_topic, settings.partitions, {}),
                                            (name, 1, {"retention.ms": "-1", "retention.bytes": "-1"}))
               if not existing[topic]]
-    if not wanted:
+    optional = [NewTopic(topic, num_partitions=1 if topic == settings.verdicts_topic else settings.partitions,
+                         replication_factor=-1) for topic in dict.fromkeys(others) if not existing[topic]]
+    if not wanted and not optional:
         return
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="fraudgraph-topics",
                              **kafka_python_args(settings))
@@ -139,5 +169,13 @@ def ensure_topics(settings: Settings) -> None:
                 admin.create_topics([topic])
             except TopicAlreadyExistsError:
                 pass  # another worker created it first
+        for topic in optional:
+            try:
+                admin.create_topics([topic])
+            except TopicAlreadyExistsError:
+                pass
+            except KafkaError as exc:
+                log.warning("topic %s does not exist and could not be created (%s): create it, or let the broker "
+                            "create it on first use", topic.name, type(exc).__name__)
     finally:
         admin.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -58,6 +59,23 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+class RetriedErrorFilter(logging.Filter):
+    """The Kafka client logs conditions it retries by itself as ERROR — a fresh broker's group coordinator
+    not ready yet, a topic not created yet. Nothing is wrong, so they are logged as WARNING: an ERROR line
+    in the worker's log means something an operator should look at."""
+
+    RETRIED = ("GroupCoordinatorNotAvailable", "NotCoordinatorForGroup", "CoordinatorLoadInProgress",
+               "UnknownTopicOrPartition", "LeaderNotAvailable")
+    NOT_FOUND = re.compile(r"Topic \S+ not found")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.name.startswith(("aiokafka", "faust", "kafka", "mode")):
+            text = record.getMessage()
+            if any(name in text for name in self.RETRIED) or self.NOT_FOUND.search(text):
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 class FraudgraphWorker(Worker):
     """Faust's worker with a bounded stop and a rate-limited log."""
 
@@ -73,8 +91,9 @@ class FraudgraphWorker(Worker):
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)
-        repeat = RepeatFilter()
+        retried, repeat = RetriedErrorFilter(), RepeatFilter()
         for handler in logger.handlers:
+            handler.addFilter(retried)
             handler.addFilter(repeat)
 
     def _schedule_shutdown(self, signal: signal.Signals) -> None:  # noqa: A002 - Faust's name
@@ -106,7 +125,8 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     from streams.runtime.pipeline import Pipeline
     from streams.runtime.pseudonyms import from_key_file
     from streams.worker.checkpoint_files import CheckpointStore, capture, restore
-    from streams.worker.recovery import TopologyError, end_offsets, ensure_topics, input_partitions
+    from streams.worker.recovery import (BrokerUnreachable, TopologyError, end_offsets, ensure_topics, input_partitions,
+                                         wait_for_broker)
     from streams.worker.stages import GlobalStage
     from streams.runtime.keys import KeyFileError, load_key
 
@@ -115,7 +135,8 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
         check(settings)
         pseudonymiser = from_key_file(settings.pseudonymise_key_file)
         verdict_key = load_key(settings.verdict_key_file) if settings.verdict_key_file else None
-    except (KafkaSecurityError, KeyFileError) as exc:
+        wait_for_broker(settings, settings.broker_wait_seconds)
+    except (KafkaSecurityError, KeyFileError, BrokerUnreachable) as exc:
         print(f"fraudgraph worker: error: {exc}", file=sys.stderr, flush=True)
         return 2
     if verdict_key is None:

@@ -156,3 +156,13 @@ def test_replay_dead_letters_poison_lines_and_goes_on(tmp_path):
     assert result.returncode == 0, result.stderr
     dead = (tmp_path / "audit.duckdb.dlq.jsonl").read_text().splitlines()
     assert len(dead) == 2 and "nested too deeply" in dead[0] and "UTF-8" in dead[1]
+
+
+def test_worker_without_a_broker_says_so_in_one_line_within_the_wait(tmp_path):
+    started = time.monotonic()
+    result = fraudgraph("worker", "--bootstrap", "127.0.0.1:1", "--broker-wait-seconds", "3", "--metrics-port", "0",
+                        "--audit-db", str(tmp_path / "audit.duckdb"), "--checkpoint-seconds", "0")
+    assert result.returncode == 2
+    one_line_error(result, "no Kafka broker answered at 127.0.0.1:1 within 3s")
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "audit.duckdb").exists()  # nothing was started

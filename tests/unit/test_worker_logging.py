@@ -3,7 +3,7 @@ worker's filter lets each repeated line through once per interval, with a count.
 
 import logging
 
-from streams.worker.runner import RepeatFilter
+from streams.worker.runner import RepeatFilter, RetriedErrorFilter
 
 
 def record(msg: str, level: int = logging.ERROR) -> logging.LogRecord:
@@ -22,3 +22,16 @@ def test_a_repeated_line_passes_once_per_interval_with_a_count():
     assert len(passed) == 2
     assert "similar lines suppressed" in passed[1]
     assert repeat.filter(record("another message")), "other lines are not held back"
+
+
+def test_errors_the_kafka_client_retries_by_itself_are_warnings_and_others_stay_errors():
+    f = RetriedErrorFilter()
+    for name, msg in (("aiokafka.consumer.group_coordinator",
+                       "Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError"),
+                      ("aiokafka.cluster", "Topic fraud-verdicts not found in cluster metadata")):
+        r = logging.LogRecord(name, logging.ERROR, __file__, 1, msg, None, None)
+        assert f.filter(r) and r.levelno == logging.WARNING and r.levelname == "WARNING"
+    kept = logging.LogRecord("aiokafka.consumer", logging.ERROR, __file__, 1, "Unexpected error in fetcher", None, None)
+    ours = logging.LogRecord("fraudgraph", logging.ERROR, __file__, 1, "Topic x not found", None, None)
+    assert f.filter(kept) and kept.levelno == logging.ERROR
+    assert f.filter(ours) and ours.levelno == logging.ERROR
