@@ -158,3 +158,15 @@ def test_the_kernel_has_no_module_cycles_and_lib_is_the_binding_only():
     assert upward == [], f"kernel modules using a layer above them: {upward}"
     lib = (KERNEL / "lib.rs").read_text()
     assert "#[pymethods]" not in lib and "impl " not in lib and len(lib.splitlines()) < 60
+
+
+def test_every_runtime_dependency_is_imported_by_the_product():
+    import tomllib
+
+    imports_of = {"faust-streaming": "faust", "kafka-python": "kafka", "prometheus-client": "prometheus_client"}
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = [re.split(r"[<>=~ ;\[]", d, maxsplit=1)[0] for d in declared]
+    g = graph_of_imports()
+    used = set().union(*(g.nodes[n].get("external", set()) for n in g))
+    unused = [n for n in names if imports_of.get(n, n.replace("-", "_")) not in used]
+    assert unused == [], f"runtime dependencies the product never imports: {unused}"
