@@ -77,46 +77,70 @@ class Ownership:
         self.verified -= keys
 
 
-def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str], None],
-              global_stage: GlobalStage, checkpoints: CheckpointStore | None = None) -> faust.App:
-    app = faust.App(
-        settings.app_id,
-        broker=f"kafka://{settings.bootstrap}",
-        broker_credentials=faust_credentials(settings),
-        store="memory://",
-        web_enabled=False,
-        topic_partitions=settings.partitions,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        # A crashed worker's partitions are reassigned after 10 s, not Faust's default 60 s.
-        broker_session_timeout=SESSION_TIMEOUT_SECONDS,
-        broker_heartbeat_interval=3.0,
-        datadir=str(settings.audit_db) + ".faust",
-    )
-    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    events_topic = app.topic(settings.events_topic, **raw)
-    changes_name = settings.changes_topic_name
-    # Stage B's whole input: one partition (one owner, one order), kept without time or size limit.
-    changes_topic = app.topic(changes_name, partitions=1, config={"retention.ms": "-1", "retention.bytes": "-1"},
-                              **raw)
-    dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
-    alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw")
-    verdicts_topic = app.topic(settings.verdicts_topic, **raw)
-    metrics = pipeline.metrics
-    owned = Ownership()
-    changes_key: Key = (changes_name, 0)
-    # Held from a change of the state until what it emitted is published: a checkpoint is taken only
-    # between two such steps, so it never covers an alert, dead letter or change batch not yet sent.
-    step = asyncio.Lock()
+class Topology:
+    """The worker's Faust application, in named parts: the topics; ``send`` / ``publish`` (every send
+    acknowledged, retried, never dropped); ``ensure`` / ``catch_up`` (a partition's state brought up to
+    the offset Faust delivers from); the agents ``windows`` (stage A), ``graph_stage`` (stage B) and
+    ``verdicts``; the rebalance signals; and the timers (``housekeeping``, ``audit_flush``,
+    ``checkpoint``, ``audit_compact``, ``release_memory``), all wired to the app by ``_wire``."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str], None],
+                 global_stage: GlobalStage, checkpoints: CheckpointStore | None = None) -> None:
+        self.settings, self.pipeline, self.on_conflict = settings, pipeline, on_conflict
+        self.global_stage, self.checkpoints = global_stage, checkpoints
+        self.app = faust.App(
+            settings.app_id,
+            broker=f"kafka://{settings.bootstrap}",
+            broker_credentials=faust_credentials(settings),
+            store="memory://",
+            web_enabled=False,
+            topic_partitions=settings.partitions,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            # A crashed worker's partitions are reassigned after 10 s, not Faust's default 60 s.
+            broker_session_timeout=SESSION_TIMEOUT_SECONDS,
+            broker_heartbeat_interval=3.0,
+            datadir=str(settings.audit_db) + ".faust",
+        )
+        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        self.events_topic = self.app.topic(settings.events_topic, **raw)
+        self.changes_name = settings.changes_topic_name
+        # Stage B's whole input: one partition (one owner, one order), kept without time or size limit.
+        self.changes_topic = self.app.topic(self.changes_name, partitions=1,
+                                            config={"retention.ms": "-1", "retention.bytes": "-1"}, **raw)
+        self.dlq_topic = self.app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
+        self.alerts_topic = self.app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw")
+        self.verdicts_topic = self.app.topic(settings.verdicts_topic, **raw)
+        self.metrics = pipeline.metrics
+        self.owned = Ownership()
+        self.changes_key: Key = (self.changes_name, 0)
+        # Held from a change of the state until what it emitted is published: a checkpoint is taken only
+        # between two such steps, so it never covers an alert, dead letter or change batch not yet sent.
+        self.step = asyncio.Lock()
+        self._wire()
+
+    def _wire(self) -> None:
+        app = self.app
+        app.on_partitions_assigned.connect(self.on_assigned)
+        app.on_partitions_revoked.connect(self.on_revoked)
+        app.agent(self.events_topic, name="windows")(self.windows)
+        app.agent(self.changes_topic, name="graph_stage")(self.graph_stage)
+        app.agent(self.verdicts_topic, name="verdicts")(self.verdicts)
+        app.timer(interval=1.0)(self.housekeeping)
+        app.timer(interval=MEMORY_RELEASE_SECONDS)(self.release_memory)
+        app.timer(interval=self.settings.audit_flush_seconds)(self.audit_flush)
+        if self.checkpoints is not None and self.settings.checkpoint_seconds > 0:
+            app.timer(interval=self.settings.checkpoint_seconds)(self.checkpoint)
+        app.timer(interval=300.0)(self.audit_compact)
 
     @contextlib.asynccontextmanager
-    async def stepping() -> AsyncIterator[None]:
-        async with step:
-            pipeline.step_open = True
+    async def stepping(self) -> AsyncIterator[None]:
+        async with self.step:
+            self.pipeline.step_open = True
             yield
-            pipeline.step_open = False  # not reached when the step was cancelled half-way (a stop)
+            self.pipeline.step_open = False  # not reached when the step was cancelled half-way (a stop)
 
-    async def send(topic: faust.TopicT, kind: str, key: bytes | None, value: bytes | None,
+    async def send(self, topic: faust.TopicT, kind: str, key: bytes | None, value: bytes | None,
                    headers: list[tuple[str, bytes]] | None = None) -> None:
         """Send and wait for the broker's ack; retry with back-off until it succeeds."""
         delay = 0.5
@@ -128,238 +152,233 @@ def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every send failure is retried, never dropped
-                if metrics is not None:
-                    metrics.publish_errors.labels(kind).inc()
+                if self.metrics is not None:
+                    self.metrics.publish_errors.labels(kind).inc()
                 log.error("send to %s failed, retrying in %.1fs: %s", topic.get_topic_name(), delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def publish(emitted: Emitted) -> None:
+    async def publish(self, emitted: Emitted) -> None:
         for dead in emitted.dead:
-            await send(dlq_topic, "dlq", dead.record.key, dead.value(), dead.headers())
-            if metrics is not None:
-                metrics.dead_letters.inc()
+            await self.send(self.dlq_topic, "dlq", dead.record.key, dead.value(), dead.headers())
+            if self.metrics is not None:
+                self.metrics.dead_letters.inc()
         for change in emitted.changes:
-            await send(changes_topic, "changes", change.key, change.value, change.headers)
-            if metrics is not None:
-                metrics.change_records.labels("sent").inc()
+            await self.send(self.changes_topic, "changes", change.key, change.value, change.headers)
+            if self.metrics is not None:
+                self.metrics.change_records.labels("sent").inc()
         for update in emitted.alerts:
-            await send(alerts_topic, "alerts", update.alert_id.encode(), alert_message(update))
-            if pipeline.audit is not None:  # acknowledged: a restart will not send this version again
-                pipeline.audit.add_publication(update.alert_id, update.version, time.time())
+            await self.send(self.alerts_topic, "alerts", update.alert_id.encode(), alert_message(update))
+            if self.pipeline.audit is not None:  # acknowledged: a restart will not send this version again
+                self.pipeline.audit.add_publication(update.alert_id, update.version, time.time())
 
-    async def ensure(key: Key, target: int) -> None:
+    async def ensure(self, key: Key, target: int) -> None:
         """(Holding the step lock) bring the state of ``key`` up to ``target``, the offset Faust
         delivers from, before its first record is handled after an assignment."""
-        if key in owned.verified:
+        if key in self.owned.verified:
             return
         delay = 1.0
-        while (have := pipeline.next_offsets.get(key, 0)) < target:
+        while (have := self.pipeline.next_offsets.get(key, 0)) < target:
             try:
-                await catch_up(key, have, target)
+                await self.catch_up(key, have, target)
             except Exception as exc:  # noqa: BLE001 - the broker may be away; what was read is kept
                 log.error("recovery of %s[%d] interrupted, retrying in %.0fs: %s", *key, delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        owned.verified.add(key)
-        if key == changes_key:
-            if metrics is not None:
-                metrics.global_owner.set(1)
+        self.owned.verified.add(key)
+        if key == self.changes_key:
+            if self.metrics is not None:
+                self.metrics.global_owner.set(1)
         else:
-            pipeline.partition_input[key[1]] = time.time()  # the idle clock starts again at each assignment
+            self.pipeline.partition_input[key[1]] = time.time()  # the idle clock starts again at each assignment
 
-    async def catch_up(key: Key, start: int, end: int) -> None:
+    async def catch_up(self, key: Key, start: int, end: int) -> None:
         def handle(records: list[Record]) -> None:
-            if key == changes_key:
+            if key == self.changes_key:
                 for record in records:
-                    global_stage.apply(record)
+                    self.global_stage.apply(record)
             else:  # the change batches and dead letters were published by whoever read these first
-                pipeline.handle(records)
+                self.pipeline.handle(records)
 
-        owned.catching_up += 1
-        pipeline.recovering = True
-        if metrics is not None:
-            metrics.recovering.set(1)
+        self.owned.catching_up += 1
+        self.pipeline.recovering = True
+        if self.metrics is not None:
+            self.metrics.recovering.set(1)
         try:
             read = await asyncio.get_running_loop().run_in_executor(
-                None, read_range, settings, key[0], key[1], start, end, handle)
+                None, read_range, self.settings, key[0], key[1], start, end, handle)
         finally:
-            owned.catching_up -= 1
-            pipeline.end_recovery()
-        if metrics is not None:
-            (metrics.recovered_changes if key == changes_key else metrics.recovered_records).inc(read)
+            self.owned.catching_up -= 1
+            self.pipeline.end_recovery()
+        if self.metrics is not None:
+            (self.metrics.recovered_changes if key == self.changes_key else self.metrics.recovered_records).inc(read)
 
-    @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        owned.joined = True  # args[0]: the partitions assigned; each is checked before its first record
-        owned.forget({(tp.topic, tp.partition) for tp in args[0]})
+    async def on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        self.owned.joined = True  # args[0]: the partitions assigned; each is checked before its first record
+        self.owned.forget({(tp.topic, tp.partition) for tp in args[0]})
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        owned.forget({(tp.topic, tp.partition) for tp in args[0]})
+    async def on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        self.owned.forget({(tp.topic, tp.partition) for tp in args[0]})
 
-    @app.agent(events_topic)
-    async def windows(stream: faust.StreamT[bytes]) -> None:
+    async def windows(self, stream: faust.StreamT[bytes]) -> None:
         """Stage A: each input partition's window; what it closes goes to the changes topic."""
         async for batch in stream.take_events(  # type: ignore[attr-defined] # faust-streaming has it; its StreamT stub does not
-                settings.batch_size, within=settings.batch_seconds):
+                self.settings.batch_size, within=self.settings.batch_seconds):
             records = [record_of(e.message) for e in batch]
-            async with stepping():
+            async with self.stepping():
                 for key, first in sorted({(r.topic, r.partition): r.offset for r in reversed(records)}.items()):
-                    await ensure(key, first)
-                todo = fresh(pipeline, records)
+                    await self.ensure(key, first)
+                todo = fresh(self.pipeline, records)
                 if todo:
-                    await publish(pipeline.handle(todo))
+                    await self.publish(self.pipeline.handle(todo))
 
-    @app.agent(changes_topic)
-    async def graph_stage(stream: faust.StreamT[bytes]) -> None:
+    async def graph_stage(self, stream: faust.StreamT[bytes]) -> None:
         """Stage B: the graph, clusters and alerts, from the changes topic."""
         async for event in stream.events():
             record = record_of(event.message)
-            async with stepping():
-                await ensure((record.topic, record.partition), record.offset)
-                if not fresh(pipeline, [record]):
+            async with self.stepping():
+                await self.ensure((record.topic, record.partition), record.offset)
+                if not fresh(self.pipeline, [record]):
                     continue
-                emitted, outcome = global_stage.apply(record)
-                if outcome is not None and metrics is not None and not pipeline.recovering:
-                    metrics.verdicts.labels(outcome).inc()
-                await publish(emitted)
+                emitted, outcome = self.global_stage.apply(record)
+                if outcome is not None and self.metrics is not None and not self.pipeline.recovering:
+                    self.metrics.verdicts.labels(outcome).inc()
+                await self.publish(emitted)
 
-    @app.agent(verdicts_topic)
-    async def verdicts(stream: faust.StreamT[bytes]) -> None:
+    async def verdicts(self, stream: faust.StreamT[bytes]) -> None:
         """Verdicts join stage B's input, so every rebuild applies them at the same place."""
         async for event in stream.events():
             message = event.message
             forwarded = verdict_record(message.key, message.value or b"")
-            await send(changes_topic, "changes", forwarded.key, forwarded.value, forwarded.headers)
+            await self.send(self.changes_topic, "changes", forwarded.key, forwarded.value, forwarded.headers)
 
-    @app.timer(interval=1.0)
-    async def housekeeping() -> None:
-        if time.monotonic() >= owned.next_count_check:  # the consumer's metadata refreshes only every few minutes
-            owned.next_count_check = time.monotonic() + PARTITION_CHECK_SECONDS
+    async def housekeeping(self) -> None:
+        if time.monotonic() >= self.owned.next_count_check:  # the consumer's metadata refreshes only every few minutes
+            self.owned.next_count_check = time.monotonic() + PARTITION_CHECK_SECONDS
             try:
-                total = await asyncio.get_running_loop().run_in_executor(None, partition_count, settings)
+                total = await asyncio.get_running_loop().run_in_executor(None, partition_count, self.settings)
             except Exception as exc:  # noqa: BLE001 - the broker may be away; checked again later
-                log.warning("could not read the partition count of %s: %s", settings.events_topic, exc)
+                log.warning("could not read the partition count of %s: %s", self.settings.events_topic, exc)
             else:
-                problem = total and partition_count_problem(settings.events_topic, total, pipeline.engine.partitions)
+                problem = total and partition_count_problem(self.settings.events_topic, total, self.pipeline.engine.partitions)
                 if problem:
-                    on_conflict(problem)
+                    self.on_conflict(problem)
                     return
         try:
-            assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()
-                        if tp.topic in (settings.events_topic, changes_name)}
+            assigned = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()
+                        if tp.topic in (self.settings.events_topic, self.changes_name)}
         except Exception:  # noqa: BLE001 - no consumer yet
             return
         now = time.time()
-        await release_unowned(assigned, now)
-        unverified = sorted(assigned - owned.verified)
+        await self.release_unowned(assigned, now)
+        unverified = sorted(assigned - self.owned.verified)
         if unverified:  # partitions with nothing new to deliver: check them against the committed offsets
             try:
                 committed = await asyncio.get_running_loop().run_in_executor(
-                    None, committed_offsets, settings, [settings.events_topic, changes_name])
+                    None, committed_offsets, self.settings, [self.settings.events_topic, self.changes_name])
             except Exception as exc:  # noqa: BLE001 - the broker may be away; the next second tries again
                 log.warning("could not read the committed offsets: %s", exc)
                 return
-            async with stepping():
+            async with self.stepping():
                 for key in unverified:
-                    await ensure(key, committed.get(key, 0))
-        async with stepping():
-            for key in sorted(assigned & owned.verified):
-                if key != changes_key and idle(key, now):
-                    await publish(pipeline.flush_partition(key[1]))
-            pipeline.refresh_gauges(changes_key in owned.verified)
-        if metrics is not None:
-            metrics.recovering.set(0 if owned.joined and assigned <= owned.verified and not owned.catching_up else 1)
-            metrics.global_owner.set(1 if changes_key in assigned and changes_key in owned.verified else 0)
-            metrics.assigned_partitions.set(sum(1 for key in assigned if key[0] == settings.events_topic))
-            lag = consumer_lag(app, pipeline, settings.events_topic)
+                    await self.ensure(key, committed.get(key, 0))
+        async with self.stepping():
+            for key in sorted(assigned & self.owned.verified):
+                if key != self.changes_key and self.idle(key, now):
+                    await self.publish(self.pipeline.flush_partition(key[1]))
+            self.pipeline.refresh_gauges(self.changes_key in self.owned.verified)
+        if self.metrics is not None:
+            self.metrics.recovering.set(0 if self.owned.joined and assigned <= self.owned.verified and not self.owned.catching_up else 1)
+            self.metrics.global_owner.set(1 if self.changes_key in assigned and self.changes_key in self.owned.verified else 0)
+            self.metrics.assigned_partitions.set(sum(1 for key in assigned if key[0] == self.settings.events_topic))
+            lag = consumer_lag(self.app, self.pipeline, self.settings.events_topic)
             if lag is not None:
-                metrics.consumer_lag.set(lag)
-            lag = consumer_lag(app, pipeline, changes_name)
-            metrics.changes_lag.set(lag or 0)
+                self.metrics.consumer_lag.set(lag)
+            lag = consumer_lag(self.app, self.pipeline, self.changes_name)
+            self.metrics.changes_lag.set(lag or 0)
 
-    def idle(key: Key, now: float) -> bool:
+    def idle(self, key: Key, now: float) -> bool:
         """An input partition with nothing left to deliver and no input for ``--idle-flush-seconds``
         (not one whose records wait behind a slow step: that is lag, not idleness)."""
         partition = key[1]
-        if partition in pipeline.idle_sent or now - pipeline.partition_input.get(partition, now) < settings.idle_flush_seconds:
+        if partition in self.pipeline.idle_sent or now - self.pipeline.partition_input.get(partition, now) < self.settings.idle_flush_seconds:
             return False
         try:
-            highwater = app.consumer.highwater(TP(*key))
+            highwater = self.app.consumer.highwater(TP(*key))
         except Exception:  # noqa: BLE001 - no consumer metadata yet
             return False
-        return highwater is not None and pipeline.next_offsets.get(key, 0) >= highwater
+        return highwater is not None and self.pipeline.next_offsets.get(key, 0) >= highwater
 
-    async def release_unowned(assigned: set[Key], now: float) -> None:
+    async def release_unowned(self, assigned: set[Key], now: float) -> None:
         """Drop the state of partitions another worker has owned for ``RELEASE_SECONDS`` (a rebalance
         that hands them straight back keeps it)."""
-        held = {key for key in list(pipeline.next_offsets) if key[0] in (settings.events_topic, changes_name)}
+        held = {key for key in list(self.pipeline.next_offsets) if key[0] in (self.settings.events_topic, self.changes_name)}
         for key in held & assigned:
-            owned.unowned_since.pop(key, None)
+            self.owned.unowned_since.pop(key, None)
         for key in sorted(held - assigned):
-            since = owned.unowned_since.setdefault(key, now)
+            since = self.owned.unowned_since.setdefault(key, now)
             if now - since < RELEASE_SECONDS:
                 continue
-            async with stepping():
-                if key == changes_key:
-                    global_stage.reset()
+            async with self.stepping():
+                if key == self.changes_key:
+                    self.global_stage.reset()
                 else:
-                    pipeline.release_partition(key)
-            owned.unowned_since.pop(key, None)
+                    self.pipeline.release_partition(key)
+            self.owned.unowned_since.pop(key, None)
             log.warning("released the state of %s[%d]: another worker owns it", *key)
 
-    @app.timer(interval=MEMORY_RELEASE_SECONDS)
-    async def release_memory() -> None:
+    async def release_memory(self) -> None:
         release_free_memory()  # the heap's free pages back to the OS (streams/runtime/allocator.py)
 
-    @app.timer(interval=settings.audit_flush_seconds)
-    async def audit_flush() -> None:
+    async def audit_flush(self) -> None:
         try:
-            pipeline.flush_audit()
+            self.pipeline.flush_audit()
         except OSError as exc:  # rows stay buffered; the next flush retries
             log.error("audit flush failed, will retry: %s", exc)
 
-    if checkpoints is not None and settings.checkpoint_seconds > 0:
-        @app.timer(interval=settings.checkpoint_seconds)
-        async def checkpoint() -> None:
-            async with step:  # between two steps: everything the state emitted is published
-                if pipeline.step_open or global_stage.mid_batch or owned.catching_up:
-                    return  # a step cut short (a stop), half a batch, or a catch-up: the next one
-                started = time.monotonic()
-                try:
-                    pipeline.flush_audit()  # rows the state implies are on disk before it says so
-                    data = capture(pipeline)
-                except Exception as exc:  # noqa: BLE001 - a failed checkpoint only makes the next restart longer
-                    log.error("checkpoint not taken: %s", exc)
-                    if metrics is not None:
-                        metrics.checkpoints.labels("failed").inc()
-                    return
-            captured = time.monotonic()
+    async def checkpoint(self) -> None:
+        store = self.checkpoints
+        if store is None:
+            return
+        async with self.step:  # between two steps: everything the state emitted is published
+            if self.pipeline.step_open or self.global_stage.mid_batch or self.owned.catching_up:
+                return  # a step cut short (a stop), half a batch, or a catch-up: the next one
+            started = time.monotonic()
             try:
-                await asyncio.get_running_loop().run_in_executor(None, checkpoints.save, data)
-            except OSError as exc:
-                log.error("checkpoint not written to %s: %s", checkpoints.directory, exc)
-                if metrics is not None:
-                    metrics.checkpoints.labels("failed").inc()
+                self.pipeline.flush_audit()  # rows the state implies are on disk before it says so
+                data = capture(self.pipeline)
+            except Exception as exc:  # noqa: BLE001 - a failed checkpoint only makes the next restart longer
+                log.error("checkpoint not taken: %s", exc)
+                if self.metrics is not None:
+                    self.metrics.checkpoints.labels("failed").inc()
                 return
-            if metrics is not None:
-                metrics.checkpoints.labels("written").inc()
-                metrics.last_checkpoint.set(time.time())
-                metrics.checkpoint_seconds.labels("capture").set(captured - started)
-                metrics.checkpoint_seconds.labels("write").set(time.monotonic() - captured)
-                metrics.checkpoint_bytes.set(len(data))
+        captured = time.monotonic()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, store.save, data)
+        except OSError as exc:
+            log.error("checkpoint not written to %s: %s", store.directory, exc)
+            if self.metrics is not None:
+                self.metrics.checkpoints.labels("failed").inc()
+            return
+        if self.metrics is not None:
+            self.metrics.checkpoints.labels("written").inc()
+            self.metrics.last_checkpoint.set(time.time())
+            self.metrics.checkpoint_seconds.labels("capture").set(captured - started)
+            self.metrics.checkpoint_seconds.labels("write").set(time.monotonic() - captured)
+            self.metrics.checkpoint_bytes.set(len(data))
 
-    @app.timer(interval=300.0)
-    async def audit_compact() -> None:
+    async def audit_compact(self) -> None:
         # One segment a second per table adds up: fold them (and apply retention) every 5 minutes.
-        if pipeline.audit is not None:
+        if self.pipeline.audit is not None:
             try:
-                pipeline.audit.compact(min_segments=50)
+                self.pipeline.audit.compact(min_segments=50)
             except Exception as exc:  # noqa: BLE001 - compaction is an optimisation; never stop detection
                 log.error("audit compaction failed: %s", exc)
 
-    return app
+
+def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str], None],
+              global_stage: GlobalStage, checkpoints: CheckpointStore | None = None) -> faust.App:
+    return Topology(settings, pipeline, on_conflict, global_stage, checkpoints).app
 
 
 def partition_count_problem(topic: str, total: int, engine_partitions: int) -> str | None:
