@@ -1,5 +1,5 @@
 """How every Kafka client of fraudgraph authenticates: one place turns the ``kafka_*`` settings into
-kafka-python keyword arguments and into Faust (aiokafka) credentials, and checks them first so a
+kafka-python keyword arguments, librdkafka configuration and Faust (aiokafka) credentials, and checks them first so a
 mistake is one clear line, not a client's stack trace. The password never appears in a message.
 
     >>> from streams.settings import Settings
@@ -81,6 +81,26 @@ def kafka_python_args(settings: Settings) -> dict[str, Any]:
     if uses_tls(settings):
         args["ssl_context"] = ssl_context(settings)
     return args
+
+
+def librdkafka_config(settings: Settings) -> dict[str, Any]:
+    """Configuration for a librdkafka client (confluent-kafka): the worker's batch intake.
+
+    >>> librdkafka_config(Settings(bootstrap="k:9092"))
+    {'bootstrap.servers': 'k:9092', 'security.protocol': 'plaintext'}
+    """
+    check(settings)
+    protocol = settings.kafka_security_protocol.upper()
+    config: dict[str, Any] = {"bootstrap.servers": settings.bootstrap, "security.protocol": protocol.lower()}
+    if protocol.startswith("SASL"):
+        config.update({"sasl.mechanism": settings.kafka_sasl_mechanism.upper(), "sasl.username": settings.kafka_username,
+                       "sasl.password": password(settings)})
+    if uses_tls(settings):
+        config["ssl.ca.location"] = settings.kafka_ca_file or "probe"  # probe: the system's CA store
+        if settings.kafka_cert_file:
+            config.update({"ssl.certificate.location": settings.kafka_cert_file,
+                           "ssl.key.location": settings.kafka_key_file})
+    return config
 
 
 def faust_credentials(settings: Settings) -> Any:

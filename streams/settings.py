@@ -30,6 +30,9 @@ class Settings:
                                  "kept without time limit (default: <app-id>-changes)")
     partitions: int = setting(1, "FRAUDGRAPH_PARTITIONS", "partitions for topics the worker creates")
     audit_db: str = setting("./data/audit.duckdb", "FRAUDGRAPH_AUDIT_DB", "DuckDB audit store investigators open")
+    audit_backlog_rows: int = setting(1_000_000, "FRAUDGRAPH_AUDIT_BACKLOG_ROWS",
+                                      "unwritten audit rows above which the worker takes no more input (bounds memory "
+                                      "while the audit store cannot keep up)")
     audit_flush_seconds: float = setting(1.0, "FRAUDGRAPH_AUDIT_FLUSH_SECONDS", "how often buffered audit rows are written")
     retention_days: float = setting(90.0, "FRAUDGRAPH_RETENTION_DAYS", "audit rows older than this are dropped at compaction")
     metrics_port: int = setting(9108, "FRAUDGRAPH_METRICS_PORT", "port of the Prometheus /metrics endpoint (0: off)")
@@ -39,7 +42,7 @@ class Settings:
     broker_wait_seconds: float = setting(15.0, "FRAUDGRAPH_BROKER_WAIT_SECONDS",
                                          "how long the worker waits for a Kafka broker at start before it exits (status 2)")
     idle_flush_seconds: float = setting(5.0, "FRAUDGRAPH_IDLE_FLUSH_SECONDS", "wall seconds without input before held events are released")
-    batch_size: int = setting(2000, "FRAUDGRAPH_BATCH_SIZE", "events taken from Kafka per engine call")
+    batch_size: int = setting(20000, "FRAUDGRAPH_BATCH_SIZE", "most events taken from Kafka per engine call (a batch is handed on once full or after --batch-seconds)")
     batch_seconds: float = setting(0.25, "FRAUDGRAPH_BATCH_SECONDS", "longest wait to fill a batch")
     checkpoint_seconds: float = setting(60.0, "FRAUDGRAPH_CHECKPOINT_SECONDS",
                                         "how often the worker checkpoints its state (a restart re-reads only what "

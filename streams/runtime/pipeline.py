@@ -8,10 +8,11 @@ messages) and buffers audit rows; the caller sends and flushes. That keeps Faust
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
@@ -41,6 +42,27 @@ class Record:
 
 
 DLQ_VALUE_LIMIT = 256 * 1024  # larger originals are truncated so the dead letter itself fits a request
+
+
+@runtime_checkable
+class KafkaMessage(Protocol):
+    """A Kafka client's message object (confluent-kafka's ``Message``): read only to dead-letter it."""
+
+    def value(self) -> bytes | None: ...
+    def key(self) -> bytes | None: ...
+    def partition(self) -> int: ...
+    def offset(self) -> int: ...
+    def topic(self) -> str: ...
+    def headers(self) -> list[tuple[str, bytes]] | None: ...
+
+
+@dataclass(slots=True)
+class Part:
+    """One partition's records of a batch, in offset order: values, offsets and each one's source."""
+
+    values: list[bytes | None] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    sources: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +172,55 @@ class Pipeline:
                 values.append(record.value)
                 sources.append(record)
         return self._process(values, sources, emitted, len(records), sources.__getitem__)
+
+    def handle_partitions(self, topic: str, parts: dict[int, Part]) -> Emitted:
+        """One batch of input records by partition (the worker's batch intake): no Record is made per
+        record; a record's ``source`` (e.g. the Kafka client's message) becomes one only when it is
+        dead-lettered. Records the state already holds (below ``next_offsets``) are skipped."""
+        engine = self.engine
+        if not engine.split:  # one window in-process: the record path
+            records = [self._record_of(s) for part in parts.values() for s in part.sources]
+            return self.handle(records)
+        emitted = Emitted()
+        received = self.wall()
+        self.last_input_wall = received
+        wall = received if self.live else None
+        out = EngineOutput()
+        n_in = n_ok = 0
+        for partition in sorted(parts):
+            part = parts[partition]
+            key = (topic, partition)
+            start = bisect_left(part.offsets, self.next_offsets.get(key, 0))
+            if start == len(part.offsets):
+                continue
+            self.next_offsets[key] = part.offsets[-1] + 1
+            values, sources = part.values[start:], part.sources[start:]
+            n_in += len(values)
+            if partition >= engine.partitions:
+                raise RuntimeError(f"input partition {partition} but the engine was built for "
+                                   f"{engine.partitions}; restart the worker to pick up the new partition count")
+            invalid = 0
+
+            def fallback(i: int, values: list[bytes | None] = values, sources: list[Any] = sources) -> tuple[object, ...] | None:
+                nonlocal invalid
+                value = values[i]
+                try:
+                    if value is None:
+                        raise InvalidEvent("empty value (tombstone)", ErrorKind.TOMBSTONE)
+                    return EventColumns.fields(decode_event(value))
+                except InvalidEvent as exc:
+                    invalid += 1
+                    emitted.dead.append(DeadLetter(self._record_of(sources[i]), exc.reason, exc.kind))
+                    return None
+
+            out.rejected.extend(engine.feed_json([v if v is not None else b"" for v in values], sources, fallback,
+                                                 wall, partition))
+            n_ok += len(values) - invalid
+            emitted.changes.extend(batch_records(partition, engine.take_batches(partition)))
+            self.partition_input[partition] = received
+            self.idle_sent.discard(partition)
+        self._after(out, emitted, received, n_in, n_ok)
+        return emitted
 
     def handle_lines(self, lines: list[bytes], first_line: int, name: str) -> Emitted:
         """Lines of a file (replay): each event's source is its line number; a Record is made only for a
@@ -323,6 +394,9 @@ class Pipeline:
     def _record_of(self, source: object) -> Record:
         if isinstance(source, Record):
             return source
+        if isinstance(source, KafkaMessage):  # the batch intake's own message objects
+            return Record(source.value(), source.key(), source.partition(), source.offset(), source.topic(),
+                          tuple(source.headers() or ()))
         if isinstance(source, int):  # a replayed line; its text is at hand unless held since an earlier batch
             index = source - self._first_line
             value = self._lines[index] if 0 <= index < len(self._lines) else self._held_lines.get(source)

@@ -37,7 +37,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import faust
-from faust.types import TP
 
 from streams.runtime.allocator import MEMORY_RELEASE_SECONDS, release_free_memory
 from streams.worker.checkpoint_files import CheckpointStore, capture
@@ -46,6 +45,7 @@ from streams.kafka_security import faust_credentials
 from streams.runtime.pipeline import Emitted, Pipeline, Record, alert_message
 from streams.worker.recovery import committed_offsets, partition_count, read_range
 from streams.settings import Settings
+from streams.worker.intake import Batch, Intake
 from streams.worker.stages import GlobalStage, fresh
 
 log = logging.getLogger("fraudgraph")
@@ -67,7 +67,8 @@ class Ownership:
     offset Faust delivers from since it was (re)assigned."""
 
     def __init__(self) -> None:
-        self.joined = False  # the group gave this worker an assignment (possibly empty)
+        self.joined = False  # Faust's group gave this worker an assignment (possibly empty)
+        self.intake_joined = False  # the intake's group did
         self.verified: set[Key] = set()
         self.unowned_since: dict[Key, float] = {}
         self.catching_up = 0
@@ -117,13 +118,17 @@ class Topology:
         # Held from a change of the state until what it emitted is published: a checkpoint is taken only
         # between two such steps, so it never covers an alert, dead letter or change batch not yet sent.
         self.step = asyncio.Lock()
+        # Stage A's input, in batches, from a consumer of its own (streams/worker/intake.py)
+        self.intake = Intake(settings, self.take, lambda: dict(pipeline.next_offsets))
+        self.intake_committed: dict[Key, int | None] = {}  # input partition -> the offset the group delivers from
         self._wire()
 
     def _wire(self) -> None:
         app = self.app
         app.on_partitions_assigned.connect(self.on_assigned)
         app.on_partitions_revoked.connect(self.on_revoked)
-        app.agent(self.events_topic, name="windows")(self.windows)
+        app.task(self.start_intake)
+        app.on_before_shutdown.connect(self.stop_intake)
         app.agent(self.changes_topic, name="graph_stage")(self.graph_stage)
         app.agent(self.verdicts_topic, name="verdicts")(self.verdicts)
         app.timer(interval=1.0)(self.housekeeping)
@@ -220,17 +225,46 @@ class Topology:
     async def on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         self.owned.forget({(tp.topic, tp.partition) for tp in args[0]})
 
-    async def windows(self, stream: faust.StreamT[bytes]) -> None:
-        """Stage A: each input partition's window; what it closes goes to the changes topic."""
-        async for batch in stream.take_events(  # type: ignore[attr-defined] # faust-streaming has it; its StreamT stub does not
-                self.settings.batch_size, within=self.settings.batch_seconds):
-            records = [record_of(e.message) for e in batch]
-            async with self.stepping():
-                for key, first in sorted({(r.topic, r.partition): r.offset for r in reversed(records)}.items()):
-                    await self.ensure(key, first)
-                todo = fresh(self.pipeline, records)
-                if todo:
-                    await self.publish(self.pipeline.handle(todo))
+    async def start_intake(self) -> None:
+        self.intake.start(asyncio.get_running_loop())
+
+    async def stop_intake(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        await self.intake.stop()
+
+    async def take(self, batch: Batch) -> dict[int, int]:
+        """Stage A: one batch of the input topic from the intake (``streams/worker/intake.py``); what it
+        closes goes to the changes topic. Returns the offsets to commit: what the state now holds."""
+        topic = self.settings.events_topic
+        if batch.rebalance is not None:
+            moved = batch.rebalance
+            self.owned.forget(moved.revoked | set(moved.assigned))
+            for key in moved.revoked - set(moved.assigned):
+                self.intake_committed.pop(key, None)
+            self.intake_committed.update(moved.assigned)
+            self.owned.intake_joined = True
+        if not batch.parts:
+            return {}
+        await self.audit_backpressure()
+        async with self.stepping():
+            for partition in sorted(batch.parts):
+                await self.ensure((topic, partition), batch.parts[partition].offsets[0])
+            await self.publish(self.pipeline.handle_partitions(topic, batch.parts))
+        return {p: self.pipeline.next_offsets[(topic, p)] for p in batch.parts if (topic, p) in self.pipeline.next_offsets}
+
+    async def audit_backpressure(self) -> None:
+        """While the audit store cannot keep up (its flushes fail or lag), take no more input: the rows
+        wait in memory only up to ``AUDIT_BACKLOG_ROWS``, the rest waits in Kafka."""
+        audit = self.pipeline.audit
+        warned = False
+        while audit is not None and audit.pending() > self.settings.audit_backlog_rows:
+            if not warned:
+                log.warning("audit store %d rows behind: input paused until it catches up", audit.pending())
+                warned = True
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.pipeline.flush_audit)
+            except OSError as exc:
+                log.error("audit flush failed, will retry: %s", exc)
+                await asyncio.sleep(1.0)
 
     async def graph_stage(self, stream: faust.StreamT[bytes]) -> None:
         """Stage B: the graph, clusters and alerts, from the changes topic."""
@@ -266,19 +300,25 @@ class Topology:
                     return
         try:
             assigned = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()
-                        if tp.topic in (self.settings.events_topic, self.changes_name)}
+                        if tp.topic == self.changes_name} | self.intake.assigned
         except Exception:  # noqa: BLE001 - no consumer yet
             return
         now = time.time()
         await self.release_unowned(assigned, now)
         unverified = sorted(assigned - self.owned.verified)
         if unverified:  # partitions with nothing new to deliver: check them against the committed offsets
-            try:
-                committed = await asyncio.get_running_loop().run_in_executor(
-                    None, committed_offsets, self.settings, [self.settings.events_topic, self.changes_name])
-            except Exception as exc:  # noqa: BLE001 - the broker may be away; the next second tries again
-                log.warning("could not read the committed offsets: %s", exc)
-                return
+            committed: dict[Key, int] = {}
+            if self.changes_key in unverified:
+                try:
+                    committed = await asyncio.get_running_loop().run_in_executor(
+                        None, committed_offsets, self.settings, [self.changes_name])
+                except Exception as exc:  # noqa: BLE001 - the broker may be away; the next second tries again
+                    log.warning("could not read the committed offsets: %s", exc)
+                    return
+            for key in unverified:  # input partitions: the offset the intake group delivers from
+                if key != self.changes_key:
+                    start = self.intake_committed.get(key)
+                    committed[key] = start if start is not None else self.pipeline.next_offsets.get(key, 0)
             async with self.stepping():
                 for key in unverified:
                     await self.ensure(key, committed.get(key, 0))
@@ -288,12 +328,13 @@ class Topology:
                     await self.publish(self.pipeline.flush_partition(key[1]))
             self.pipeline.refresh_gauges(self.changes_key in self.owned.verified)
         if self.metrics is not None:
-            self.metrics.recovering.set(0 if self.owned.joined and assigned <= self.owned.verified and not self.owned.catching_up else 1)
+            joined = self.owned.joined and self.owned.intake_joined
+            self.metrics.recovering.set(0 if joined and assigned <= self.owned.verified and not self.owned.catching_up else 1)
             self.metrics.global_owner.set(1 if self.changes_key in assigned and self.changes_key in self.owned.verified else 0)
             self.metrics.assigned_partitions.set(sum(1 for key in assigned if key[0] == self.settings.events_topic))
-            lag = consumer_lag(self.app, self.pipeline, self.settings.events_topic)
-            if lag is not None:
-                self.metrics.consumer_lag.set(lag)
+            if self.intake.assigned:
+                self.metrics.consumer_lag.set(sum(max(0, high - self.pipeline.next_offsets.get(key, 0))
+                                                  for key, high in self.intake.highwater.items()))
             lag = consumer_lag(self.app, self.pipeline, self.changes_name)
             self.metrics.changes_lag.set(lag or 0)
 
@@ -303,10 +344,7 @@ class Topology:
         partition = key[1]
         if partition in self.pipeline.idle_sent or now - self.pipeline.partition_input.get(partition, now) < self.settings.idle_flush_seconds:
             return False
-        try:
-            highwater = self.app.consumer.highwater(TP(*key))
-        except Exception:  # noqa: BLE001 - no consumer metadata yet
-            return False
+        highwater = self.intake.highwater.get(key)
         return highwater is not None and self.pipeline.next_offsets.get(key, 0) >= highwater
 
     async def release_unowned(self, assigned: set[Key], now: float) -> None:

@@ -55,7 +55,8 @@ class WorkerHandle:
                 "--lateness-seconds", str(s.lateness_seconds), "--tick-seconds", str(s.tick_seconds),
                 *(["--verdict-key-file", s.verdict_key_file] if s.verdict_key_file else []),
                 "--checkpoint-seconds", str(s.checkpoint_seconds), "--window-days", str(s.window_days),
-                *[flag for name in KAFKA_SECURITY if getattr(s, name) != getattr(Settings(), name)
+                *[flag for name in (*KAFKA_SECURITY, "audit_backlog_rows", "batch_size")
+                  if getattr(s, name) != getattr(Settings(), name)
                   for flag in (f"--{name.replace('_', '-')}", str(getattr(s, name)))]]
 
     def launch(self) -> WorkerHandle:
