@@ -20,7 +20,7 @@ def setting(default: Any, env: str, help: str, secret: bool = False) -> Any:  # 
 @dataclass(frozen=True)
 class Settings:
     bootstrap: str = setting("localhost:9092", "FRAUDGRAPH_BOOTSTRAP", "Kafka bootstrap servers (host:port[,...])")
-    app_id: str = setting("fraudgraph", "FRAUDGRAPH_APP_ID", "Faust app id; also the Kafka consumer group")
+    app_id: str = setting("fraudgraph", "FRAUDGRAPH_APP_ID", "Faust app id; also the Kafka consumer group (the input topic's is <app-id>-intake)")
     events_topic: str = setting("account-events", "FRAUDGRAPH_EVENTS_TOPIC", "input topic of account events")
     dlq_topic: str = setting("account-events-dlq", "FRAUDGRAPH_DLQ_TOPIC", "dead-letter topic for invalid events")
     alerts_topic: str = setting("fraud-alerts", "FRAUDGRAPH_ALERTS_TOPIC", "output topic of alerts (JSON)")

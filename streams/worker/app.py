@@ -1,8 +1,9 @@
 """The Faust app: the partitioned topology.
 
     account-events (N partitions, keyed by account)
-        │  stage A: agent ``windows`` — decode, validate, de-duplicate, order by event time, the
-        │  per-account link window and its expiry — on whichever worker Kafka gave the partition
+        │  stage A: ``take``, fed in batches by the intake (``streams/worker/intake.py``) — decode,
+        │  validate, de-duplicate, order by event time, the per-account link window and its expiry —
+        │  on whichever worker the intake's group gave the partition
         ▼
     <app-id>-changes (1 partition): each window's change batches, idle marks, forwarded verdicts
         │  stage B: agent ``graph_stage`` — binding graph, clusters, lineage, scoring, alerts — on
@@ -10,9 +11,9 @@
         ▼
     fraud-alerts, the audit store, Prometheus
 
-Faust's consumer group does the rest: start more workers with the same ``--app-id`` and Kafka
-splits the input partitions among them; the changes topic's single partition makes stage B single
-owner. Stage B merges the partitions' ticks in event time (``graph/ticks.py``) and drops a batch it
+Two consumer groups do the rest: start more workers with the same ``--app-id`` and Kafka splits the
+input partitions among them (the intake's group, ``<app-id>-intake``); Faust's group (``<app-id>``)
+holds the changes topic, whose single partition makes stage B single owner. Stage B merges the partitions' ticks in event time (``graph/ticks.py``) and drops a batch it
 already has, so the answer does not depend on how many workers there are or which one owns what.
 
 Each stage's state is a prefix of its input log (``streams/worker/stages.py``); a partition that arrives
@@ -64,7 +65,7 @@ def record_of(message: Any) -> Record:
 
 class Ownership:
     """Which partitions this worker holds and whether each one's state has been checked against the
-    offset Faust delivers from since it was (re)assigned."""
+    offset its group delivers from since it was (re)assigned."""
 
     def __init__(self) -> None:
         self.joined = False  # Faust's group gave this worker an assignment (possibly empty)
@@ -81,8 +82,8 @@ class Ownership:
 class Topology:
     """The worker's Faust application, in named parts: the topics; ``send`` / ``publish`` (every send
     acknowledged, retried, never dropped); ``ensure`` / ``catch_up`` (a partition's state brought up to
-    the offset Faust delivers from); the agents ``windows`` (stage A), ``graph_stage`` (stage B) and
-    ``verdicts``; the rebalance signals; and the timers (``housekeeping``, ``audit_flush``,
+    the offset its group delivers from); stage A's ``take`` (each batch of the intake), the agents
+    ``graph_stage`` (stage B) and ``verdicts``; the rebalance signals; and the timers (``housekeeping``, ``audit_flush``,
     ``checkpoint``, ``audit_compact``, ``release_memory``), all wired to the app by ``_wire``."""
 
     def __init__(self, settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str], None],

@@ -1,7 +1,7 @@
 """Bring a stage's state up to the offset its consumer group committed, before it goes live.
 
 The state lives in memory. On start the worker restores its newest checkpoint
-(``streams/worker/checkpoint_files.py``); without one every state starts empty at offset 0. When Faust assigns
+(``streams/worker/checkpoint_files.py``); without one every state starts empty at offset 0. When a group assigns
 the worker a partition (of the input topic: stage A; of the changes topic: stage B) whose state is
 behind the group's committed offset — a fresh start, a checkpoint older than the last commit, or a
 partition another worker went on with — ``read_range`` re-reads the gap with a plain consumer that

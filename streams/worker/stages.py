@@ -4,7 +4,7 @@ Each stage's state is a prefix of one Kafka log: a partition window (stage A) is
 input records ``[0, next)`` of its partition; stage B is the state after changes-topic records
 ``[0, next)``. ``Pipeline.next_offsets`` holds ``next`` for each. A record below ``next`` is
 already in the state (a redelivery after a rebalance or a restart) and is skipped; when a worker is
-handed a partition whose state is behind the offset Faust delivers from (another worker went on
+handed a partition whose state is behind the offset its group delivers from (another worker went on
 with it), it first re-reads the gap with publishing off (``streams/worker/recovery.py``): the worker that
 processed those records published what they produced.
 """
