@@ -370,8 +370,8 @@ class Topology:
         release_free_memory()  # the heap's free pages back to the OS (streams/runtime/allocator.py)
 
     async def audit_flush(self) -> None:
-        try:
-            self.pipeline.flush_audit()
+        try:  # in a thread: Parquet is written outside the GIL while the loop goes on
+            await asyncio.get_running_loop().run_in_executor(None, self.pipeline.flush_audit)
         except OSError as exc:  # rows stay buffered; the next flush retries
             log.error("audit flush failed, will retry: %s", exc)
 

@@ -9,10 +9,14 @@ reads it. Then, each on the full topic:
 
 1. **bare librdkafka consumer** (confluent-kafka, batch ``consume``, nothing done with the records): a
    child process; events/s from its first to its last record, and its CPU seconds (all threads);
-2. **one worker** (``fraudgraph worker``, checkpoints off): events/s from the first to the last
-   decoded event (its ``fraudgraph_events_in_total{stage="decode"}``, read every 0.1 s), and its CPU
-   seconds over the same span (``/proc/<pid>/stat``);
-3. **two workers** in one group: the same over both.
+2. **one worker** (``fraudgraph worker``, checkpoints off), started on an empty topic; once it holds
+   its partitions it is paused (SIGSTOP) while a librdkafka producer fills the topic, then resumed,
+   so that it reads a full topic with nothing else running, as the bare consumer does: events/s from the first to the last decoded event (its
+   ``fraudgraph_events_in_total{stage="decode"}``, read every 0.1 s), and its CPU seconds over the
+   same span (``/proc/<pid>/stat``);
+3. **two workers** in one group, each holding two partitions before the events are sent: the same
+   over both. (Started on a full topic, the first worker would read partitions the group then moves
+   to the second, which re-reads them to rebuild their state: the cost of a takeover, not of intake.)
 
 For each: events/s, CPU seconds per 100k events, the ratio to the bare consumer; and whether the
 accounts the worker alerted on (``alert_members``, after stage B drained and the input went idle)
@@ -25,6 +29,7 @@ import argparse
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +41,6 @@ import duckdb
 from streams.dev.broker import DevKafka
 from streams.dev.localrun import wait_for
 from tests.benchmarks.restart import machine
-from tests.benchmarks.scale_out import fast_produce
 from tests.benchmarks.speed import stream
 from tests.integration.conftest import WorkerHandle
 
@@ -46,6 +50,17 @@ TICKS = os.sysconf("SC_CLK_TCK")
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def produce(bootstrap: str, topic: str, lines: list[bytes], keys: list[bytes]) -> None:
+    """With librdkafka, in the background of the reading under test: hundreds of thousands per second."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1 << 20,
+                         "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 1 << 21})
+    for key, value in zip(keys, lines, strict=True):
+        producer.produce(topic, value, key)
+    producer.flush(120)
 
 
 def bare(bootstrap: str, topic: str, n: int) -> dict[str, float]:
@@ -81,10 +96,23 @@ def workers(broker: DevKafka, lines: list[bytes], keys: list[bytes], partitions:
             tmp: Path) -> dict[str, object]:
     first = WorkerHandle(broker, tmp, partitions, checkpoint_seconds=0.0)
     group = [first] + [first.twin(f"w{i}") for i in range(1, n_workers)]
-    fast_produce(broker.bootstrap, first.settings.events_topic, lines, keys)
     try:
         for w in group:
             w.launch()
+        wait_for(lambda: all(w.metric("fraudgraph_recovering") == 0 and (w.metric("fraudgraph_assigned_partitions") or 0) > 0
+                             for w in group) and
+                 sum(w.metric("fraudgraph_assigned_partitions") or 0 for w in group) == partitions, 300, "workers ready")
+        # Paused while the topic fills (a few seconds, inside the groups' 10 s session), so that they read a
+        # full topic with nothing else running, as the bare consumer does.
+        for w in group:
+            os.killpg(w.proc.pid, signal.SIGSTOP)
+        try:
+            filled = time.perf_counter()
+            produce(broker.bootstrap, first.settings.events_topic, lines, keys)
+            filled = time.perf_counter() - filled
+        finally:
+            for w in group:
+                os.killpg(w.proc.pid, signal.SIGCONT)
         decoded = 'fraudgraph_events_in_total{stage="decode"}'
         t0 = c0 = None
         while True:  # every 0.1 s: the first and the last decoded event, and the CPU at each
@@ -113,6 +141,8 @@ def workers(broker: DevKafka, lines: list[bytes], keys: list[bytes], partitions:
         flagged = {row[0] for row in con.execute("SELECT DISTINCT account_id FROM alert_members").fetchall()}
         con.close()
         seconds = t1 - t0
+        if filled > 8:
+            print(f"warning: filling the topic took {filled:.1f}s with the workers paused (session timeout 10 s)")
         return {"workers": n_workers, "events": len(lines), "seconds": seconds, "cpu": c1 - c0, "flagged": flagged}
     finally:
         for w in group:
@@ -137,6 +167,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_500_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--benign", type=int, default=100_000)
+    parser.add_argument("--workers", default="1,2", help="worker counts to run (default 1,2)")
     parser.add_argument("--out", type=Path, default=None, help="append the table to this markdown file")
     parser.add_argument("--bare", nargs=3, metavar=("BOOTSTRAP", "TOPIC", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -151,11 +182,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, DevKafka() as broker:
         topic = f"bare-{time.time_ns()}"
         broker.create_topics([topic], partitions=args.partitions)
-        fast_produce(broker.bootstrap, topic, lines, keys)
+        produce(broker.bootstrap, topic, lines, keys)
         base = bare(broker.bootstrap, topic, len(lines))
         rows.append(("bare librdkafka consumer", base["events"] / base["seconds"], base["cpu"] / base["events"] * 1e5, None))
         truth = replay_flagged(lines, Path(tmp))
-        for n in (1, 2):
+        for n in [int(x) for x in args.workers.split(",")]:
             work = Path(tmp) / f"w{n}"
             work.mkdir()
             result = workers(broker, lines, keys, args.partitions, n, work)

@@ -41,7 +41,8 @@ class AuditStore:
         self._kept: dict[str, list[pa.Table]] = {}  # Arrow segments a failed flush left, written first next time
         # id -> (features dict, its JSON) since the last flush (the dict is held, so its id is not reused)
         self._json_of: dict[int, tuple[dict[str, float], str]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the buffers
+        self._flushing = threading.Lock()  # one flush at a time
         self._seq = 0
         self.rows_written = 0
         self.event_time_now = float("-inf")  # newest watermark seen: event-time retention ages against it
@@ -157,7 +158,13 @@ class AuditStore:
                     + len(self._links) + sum(int(t.num_rows) for tables in self._kept.values() for t in tables))
 
     def flush(self) -> int:
-        """Write every buffered row as one new segment per table; returns rows written."""
+        """Write every buffered row as one new segment per table; returns rows written. One flush at a
+        time: a flush that returns has every row added before it on disk, even if another thread's
+        flush had taken some of them (a checkpoint relies on it)."""
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> int:
         with self._lock:
             # Arrow pieces built before anything is taken out of the buffers: if this fails, nothing is lost
             members = [self._member_rows(snapshot) for snapshot in self._latest.values()]

@@ -165,13 +165,13 @@ impl Graph {
     }
 
     /// Apply one tick's batches (one per partition) and detect.
-    fn apply(&mut self, batches: Vec<PyRefMut<'_, Batch>>) -> PyResult<Tick> {
+    fn apply(&mut self, py: Python<'_>, batches: Vec<PyRefMut<'_, Batch>>) -> PyResult<Tick> {
         self.with(|inner| {
             let mut owned = Vec::with_capacity(batches.len());
             for mut b in batches {
                 owned.push(b.inner.take().ok_or_else(|| PyValueError::new_err("this batch was already applied"))?);
             }
-            let out = inner.apply(&owned);
+            let out = py.allow_threads(|| inner.apply(&owned));  // Rust only: other threads run meanwhile
             let lineage = out.lineage.iter().map(|&(c, k, s, o)| (c, k.name(), s, opt_id(o))).collect();
             Ok(Tick { tick_end: out.tick_end, watermark: out.watermark, lineage, changed: out.changed,
                       touched: out.touched, gone: out.gone, worked: out.worked })

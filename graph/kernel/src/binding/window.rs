@@ -56,23 +56,23 @@ fn opt_u64(item: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
 }
 
 /// Events `Window.feed_json` decodes and feeds at a time.
-const FEED_CHUNK: usize = 256;
+const FEED_CHUNK: usize = 1024;
 
 /// One chunk of `Window.feed_json`: `items` are its values from index `offset` on.
-fn feed_json_chunk(inner: &mut window::Window, items: &[Bound<'_, PyAny>], offset: usize, first_source: u64,
-                   fallback: &Bound<'_, PyAny>, wall: Option<f64>) -> PyResult<()> {
-    let mut fast: Vec<Option<contract::Decoded>> = Vec::with_capacity(items.len());
+fn feed_json_chunk(py: Python<'_>, inner: &mut window::Window, items: &[Bound<'_, PyAny>], offset: usize,
+                   first_source: u64, fallback: &Bound<'_, PyAny>, wall: Option<f64>) -> PyResult<()> {
+    let raws: Vec<&[u8]> = items.iter()
+        .map(|item| item.downcast::<PyBytes>().map(|b| b.as_bytes()).map_err(PyErr::from))
+        .collect::<PyResult<_>>()?;
+    // The values are immutable bytes the caller's list keeps alive: decoded without the GIL, so the
+    // worker's other threads (the Kafka intake) run meanwhile.
+    let fast: Vec<Option<contract::Decoded>> = py.allow_threads(|| raws.iter().map(|raw| contract::decode(raw)).collect());
     let mut slow: Vec<(usize, Bound<'_, PyTuple>)> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let raw = item.downcast::<PyBytes>()?.as_bytes();
-        match contract::decode(raw) {
-            Some(d) => fast.push(Some(d)),
-            None => {
-                fast.push(None);
-                let got = fallback.call1((offset + i,))?;
-                if !got.is_none() {
-                    slow.push((i, got.downcast_into::<PyTuple>()?));
-                }
+    for (i, d) in fast.iter().enumerate() {
+        if d.is_none() {
+            let got = fallback.call1((offset + i,))?;
+            if !got.is_none() {
+                slow.push((i, got.downcast_into::<PyTuple>()?));
             }
         }
     }
@@ -94,7 +94,7 @@ fn feed_json_chunk(inner: &mut window::Window, items: &[Bound<'_, PyAny>], offse
             rows.push(row_from(source, f)?);
         }
     }
-    inner.feed(&rows, wall);
+    py.allow_threads(|| inner.feed(&rows, wall));
     Ok(())
 }
 
@@ -164,7 +164,7 @@ impl Window {
             // window's batches do not depend on how its input is cut into feeds.
             for start in (0..items.len()).step_by(FEED_CHUNK) {
                 let end = (start + FEED_CHUNK).min(items.len());
-                feed_json_chunk(inner, &items[start..end], start, first_source, fallback, wall)?;
+                feed_json_chunk(values.py(), inner, &items[start..end], start, first_source, fallback, wall)?;
             }
             Ok(())
         })
