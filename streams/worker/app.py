@@ -51,6 +51,7 @@ from streams.worker.stages import GlobalStage, fresh
 
 log = logging.getLogger("fraudgraph")
 EXIT_OWNERSHIP = 3  # exit status of a worker whose input topic changed its partition count under it
+EXIT_FAILURE = 1  # exit status of a worker whose input consumer stopped
 SESSION_TIMEOUT_SECONDS = 10.0  # a crashed worker's partitions are free again after this
 RELEASE_SECONDS = 60.0  # state of a partition another worker has owned this long is dropped here
 PARTITION_CHECK_SECONDS = 10.0  # how often the input topic's partition count is read
@@ -86,7 +87,7 @@ class Topology:
     ``graph_stage`` (stage B) and ``verdicts``; the rebalance signals; and the timers (``housekeeping``, ``audit_flush``,
     ``checkpoint``, ``audit_compact``, ``release_memory``), all wired to the app by ``_wire``."""
 
-    def __init__(self, settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str], None],
+    def __init__(self, settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str, int], None],
                  global_stage: GlobalStage, checkpoints: CheckpointStore | None = None) -> None:
         self.settings, self.pipeline, self.on_conflict = settings, pipeline, on_conflict
         self.global_stage, self.checkpoints = global_stage, checkpoints
@@ -245,6 +246,11 @@ class Topology:
             self.owned.intake_joined = True
         if not batch.parts:
             return {}
+        beyond = max(batch.parts) + 1
+        if beyond > self.pipeline.engine.partitions:  # the topic grew under the engine: stop before applying
+            problem = partition_count_problem(topic, beyond, self.pipeline.engine.partitions)
+            self.on_conflict(problem or "", EXIT_OWNERSHIP)
+            raise RuntimeError(problem)
         await self.audit_backpressure()
         async with self.stepping():
             for partition in sorted(batch.parts):
@@ -288,6 +294,9 @@ class Topology:
             await self.send(self.changes_topic, "changes", forwarded.key, forwarded.value, forwarded.headers)
 
     async def housekeeping(self) -> None:
+        if self.intake.failure is not None:  # stage A has no input: stop, so that a restart brings it back
+            self.on_conflict(self.intake.failure, EXIT_FAILURE)
+            return
         if time.monotonic() >= self.owned.next_count_check:  # the consumer's metadata refreshes only every few minutes
             self.owned.next_count_check = time.monotonic() + PARTITION_CHECK_SECONDS
             try:
@@ -297,7 +306,7 @@ class Topology:
             else:
                 problem = total and partition_count_problem(self.settings.events_topic, total, self.pipeline.engine.partitions)
                 if problem:
-                    self.on_conflict(problem)
+                    self.on_conflict(problem, EXIT_OWNERSHIP)
                     return
         try:
             assigned = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()
@@ -415,7 +424,7 @@ class Topology:
                 log.error("audit compaction failed: %s", exc)
 
 
-def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str], None],
+def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str, int], None],
               global_stage: GlobalStage, checkpoints: CheckpointStore | None = None) -> faust.App:
     return Topology(settings, pipeline, on_conflict, global_stage, checkpoints).app
 

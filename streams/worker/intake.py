@@ -91,7 +91,7 @@ class Intake:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: concurrent.futures.Future[dict[int, int]] | None = None  # the batch the loop applies
-        self.error: BaseException | None = None
+        self.failure: str | None = None  # why the thread ended when nobody asked it to (the worker then exits)
 
     # -- life cycle (called on the loop) ----------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -128,8 +128,7 @@ class Intake:
         try:
             consumer = Consumer(self.config(), logger=logging.getLogger("fraudgraph.intake.client"))
         except KafkaException as exc:
-            self.error = exc
-            log.error("input consumer could not start: %s", exc)
+            self.failure = f"the input consumer could not start: {exc}"
             return
         try:
             consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -148,6 +147,8 @@ class Intake:
                     assert self._loop is not None
                     self._pending = asyncio.run_coroutine_threadsafe(self.take(Batch(parts, rebalance)), self._loop)
             self._finish(consumer)
+        except Exception as exc:  # noqa: BLE001 - e.g. a fatal client error: the worker stops and is restarted
+            self.failure = f"the input consumer failed: {type(exc).__name__}: {exc}"
         finally:
             try:
                 consumer.close()  # leaves the group: the partitions move at once, not after the session timeout
@@ -164,7 +165,7 @@ class Intake:
             done = pending.result()
         except BaseException as exc:  # noqa: BLE001 - cancelled by a stop, or failed
             if not self._stop.is_set():
-                log.error("input batch not applied (%s): its offsets stay uncommitted", exc)
+                self.failure = f"an input batch was not applied ({type(exc).__name__}: {exc}); its offsets stay uncommitted"
             return False
         if done:
             self._commit(consumer, done)

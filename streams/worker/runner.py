@@ -188,14 +188,15 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     holder: dict[str, FraudgraphWorker] = {}
     stopping: list[str] = []
 
-    def on_conflict(why: str) -> None:
+    def on_conflict(why: str, code: int = EXIT_OWNERSHIP) -> None:
         if stopping:
             return
         stopping.append(why)
-        metrics.ownership_conflict.set(1)
+        if code == EXIT_OWNERSHIP:
+            metrics.ownership_conflict.set(1)
         log.critical("stopping: %s", why)
         pipeline.flush_audit()
-        holder["worker"].request_stop(EXIT_OWNERSHIP)
+        holder["worker"].request_stop(code)
 
     def flush_before_exit() -> None:
         try:

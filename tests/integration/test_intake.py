@@ -93,3 +93,32 @@ def test_offsets_are_committed_in_the_intake_group_after_the_batch(worker):
                  "the intake group's commit")
     finally:
         consumer.close()
+
+
+
+def test_records_on_a_partition_added_under_the_worker_stop_it_before_they_are_applied(worker):
+    """The intake hands over records of a partition the engine has no window for: the worker stops
+    (status 3, one line saying why) without applying or committing them."""
+    from kafka import KafkaAdminClient, KafkaProducer
+    from kafka.admin import NewPartitions
+
+    w = worker(partitions=2, checkpoint_seconds=0.0)
+    w.start()
+    admin = KafkaAdminClient(bootstrap_servers=w.broker.bootstrap)
+    try:
+        admin.create_partitions({w.settings.events_topic: NewPartitions(3)})
+    finally:
+        admin.close()
+    producer = KafkaProducer(bootstrap_servers=w.broker.bootstrap)
+    for event in farm("n", 5, 1):
+        producer.send(w.settings.events_topic, contract_json(event), partition=2)
+    producer.flush()
+    producer.close()
+    assert w.proc.wait(timeout=120) == 3
+    assert "now has 3 partitions, the engine was built for 2" in w.log()
+    consumer = KafkaConsumer(bootstrap_servers=w.broker.bootstrap, group_id=f"{w.settings.app_id}-intake",
+                             enable_auto_commit=False)
+    try:
+        assert consumer.committed(TopicPartition(w.settings.events_topic, 2)) is None  # nothing of it taken
+    finally:
+        consumer.close()
