@@ -247,6 +247,15 @@ def cmd_investigate(args: argparse.Namespace) -> int:
              "changes": "investigate changes [HOURS]"}[args.what]
     if not need[0] <= len(args.args) <= need[1]:
         raise CliError(f"usage: fraudgraph {usage}")
+    if args.graph:
+        from streams.cli.graph_export import GraphExportError, check
+
+        if args.what != "cluster":
+            raise CliError("--graph goes with `investigate cluster CLUSTER_ID`")
+        try:
+            check(Path(args.graph))
+        except GraphExportError as exc:
+            raise CliError(str(exc)) from None
     with open_store(settings.audit_db) as con:
         if args.what == "worst":
             print(q.render(*q.table(con, q.WORST_CLUSTERS, [args.limit])))
@@ -269,6 +278,15 @@ def cmd_investigate(args: argparse.Namespace) -> int:
             print("\n".join(q.shared_lines(shared)) if shared else "(none)")
             print("\ntimeline"), print(q.render(*q.table(con, q.CLUSTER_TIMELINE, [cid, cid])))
             print("\nmembers"), print(q.render(*q.table(con, q.CLUSTER_MEMBERS, [cid]), limit=args.limit))
+            if args.graph:
+                from streams.cli.graph_export import GraphExportError, describe, operation_graph, write
+
+                try:
+                    graph = operation_graph(con, cid)
+                    write(graph, Path(args.graph))
+                except GraphExportError as exc:
+                    raise CliError(str(exc)) from None
+                print(f"\ngraph: {args.graph} ({describe(graph)})")
         elif args.what == "account":
             acct = args.args[0]
             clusters, links = q.table(con, q.ACCOUNT_CLUSTERS, [acct, acct]), q.table(con, q.ACCOUNT_LINKS, [acct])
@@ -367,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "changes [HOURS]")
     p.add_argument("args", nargs="*")
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--graph", metavar="FILE", help="with `cluster`: also write the operation as a graph "
+                   "(.graphml for Cytoscape and yEd, .gexf for Gephi)")
     cfg.add_arguments(p, ["audit_db", "pseudonymise_key_file"])
     p.set_defaults(func=cmd_investigate)
 
