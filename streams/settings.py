@@ -24,6 +24,8 @@ class Settings:
     events_topic: str = setting("account-events", "FRAUDGRAPH_EVENTS_TOPIC", "input topic of account events")
     dlq_topic: str = setting("account-events-dlq", "FRAUDGRAPH_DLQ_TOPIC", "dead-letter topic for invalid events")
     alerts_topic: str = setting("fraud-alerts", "FRAUDGRAPH_ALERTS_TOPIC", "output topic of alerts (JSON)")
+    flagged_topic: str = setting("fraud-flagged-accounts", "FRAUDGRAPH_FLAGGED_TOPIC",
+                                 "compacted topic of flagged accounts (key account_id; the latest record is its state)")
     verdicts_topic: str = setting("fraud-verdicts", "FRAUDGRAPH_VERDICTS_TOPIC", "topic of analyst verdicts")
     changes_topic: str = setting("", "FRAUDGRAPH_CHANGES_TOPIC",
                                  "topic from the partitions' windows (stage A) to the graph (stage B); one partition, "

@@ -51,8 +51,13 @@ def canonical(verdict: dict[str, Any]) -> bytes:
     return orjson.dumps({k: verdict.get(k) for k in SIGNED_FIELDS}, option=orjson.OPT_SORT_KEYS)
 
 
+def hmac_hex(key: bytes, data: bytes) -> str:
+    """HMAC-SHA256 of ``data`` under ``key``, hex: how verdicts and flagged-account records are signed."""
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
 def signature(verdict: dict[str, Any], key: bytes) -> str:
-    return hmac.new(key, canonical(verdict), hashlib.sha256).hexdigest()
+    return hmac_hex(key, canonical(verdict))
 
 
 def sign(verdict: dict[str, Any], key: bytes) -> dict[str, Any]:

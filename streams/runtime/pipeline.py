@@ -25,6 +25,7 @@ from streams.runtime.changes import Change, ChangeRecord, batch_records, idle_re
 from streams.contract import ErrorKind, InvalidEvent, decode_event
 from streams.sinks.link_rows import LinkSource
 from streams.sinks.metrics import Metrics
+from streams.runtime.flagged import FlaggedAccounts, FlagRecord
 from streams.runtime.pseudonyms import Pseudonymiser
 
 MEMBER_SAMPLE = 100  # accounts listed in a Kafka alert; the audit store has them all
@@ -94,6 +95,7 @@ class Emitted:
     dead: list[DeadLetter] = field(default_factory=list)
     alerts: list[AlertUpdate] = field(default_factory=list)  # to publish (notify=True only)
     changes: list[ChangeRecord] = field(default_factory=list)  # split engine: stage A's batches for stage B
+    flagged: list[FlagRecord] = field(default_factory=list)  # to the flagged-accounts feed, one per account
     output: EngineOutput = field(default_factory=EngineOutput)
 
 
@@ -148,6 +150,8 @@ class Pipeline:
         # store recorded it): never published or counted twice
         self.published: dict[str, int] = {}
         self.damage_counted: dict[str, int] = {}  # alert id -> API exchanges already counted in the metric
+        self.flagged_feed = FlaggedAccounts()  # which accounts open actionable alerts hold (a checkpoint keeps it)
+        self.feed_key: bytes | None = None  # signs the flagged-accounts records (the verdict key)
         self.partition_input: dict[int, float] = {}  # split: input partition -> wall time of its last input
         self.idle_sent: set[int] = set()  # split: partitions declared idle to stage B since their last input
         self._counted = {name: 0 for name in _ENGINE_COUNTERS}
@@ -348,6 +352,9 @@ class Pipeline:
         for update in fresh:
             published[update.alert_id] = update.version
         emitted.alerts = [] if self.recovering else fresh
+        if out.alerts:  # every version, in order: the feed follows membership between publications too
+            records = {r.account_id: r for u in out.alerts for r in self.flagged_feed.apply(u)}  # the last per account
+            emitted.flagged = [] if self.recovering else list(records.values())
         for rejected in out.rejected:
             record = self._record_of(rejected.source)
             emitted.dead.append(DeadLetter(record, rejected.reason, rejected.kind.value, "engine"))

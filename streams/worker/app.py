@@ -46,6 +46,7 @@ from streams.kafka_security import faust_credentials
 from streams.runtime.pipeline import Emitted, Pipeline, Record, alert_message
 from streams.worker.recovery import committed_offsets, partition_count, read_range
 from streams.settings import Settings
+from streams.runtime.flagged import encode
 from streams.worker.intake import Batch, Intake
 from streams.worker.stages import GlobalStage, fresh
 
@@ -113,6 +114,7 @@ class Topology:
                                             config={"retention.ms": "-1", "retention.bytes": "-1"}, **raw)
         self.dlq_topic = self.app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
         self.alerts_topic = self.app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw")
+        self.flagged_topic = self.app.topic(settings.flagged_topic, key_serializer="raw", value_serializer="raw")
         self.verdicts_topic = self.app.topic(settings.verdicts_topic, **raw)
         self.metrics = pipeline.metrics
         self.owned = Ownership()
@@ -178,6 +180,10 @@ class Topology:
             await self.send(self.alerts_topic, "alerts", update.alert_id.encode(), alert_message(update))
             if self.pipeline.audit is not None:  # acknowledged: a restart will not send this version again
                 self.pipeline.audit.add_publication(update.alert_id, update.version, time.time())
+        if emitted.flagged:  # one record per account in a step: sent together, all acknowledged before the next step
+            key = self.pipeline.feed_key
+            await asyncio.gather(*(self.send(self.flagged_topic, "flagged", r.key(), encode(r, key))
+                                   for r in emitted.flagged))
 
     async def ensure(self, key: Key, target: int) -> None:
         """(Holding the step lock) bring the state of ``key`` up to ``target``, the offset Faust

@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class Restored:
     damage: dict[str, int]
     path: Path
     written_at: float
+    flagged: list[Any] = field(default_factory=list)  # the flagged-accounts feed's state (FlaggedAccounts.to_json)
 
 
 class CheckpointStore:
@@ -83,7 +84,8 @@ def capture(pipeline: Pipeline, wall: Callable[[], float] = time.time) -> bytes:
     """The pipeline's engine and the facts a restart needs (call between batches)."""
     offsets = [[topic, partition, offset] for (topic, partition), offset in sorted(pipeline.next_offsets.items())]
     facts = {"offsets": offsets, "verdicts": sorted(pipeline.applied_verdicts),
-             "damage": dict(sorted(pipeline.damage_counted.items())), "written_at": wall()}
+             "damage": dict(sorted(pipeline.damage_counted.items())), "written_at": wall(),
+             "flagged": pipeline.flagged_feed.to_json()}
     return checkpoint.dump(pipeline.engine, facts)
 
 
@@ -110,7 +112,7 @@ def restore(store: CheckpointStore, config: DetectionConfig, partitions: int, to
             continue
         return Restored(engine, offsets, set(map(str, facts.get("verdicts", []))),
                         {str(k): int(v) for k, v in dict(facts.get("damage", {})).items()}, path,
-                        float(facts.get("written_at", 0.0))), "restored"
+                        float(facts.get("written_at", 0.0)), list(facts.get("flagged", []))), "restored"
     return None, outcome
 
 

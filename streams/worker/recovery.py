@@ -142,7 +142,7 @@ def ensure_topics(settings: Settings) -> None:
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     name = settings.changes_topic_name
-    others = (settings.verdicts_topic, settings.alerts_topic, settings.dlq_topic)
+    others = (settings.verdicts_topic, settings.alerts_topic, settings.dlq_topic, settings.flagged_topic)
     probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
                           client_id="fraudgraph-recovery", **kafka_python_args(settings))
     try:
@@ -157,8 +157,10 @@ def ensure_topics(settings: Settings) -> None:
               for topic, count, config in ((settings.events_topic, settings.partitions, {}),
                                            (name, 1, {"retention.ms": "-1", "retention.bytes": "-1"}))
               if not existing[topic]]
+    compacted = {"cleanup.policy": "compact"}  # the flagged-accounts feed: the latest record per account
     optional = [NewTopic(topic, num_partitions=1 if topic == settings.verdicts_topic else settings.partitions,
-                         replication_factor=-1) for topic in dict.fromkeys(others) if not existing[topic]]
+                         replication_factor=-1, topic_configs=compacted if topic == settings.flagged_topic else {})
+                for topic in dict.fromkeys(others) if not existing[topic]]
     if not wanted and not optional:
         return
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="fraudgraph-topics",

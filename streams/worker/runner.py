@@ -123,6 +123,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     from streams.sinks.metrics import Metrics, serve
     from streams.kafka_security import KafkaSecurityError, check, describe
     from streams.runtime.pipeline import Pipeline
+    from streams.runtime.flagged import FlaggedAccounts
     from streams.runtime.pseudonyms import from_key_file
     from streams.worker.checkpoint_files import CheckpointStore, capture, restore
     from streams.worker.recovery import (BrokerUnreachable, TopologyError, end_offsets, ensure_topics, input_partitions,
@@ -174,10 +175,12 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
                                  idle_seconds=settings.idle_flush_seconds, split=True)
     pipeline = Pipeline(engine, audit, metrics, live=True, pseudonymiser=pseudonymiser)
     pipeline.published = audit.published_versions()
+    pipeline.feed_key = verdict_key  # flagged-account records are signed like verdicts
     if restored is not None:
         pipeline.next_offsets = dict(restored.offsets)
         pipeline.applied_verdicts = set(restored.verdicts)
         pipeline.damage_counted = dict(restored.damage)
+        pipeline.flagged_feed = FlaggedAccounts.from_json(restored.flagged)
     global_stage = GlobalStage(pipeline, settings.changes_topic_name, verdict_key)
     state = (f"restored {restored.path.name} in {restore_seconds:.1f}s" if restored is not None
              else f"no checkpoint ({outcome})")

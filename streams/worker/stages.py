@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 
 from streams.runtime.changes import ChangeError, ChangeReader
+from streams.runtime.flagged import FlaggedAccounts
 from streams.runtime.pipeline import Emitted, Pipeline, Record
 from streams.runtime.verdicts import apply_verdict_value
 
@@ -41,6 +42,7 @@ class GlobalStage:
         self.pipeline.engine.reset_global()
         self.pipeline.next_offsets.pop((self.topic, 0), None)
         self.pipeline.applied_verdicts.clear()
+        self.pipeline.flagged_feed = FlaggedAccounts()
         self.reader = ChangeReader()
 
     def apply(self, record: Record) -> tuple[Emitted, str | None]:

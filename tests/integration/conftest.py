@@ -31,11 +31,12 @@ class WorkerHandle:
         self.settings = replace(Settings(
             bootstrap=broker.bootstrap, app_id=f"fg-{tag}", events_topic=f"events-{tag}",
             dlq_topic=f"dlq-{tag}", alerts_topic=f"alerts-{tag}", verdicts_topic=f"verdicts-{tag}",
+            flagged_topic=f"flagged-{tag}",
             audit_db=str(tmp / "audit.duckdb"), metrics_port=free_port(), idle_flush_seconds=3.0,
         ), **overrides)
         s = self.settings
         broker.create_topics([s.events_topic], partitions=partitions)
-        broker.create_topics([s.dlq_topic, s.alerts_topic, s.verdicts_topic])
+        broker.create_topics([s.dlq_topic, s.alerts_topic, s.verdicts_topic, s.flagged_topic])
         self.proc = None
         self.log_path: Path | None = None
         self.produced = 0
@@ -51,7 +52,7 @@ class WorkerHandle:
     def flags(self) -> list[str]:
         s = self.settings
         return ["--app-id", s.app_id, "--events-topic", s.events_topic, "--dlq-topic", s.dlq_topic,
-                "--alerts-topic", s.alerts_topic, "--verdicts-topic", s.verdicts_topic,
+                "--alerts-topic", s.alerts_topic, "--verdicts-topic", s.verdicts_topic, "--flagged-topic", s.flagged_topic,
                 "--lateness-seconds", str(s.lateness_seconds), "--tick-seconds", str(s.tick_seconds),
                 *(["--verdict-key-file", s.verdict_key_file] if s.verdict_key_file else []),
                 "--checkpoint-seconds", str(s.checkpoint_seconds), "--window-days", str(s.window_days),

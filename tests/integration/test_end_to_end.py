@@ -55,6 +55,18 @@ def test_stream_finds_the_planted_rings_and_replay_agrees(worker, tmp_path):
     finally:
         con.close()
 
+    # 2b. fraud-flagged-accounts, read as the compacted topic it is (the latest record per account), names
+    # exactly the members of the open medium and high alerts in the audit store
+    latest = {r.key.decode(): json.loads(r.value) for r in w.read_topic(w.settings.flagged_topic)}
+    con = connect_read_only(w.settings.audit_db)
+    try:
+        actionable = {row[0] for row in con.execute(
+            "SELECT DISTINCT m.account_id FROM alert_members m JOIN alerts a USING (alert_id) "
+            "WHERE a.status = 'open' AND a.severity IN ('medium', 'high')").fetchall()}
+    finally:
+        con.close()
+    assert len(actionable) >= 50 and {a for a, v in latest.items() if v["flagged"]} == actionable
+
     # 3. /metrics counts the same publications
     assert w.metric("fraudgraph_alerts_total") == len(messages)
     assert w.metric("fraudgraph_duplicate_events_total") > 0
