@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the Faust stream job")
     cfg.add_arguments(p, ["bootstrap", "app_id", "events_topic", "dlq_topic", "alerts_topic", "flagged_topic",
                           "verdicts_topic", "changes_topic",
-                          "partitions", "broker_wait_seconds", "audit_db", "audit_flush_seconds", "audit_backlog_rows", "retention_days", "metrics_port",
+                          "partitions", "instance_id", "broker_wait_seconds", "audit_db", "audit_flush_seconds", "audit_backlog_rows", "retention_days", "metrics_port",
                           "window_days", "lateness_seconds", "tick_seconds", "idle_flush_seconds", "batch_size",
                           "batch_seconds", "log_level", "max_skew_seconds", "stop_grace_seconds", "verdict_key_file", "pseudonymise_key_file",
                           "checkpoint_seconds", "checkpoint_dir", *cfg.KAFKA_SECURITY])

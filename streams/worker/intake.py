@@ -108,8 +108,19 @@ class Intake:
 
     # -- the thread ---------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
+        """librdkafka's settings for the input consumer.
+
+        >>> from streams.settings import Settings
+        >>> async def take(batch): return {}
+        >>> Intake(Settings(app_id="fg", instance_id="fraudgraph-worker-1"), take, dict).config()["group.instance.id"]
+        'fg-fraudgraph-worker-1'
+        >>> "group.instance.id" in Intake(Settings(), take, dict).config()
+        False
+        """
         s = self.settings
+        static = {"group.instance.id": f"{s.app_id}-{s.instance_id}"} if s.instance_id else {}
         return {
+            **static,
             **librdkafka_config(s),
             "group.id": f"{s.app_id}-intake",
             "client.id": f"{s.app_id}-intake",
