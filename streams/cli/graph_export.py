@@ -67,7 +67,7 @@ def operation_graph(con: duckdb.DuckDBPyConnection, cluster_id: str) -> nx.Graph
             g.add_node(entity, kind=kind, label=value)
         g.add_edge(f"account:{account}", entity, **_attrs({"last_seen": seen}))
     evidence = con.execute("SELECT entity_type, entity_value, members_sharing, first_seen, last_seen "
-                           "FROM cluster_evidence WHERE cluster_id = ?", [cluster_id]).fetchall()
+                           "FROM cluster_evidence WHERE cluster_id = ? ORDER BY entity_type, entity_value", [cluster_id]).fetchall()
     for kind, value, sharing, first, last in evidence:
         entity = f"{kind}:{value}"
         if entity not in g:
@@ -75,7 +75,8 @@ def operation_graph(con: duckdb.DuckDBPyConnection, cluster_id: str) -> nx.Graph
         g.nodes[entity].update(_attrs({"evidence": True, "members_sharing": sharing, "first_seen": first,
                                        "last_seen": last}))
     shared = con.execute("SELECT other_cluster_id, entity_type, shared_entities, accounts_here, accounts_there "
-                         "FROM cluster_links WHERE cluster_id = ?", [cluster_id]).fetchall()
+                         "FROM cluster_links WHERE cluster_id = ? ORDER BY other_cluster_id, entity_type",
+                         [cluster_id]).fetchall()
     for other, kind, entities, here, there in shared:
         node = f"operation:{other}"
         g.add_node(node, kind="other_operation", label=other)

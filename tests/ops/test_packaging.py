@@ -46,3 +46,13 @@ def test_wheel_installed_non_editable_runs_every_tool(tmp_path: Path) -> None:
     assert "C0" in worst.stdout  # the planted rings were found by the installed engine
     demo = _run([str(cli), "demo", "--help"], cwd=tmp_path)
     assert "--workdir" in demo.stdout
+    db = str(tmp_path / "audit.duckdb")
+    cluster = next(word for word in worst.stdout.split() if word.startswith("C0"))
+    graph = _run([str(cli), "investigate", "cluster", cluster, "--audit-db", db, "--graph", str(tmp_path / "op.gexf")],
+                 cwd=tmp_path)
+    assert "graph:" in graph.stdout and (tmp_path / "op.gexf").stat().st_size > 0  # networkx installed with it
+    _run([str(cli), "export", "--out", str(tmp_path / "export"), "--audit-db", db], cwd=tmp_path)
+    assert any((tmp_path / "export").iterdir())
+    for command in ("worker", "verdict"):  # the Kafka side: its flags parse, confluent-kafka and faust import
+        assert "--bootstrap" in _run([str(cli), command, "--help"], cwd=tmp_path).stdout
+    _run([str(py), "-c", "import streams.worker.intake, streams.worker.app"], cwd=tmp_path)

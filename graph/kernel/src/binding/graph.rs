@@ -220,36 +220,26 @@ impl Graph {
 
     /// Accounts added to and removed from a cluster in the last applied tick.
     fn deltas(&mut self, cluster: u32) -> (Vec<String>, Vec<String>) {
-        self.with(|inner| {
-            inner.deltas.get(&cluster).cloned().unwrap_or_default()
-        })
+        self.with(|inner| inner.deltas.get(&cluster).cloned().unwrap_or_default())
     }
 
     /// (API exchanges, output tokens) of the cluster's members within the window as of the latest
     /// tick, kept as usage arrives (no walk of the members).
     fn damage(&mut self, cluster: u32) -> Option<(u64, u64)> {
-        self.with(|inner| {
-            inner.damage(cluster)
-        })
+        self.with(|inner| inner.damage(cluster))
     }
 
     /// Clusters whose damage moved in the last applied tick, sorted.
     fn damage_changed(&mut self) -> Vec<u32> {
-        self.with(|inner| {
-            inner.damage_changed()
-        })
+        self.with(|inner| inner.damage_changed())
     }
 
     fn size(&mut self, cluster: u32) -> Option<u32> {
-        self.with(|inner| {
-            inner.clusters.get(&cluster).map(|c| c.size)
-        })
+        self.with(|inner| inner.clusters.get(&cluster).map(|c| c.size))
     }
 
     fn born_at(&mut self, cluster: u32) -> Option<i64> {
-        self.with(|inner| {
-            inner.clusters.get(&cluster).map(|c| c.born_at)
-        })
+        self.with(|inner| inner.clusters.get(&cluster).map(|c| c.born_at))
     }
 
     fn clusters(&mut self) -> Vec<u32> {
@@ -261,22 +251,16 @@ impl Graph {
     }
 
     fn cluster_of(&mut self, account: &str) -> Option<u32> {
-        self.with(|inner| {
-            inner.acc_lookup(account).and_then(|a| opt_id(inner.acct[a as usize].cluster))
-        })
+        self.with(|inner| inner.acc_lookup(account).and_then(|a| opt_id(inner.acct[a as usize].cluster)))
     }
 
     fn strong_entities(&mut self, cluster: u32) -> Vec<String> {
-        self.with(|inner| {
-            inner.strong_entities(cluster)
-        })
+        self.with(|inner| inner.strong_entities(cluster))
     }
 
     /// An account's live links: (entity type, value, time it appeared).
     fn links_of(&mut self, account: &str) -> Vec<(&'static str, String, u32)> {
-        self.with(|inner| {
-            sorted_links(inner, account).into_iter().map(|(kind, value, ts)| (kind, value.to_owned(), ts)).collect()
-        })
+        self.with(|inner| sorted_links(inner, account).into_iter().map(|(kind, value, ts)| (kind, value.to_owned(), ts)).collect())
     }
 
     /// The links of several accounts as little-endian column buffers, each account's links in
@@ -336,21 +320,15 @@ impl Graph {
 
     /// Inconsistencies between the incremental structures (empty when all holds; tests only).
     fn check(&mut self) -> Vec<String> {
-        self.with(|inner| {
-            inner.check()
-        })
+        self.with(|inner| inner.check())
     }
 
     fn partition(&mut self) -> Vec<Vec<String>> {
-        self.with(|inner| {
-            inner.partition()
-        })
+        self.with(|inner| inner.partition())
     }
 
     fn full_partition(&mut self) -> Vec<Vec<String>> {
-        self.with(|inner| {
-            inner.full_partition()
-        })
+        self.with(|inner| inner.full_partition())
     }
 
     /// Binding strong entities (for tests against an independent oracle).
@@ -365,15 +343,11 @@ impl Graph {
     }
 
     fn heap_bytes(&mut self) -> usize {
-        self.with(|inner| {
-            inner.heap_bytes()
-        })
+        self.with(|inner| inner.heap_bytes())
     }
 
     fn heap_parts(&mut self) -> Vec<(&'static str, usize)> {
-        self.with(|inner| {
-            inner.heap_parts()
-        })
+        self.with(|inner| inner.heap_parts())
     }
 
     fn stats<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

@@ -185,36 +185,26 @@ impl Window {
 
     /// Refused events since the last call: (source, kind, reason); kind 1 clock skew, 2 id conflict.
     fn take_rejected(&mut self) -> Vec<(u64, u8, String)> {
-        self.with(|inner| {
-            std::mem::take(&mut inner.rejected)
-        })
+        self.with(|inner| std::mem::take(&mut inner.rejected))
     }
 
     fn guard_sources(&mut self) -> Vec<u64> {
-        self.with(|inner| {
-            inner.guard_sources()
-        })
+        self.with(|inner| inner.guard_sources())
     }
 
     #[getter]
     fn guard_len(&mut self) -> usize {
-        self.with(|inner| {
-            inner.guard_len()
-        })
+        self.with(|inner| inner.guard_len())
     }
 
     #[getter]
     fn watermark(&mut self) -> f64 {
-        self.with(|inner| {
-            inner.watermark()
-        })
+        self.with(|inner| inner.watermark())
     }
 
     #[getter]
     fn next_tick(&mut self) -> Option<i64> {
-        self.with(|inner| {
-            inner.next_tick()
-        })
+        self.with(|inner| inner.next_tick())
     }
 
     fn counters<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -240,22 +230,16 @@ impl Window {
     }
 
     fn heap_bytes(&mut self) -> usize {
-        self.with(|inner| {
-            inner.heap_bytes()
-        })
+        self.with(|inner| inner.heap_bytes())
     }
 
     fn heap_parts(&mut self) -> Vec<(&'static str, usize)> {
-        self.with(|inner| {
-            inner.heap_parts()
-        })
+        self.with(|inner| inner.heap_parts())
     }
 
     #[getter]
     fn held_events(&mut self) -> usize {
-        self.with(|inner| {
-            inner.held_events()
-        })
+        self.with(|inner| inner.held_events())
     }
 
     /// The whole window (links, de-duplication, held events, counters, names) as bytes for a
