@@ -84,10 +84,13 @@ def operation_graph(con: duckdb.DuckDBPyConnection, cluster_id: str) -> nx.Graph
     return g
 
 
+PAGE = ".html"  # one self-contained page (streams/sinks/audit/page.py)
+
+
 def check(path: Path) -> None:
-    """A path ``write`` can write, or GraphExportError saying why (before anything is read)."""
-    if path.suffix.lower() not in WRITERS:
-        raise GraphExportError(f"--graph {path}: write .graphml (Cytoscape, yEd) or .gexf (Gephi)")
+    """A path ``write`` or the page can write, or GraphExportError saying why (before anything is read)."""
+    if path.suffix.lower() not in (*WRITERS, PAGE):
+        raise GraphExportError(f"--graph {path}: write .graphml (Cytoscape, yEd), .gexf (Gephi) or .html (a page to open)")
     if not path.parent.is_dir():
         raise GraphExportError(f"--graph {path}: no such folder {path.parent}")
 

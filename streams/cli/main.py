@@ -278,7 +278,12 @@ def cmd_investigate(args: argparse.Namespace) -> int:
             print("\n".join(q.shared_lines(shared)) if shared else "(none)")
             print("\ntimeline"), print(q.render(*q.table(con, q.CLUSTER_TIMELINE, [cid, cid])))
             print("\nmembers"), print(q.render(*q.table(con, q.CLUSTER_MEMBERS, [cid]), limit=args.limit))
-            if args.graph:
+            if args.graph and Path(args.graph).suffix.lower() == ".html":
+                from streams.sinks.audit import page as operation_page
+
+                page = operation_page.write(con, cid, args.graph)
+                print(f"\npage: {args.graph} ({operation_page.describe(page)}; open it in a browser, it needs no network)")
+            elif args.graph:
                 from streams.cli.graph_export import GraphExportError, describe, operation_graph, write
 
                 try:
@@ -387,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs="*")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--graph", metavar="FILE", help="with `cluster`: also write the operation as a graph "
-                   "(.graphml for Cytoscape and yEd, .gexf for Gephi)")
+                   "(.graphml for Cytoscape and yEd, .gexf for Gephi) or as a page to open (.html)")
     cfg.add_arguments(p, ["audit_db", "pseudonymise_key_file"])
     p.set_defaults(func=cmd_investigate)
 

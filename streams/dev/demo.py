@@ -79,18 +79,33 @@ def run_demo(args: argparse.Namespace) -> int:
                     SELECT cluster_id, list(entity_type || ':' || entity_value || ' x' || members_sharing
                                             ORDER BY entity_type = 'ip', members_sharing DESC, entity_value)[:3]
                     FROM cluster_evidence GROUP BY cluster_id""").fetchall())
+                page_path = worst_page(con, workdir)
             finally:
                 con.close()
             report(produced, elapsed, messages, metrics, alerts, evidence, labels, settings.audit_db, shared,
-                   settings.window_days)
+                   settings.window_days, page_path)
         finally:
             stop(worker)
     return 0
 
 
+def worst_page(con: Any, workdir: Path) -> Path | None:
+    """The worst open actionable operation (as `investigate worst` ranks them) written as its page."""
+    from streams.sinks.audit import page
+    from streams.sinks.audit.queries import WORST_CLUSTERS
+
+    worst = con.execute(WORST_CLUSTERS, [1]).fetchone()
+    if worst is None:
+        return None
+    path = workdir / f"operation-{worst[0]}.html"
+    page.write(con, worst[0], str(path))
+    return path
+
+
 def report(produced: int, elapsed: float, messages: list[dict[str, Any]], metrics: dict[str, float],
            alerts: list[tuple[Any, ...]], evidence: dict[str, list[str]], labels: dict[str, tuple[str, str]],
-           db: str, shared: Sequence[tuple[Any, ...]] = (), window_days: float = 7.0) -> None:
+           db: str, shared: Sequence[tuple[Any, ...]] = (), window_days: float = 7.0,
+           page_path: Path | None = None) -> None:
     ring_of = {a: ring for a, (ring, _kind) in labels.items() if ring}
     kind_of = {ring: kind for ring, kind in labels.values() if ring}
     ring_sizes = Counter(ring_of.values())
@@ -149,6 +164,9 @@ def report(produced: int, elapsed: float, messages: list[dict[str, Any]], metric
     print(f"\nRing accounts in actionable (medium/high) alerts: {len(actionable):,} of {len(ring_of):,}; "
           f"innocent accounts in actionable alerts: {len(flagged_innocent)}, in low alerts: {len(innocent['low'])}")
     print("Rings under 50 accounts can only reach low (the medium size is 50): low alerts are leads, not pages.")
+    if page_path is not None:
+        print(f"\nThe worst operation ({page_path.stem.removeprefix('operation-')}) as a page — who shares what, size "
+              f"and damage over time, lineage; open it in a browser, it needs no network:\n  {page_path}")
     print("\nNext steps (copy-paste; the demo's audit store stays in place):")
     print(f"  .venv/bin/fraudgraph investigate worst --audit-db {db}")
     if alerts:

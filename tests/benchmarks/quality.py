@@ -15,7 +15,7 @@ expired by day 12 was caught). Stopped rings: operations that stop after two day
 every one of their alerts must be closed by the end. Damage: the engine's API exchanges and output tokens per operation at the end, against the
 simulator's ground truth over the same window. Prints markdown; --out appends it to a file.
 
-``--families``: the red-team families (streams/dev/sim/families.py: six operations and six benign
+``--families``: the red-team families (streams/dev/sim/families.py: six operations and eight benign
 look-alikes, each instance's parameters drawn over wide ranges) planted into the same benign
 population and rings, one run per seed and stream length; a table per family over all runs —
 precision and recall of actionable alerts on its accounts, the share of each operation in its

@@ -241,15 +241,18 @@ impl Rhythm {
         (self.account_minutes[1] as u64) << 32 | self.account_minutes[0] as u64
     }
 
-    /// Closes one minute (its accounts sorted and distinct, minutes closed in time order) and returns
-    /// the accounts it credits with a synchronous minute.
-    fn close<'r>(&mut self, minute: u32, accounts: Vec<u32>, cfg: &GraphConfig,
+    /// Closes one minute: `accounts` used the template in it (sorted, distinct; minutes closed in time
+    /// order), `arrivals` are those of them that did not use it the minute before. Returns the accounts
+    /// it credits with a synchronous minute. Only arrivals count: a scheduler starts its accounts
+    /// together and they are quiet together in between; people working through a notebook for twenty
+    /// minutes are *still there* the next minute — a crowd that persists is not one that recurs.
+    fn close<'r>(&mut self, minute: u32, accounts: usize, arrivals: Vec<u32>, cfg: &GraphConfig,
                  recent: impl FnOnce() -> &'r mut VecDeque<Vec<u32>>) -> Vec<u32> {
-        let d = accounts.len();
+        let d = arrivals.len();
         let span = minute.saturating_sub(self.first_minute) as u64 + 1;
         let minutes = self.account_minutes();
         let usual = (minutes as f64 / span as f64).max(1.0);
-        let minutes = minutes + d as u64;
+        let minutes = minutes + accounts as u64;
         self.account_minutes = [minutes as u32, (minutes >> 32) as u32];
         if d < cfg.sync_min_accounts as usize {
             return Vec::new();
@@ -258,7 +261,7 @@ impl Rhythm {
         let recent = recent();
         if d as f64 >= cfg.sync_min_lift * usual {
             for past in recent.iter() {
-                let common = intersect(&accounts, past);
+                let common = intersect(&arrivals, past);
                 if common.len() >= cfg.sync_min_accounts as usize
                     && common.len() as f64 >= cfg.sync_min_overlap * d.min(past.len()) as f64
                 {
@@ -271,9 +274,23 @@ impl Rhythm {
         if recent.len() >= cfg.sync_recent_buckets.max(1) {
             recent.pop_front();
         }
-        recent.push_back(accounts);
+        recent.push_back(arrivals);
         hits
     }
+}
+
+/// The accounts of `a` (sorted) that are not in `b` (sorted).
+fn difference(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (mut j, mut out) = (0, Vec::with_capacity(a.len()));
+    for &x in a {
+        while j < b.len() && b[j] < x {
+            j += 1;
+        }
+        if j >= b.len() || b[j] != x {
+            out.push(x);
+        }
+    }
+    out
 }
 
 /// The heap bytes of a template's recent crowded minutes.
@@ -453,8 +470,12 @@ pub struct Graph {
     pub closed_minutes_before: u32,
     /// per template with API activity: its rhythm and its recent crowded minutes (graph::lockstep)
     pub rhythm: FxHashMap<u32, Rhythm>,
-    /// per template that had crowded minutes: the last `sync_recent_buckets` of them (sorted account ids)
+    /// per template that had crowded minutes: the arrivals of the last `sync_recent_buckets` of them
+    /// (sorted account ids)
     pub crowded: FxHashMap<u32, VecDeque<Vec<u32>>>,
+    /// per template used in the last closed minute: that minute and its accounts (sorted), to tell
+    /// arrivals from accounts still at it (pruned at every close: one minute of activity)
+    pub last_minute: FxHashMap<u32, (u32, Vec<u32>)>,
     pub dirty: Dirty,
     pub stamp: u32,
     pub now: i64,
@@ -551,7 +572,7 @@ impl Graph {
             cfg, names: Names::default(), acc_space: Space::default(), ent_space: Space::default(), acct: Vec::new(),
             ent: Vec::new(), hists: Default::default(), cohorts: FxHashMap::default(), captive: FxHashMap::default(), owned: FxHashMap::default(), cores: Default::default(), weak: Default::default(), ops: Default::default(),
             clusters: FxHashMap::default(), next_cluster: 1, open_buckets: FxHashMap::default(),
-            closed_minutes_before: 0, rhythm: FxHashMap::default(), crowded: FxHashMap::default(), dirty: Dirty::default(), stamp: 1, now: i64::MIN, link_count: 0,
+            closed_minutes_before: 0, rhythm: FxHashMap::default(), crowded: FxHashMap::default(), last_minute: FxHashMap::default(), dirty: Dirty::default(), stamp: 1, now: i64::MIN, link_count: 0,
             deltas: FxHashMap::default(), population_tokens_median: 0.0, usage_seen: false,
             counters: GraphCounters::default(), last_watermark: f64::NEG_INFINITY, remap: FxHashMap::default(),
         }
@@ -963,6 +984,7 @@ impl Graph {
                 }
                 self.rhythm.remove(&e);
                 self.crowded.remove(&e);
+                self.last_minute.remove(&e);
             }
             let cohort = if kind == TEMPLATE { self.cohorts.remove(&e).unwrap_or(NONE) } else { NONE };
             let group = if kind == TEMPLATE { self.owned.remove(&e).unwrap_or(NONE) } else { NONE };
@@ -1090,9 +1112,14 @@ impl Graph {
                 }
                 accounts.sort_unstable();
                 accounts.dedup();
+                let arrivals = match self.last_minute.get(&tpl) {
+                    Some((m, before)) if m + 1 == minute => difference(&accounts, before),
+                    _ => accounts.clone(),
+                };
                 let crowded = &mut self.crowded;
                 let hits = self.rhythm.entry(tpl).or_insert_with(|| Rhythm::new(minute))
-                    .close(minute, accounts, &self.cfg, || crowded.entry(tpl).or_default());
+                    .close(minute, accounts.len(), arrivals, &self.cfg, || crowded.entry(tpl).or_default());
+                self.last_minute.insert(tpl, (minute, accounts));
                 if !hits.is_empty() {
                     self.counters.sync_buckets += 1;
                 }
@@ -1104,6 +1131,8 @@ impl Graph {
                 // every account of the bucket was queued for a check by its activity
             }
             self.closed_minutes_before = closed_before;
+            // only the last closed minute can be the minute before one still open
+            self.last_minute.retain(|_, (m, _)| *m + 1 >= closed_before);
         }
         let mut checks = std::mem::take(&mut self.dirty.cohort_check);
         checks.sort_unstable();
@@ -1335,7 +1364,9 @@ impl Graph {
             ("operations", self.ops.heap_bytes()),
             ("template rhythm", table_bytes(self.rhythm.capacity(), 4 + std::mem::size_of::<Rhythm>())
                 + table_bytes(self.crowded.capacity(), 4 + std::mem::size_of::<VecDeque<Vec<u32>>>())
-                + self.crowded.values().map(crowded_bytes).sum::<usize>()),
+                + self.crowded.values().map(crowded_bytes).sum::<usize>()
+                + table_bytes(self.last_minute.capacity(), 4 + std::mem::size_of::<(u32, Vec<u32>)>())
+                + self.last_minute.values().map(|(_, v)| v.capacity() * 4).sum::<usize>()),
         ]
     }
 
