@@ -89,6 +89,19 @@ def test_stream_finds_the_planted_rings_and_replay_agrees(worker, tmp_path):
     cli(["replay", str(clean), "--audit-db", str(replay_db), "--quiet"])
     assert alerted_clusters(replay_db) == streamed
 
+    # 5. what a downstream service reads from Kafka ends on replay's truth: the flagged accounts are
+    # replay's open actionable alerts' members, and the latest version of every open actionable alert on
+    # fraud-alerts has replay's member count (throttled while growing, settled when the stream is quiet)
+    replayed = {(severity, members) for severity, members in alerted_clusters(replay_db) if severity in ("medium", "high")}
+    assert {a for a, v in latest.items() if v["flagged"]} == set().union(*(m for _s, m in replayed))
+    last: dict[str, dict] = {}
+    for m in messages:
+        if m["version"] > last.get(m["alert_id"], {"version": -1})["version"]:
+            last[m["alert_id"]] = m
+    on_topic = sorted(m["member_count"] for m in last.values()
+                      if m["action"] != "closed" and m["severity"] in ("medium", "high"))
+    assert on_topic == sorted(len(members) for _s, members in replayed)
+
 
 def test_replay_is_deterministic_and_idempotent(tmp_path):
     events = tmp_path / "events.jsonl.gz"

@@ -2,9 +2,10 @@
 investigator opens to see who shares what, how the operation grew and what it cost.
 
 * **The picture** (inline SVG, laid out here): the operation's *groups* — accounts joined through
-  devices, cards, lockstep cohorts or templates they own together, each drawn as one node sized by its
-  accounts — the devices, cards and cohorts that bind them, the IPs and templates they share, and the
-  other operations it shares infrastructure with. An operation of 20,000 accounts is drawn as at most
+  devices, cards or lockstep cohorts, each drawn as one node sized by its accounts — the devices, cards
+  and cohorts that bind them most, the templates the operation owns and the IPs and templates several
+  groups share (what joined the groups into one operation), and the other operations it shares
+  infrastructure with. An operation of 20,000 accounts is drawn as at most
   ``MAX_GROUPS`` groups plus one node for the rest, so it stays legible and small.
 * **Size and damage over time**: the cluster's snapshots and its alert versions (accounts, API
   exchanges) as a plot.
@@ -34,9 +35,10 @@ MAX_BINDERS = 60  # binding devices / cards / cohorts / owned templates drawn
 BINDERS_PER_GROUP = 3  # the ones binding most accounts of a group
 MAX_SHARED = 20  # IPs and templates drawn: those shared by the most groups
 MAX_OTHERS = 12  # other operations listed beside the picture
+LABELLED = 12  # groups with their size written beside them
 MAX_POINTS = 400  # points per plotted series (evenly thinned, the last always kept)
 MAX_LINEAGE_ROWS = 200
-BINDING = ("device", "payment", "lockstep", "owned_template")  # the kinds that join accounts into groups
+BINDING = ("device", "payment", "lockstep")  # the kinds that join accounts into groups (the hard evidence)
 SHAPES = {"operation": "this operation", "other": "other operation", "device": "device", "payment": "card", "lockstep": "lockstep cohort", "owned_template": "owned template",
           "ip": "IP", "template": "template"}
 COLOURS = {"operation": "#222222", "other": "#ffffff", "group": "#3b6ea8", "rest": "#9db6d3", "device": "#c0504d", "payment": "#e0a030", "lockstep": "#8064a2",
@@ -97,7 +99,7 @@ class Picture:
 
 
 def groups_of(members: list[str], links: list[tuple[str, str, str]]) -> list[list[str]]:
-    """Accounts joined through an entity of a binding kind that two or more of them use, largest first
+    """Accounts joined through a device, card or cohort that two or more of them use, largest first
     (ties: by smallest account id); accounts in no group come last, one list each."""
     parent = {a: a for a in members}
 
@@ -126,9 +128,9 @@ def groups_of(members: list[str], links: list[tuple[str, str, str]]) -> list[lis
 
 def picture(data: OperationData) -> Picture:
     """The operation at the centre; its groups around it (the largest ``MAX_GROUPS`` one by one, the
-    rest and the accounts in no group as one node each), each with the devices, cards, cohorts and
-    owned templates that bind it most; the IPs and templates that several groups share (what joined
-    the groups into one operation); and the other operations it shares infrastructure with."""
+    rest and the accounts in no group as one node each), each with the devices, cards and cohorts that
+    bind it most; the owned templates, IPs and templates that several groups share (what joined the
+    groups into one operation); and the other operations it shares infrastructure with."""
     groups = groups_of(data.members, data.links)
     joined = [g for g in groups if len(g) > 1]
     loose = sum(1 for g in groups if len(g) == 1)
@@ -147,7 +149,7 @@ def picture(data: OperationData) -> Picture:
         node_of.update((a, "group:rest") for accounts in rest for a in accounts)
     if loose:
         g.add_node("group:loose", kind="rest", accounts=loose, sample=[],
-                   label=f"{loose:,} accounts joined through shared IPs and templates")
+                   label=f"{loose:,} accounts in no group")
         node_of.update((accounts[0], "group:loose") for accounts in groups if len(accounts) == 1)
     for node in [n for n in g if n != centre]:
         g.add_edge(centre, node, weight=g.nodes[node]["accounts"], style="member")
@@ -161,8 +163,10 @@ def picture(data: OperationData) -> Picture:
         home = min(per_entity[e], key=lambda n: (-per_entity[e][n], n))
         if len(binders[home]) < BINDERS_PER_GROUP and sum(map(len, binders.values())) < MAX_BINDERS:
             binders[home].append(e)
-    spanning = sorted((e for e in per_entity if e[0] not in BINDING and len(per_entity[e]) > 1),
-                      key=lambda e: (-len(per_entity[e]), -users[e], e))[:MAX_SHARED]
+    owned = {v for k, v in per_entity if k == "owned_template"}
+    spanning = sorted((e for e in per_entity if e[0] not in BINDING and len(per_entity[e]) > 1
+                       and not (e[0] == "template" and e[1] in owned)),  # an owned template is drawn once, as owned
+                      key=lambda e: (e[0] != "owned_template", -len(per_entity[e]), -users[e], e))[:MAX_SHARED]
     for kind, value in [e for home in sorted(binders) for e in binders[home]] + spanning:
         node = f"{kind}:{value}"
         g.add_node(node, kind=kind, accounts=users[(kind, value)], sample=[],
@@ -278,8 +282,9 @@ def _svg_picture(p: Picture) -> str:
             out.append(f'<circle class="node {kind}" cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="{colour}" '
                        f'stroke="{"#c62828" if kind == "other" else "none"}" stroke-width="2" fill-opacity="0.85">'
                        f'<title>{title}</title></circle>')
-            label = d["label"] if kind != "other" else node.split(":", 1)[1]
-            out.append(f'<text x="{x:.1f}" y="{y + r + 11:.1f}" text-anchor="middle" class="label">{esc(label)}</text>')
+            if kind != "group" or node < f"group:{LABELLED:03d}":  # the largest groups are named, the rest hover
+                label = d["label"] if kind != "other" else node.split(":", 1)[1]
+                out.append(f'<text x="{x:.1f}" y="{y + r + 11:.1f}" text-anchor="middle" class="label">{esc(label)}</text>')
         else:
             s = 4 + 6 * math.sqrt(min(1.0, d["accounts"] / biggest))
             if kind in ("device", "ip"):
@@ -385,8 +390,9 @@ def render(data: OperationData) -> str:
 <p class="why" id="summary">{esc(f.get("summary") or "")}</p>
 <dl id="facts">{facts}</dl>
 <h2>Who shares what</h2>
-<p>{p.groups:,} groups of accounts joined by devices, cards, lockstep cohorts or templates they own together
-{f"(the {MAX_GROUPS} largest drawn one by one)" if p.groups > MAX_GROUPS else ""}{f"; {p.loose:,} accounts joined through shared IPs and templates only" if p.loose else ""}.
+<p>{p.groups:,} groups of accounts joined by devices, cards or lockstep cohorts
+{f"(the {MAX_GROUPS} largest drawn one by one)" if p.groups > MAX_GROUPS else ""}{f"; {p.loose:,} accounts share no device, card or cohort with another member" if p.loose else ""}.
+The templates it owns and the IPs and templates several groups share are what joined them into one operation.
 Circles: groups, sized by accounts; squares: devices and IPs; diamonds: cards, cohorts and templates.
 Hover for names.</p>
 <div class="legend">{legend}</div>
