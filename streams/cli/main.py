@@ -75,9 +75,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from streams.dev.simulate import (NoBroker, SimConfig, default_rings, generate, produce_events, write_events,
                                   write_labels)
 
+    from streams.dev.sim.families import FAMILIES, HELD_OUT, TUNED
+
+    chosen = {"": (), "all": FAMILIES, "held-out": HELD_OUT, "tuned": TUNED}.get(args.families)
+    if chosen is None:
+        chosen = tuple(f.strip() for f in args.families.split(","))
+        unknown = [f for f in chosen if f not in FAMILIES]
+        if unknown:
+            raise CliError(f"--families: unknown {', '.join(unknown)}; choose all, held-out, tuned or from "
+                           f"{', '.join(FAMILIES)}")
     sim = SimConfig(seed=args.seed, benign_accounts=args.benign, days=args.days,
                     rings=default_rings(args.ring_scale, args.rings),
-                    duplicate_rate=args.duplicates, late_rate=args.late)
+                    duplicate_rate=args.duplicates, late_rate=args.late, families=chosen,
+                    family_instances=args.family_instances, family_max_size=args.family_max_size)
     out = Path(args.out) if args.out else None
     if out is not None and out.is_dir():
         raise CliError(f"--out {out} is a folder; give a file name (events.jsonl or events.jsonl.gz)")
@@ -366,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     p.add_argument("--duplicates", type=float, default=0.0, help="share of events delivered twice")
     p.add_argument("--late", type=float, default=0.0, help="share of events delivered up to 3 minutes late")
+    p.add_argument("--families", default="", help="also plant red-team families: all, held-out, tuned or a "
+                   "comma-separated list (streams/dev/sim/families.py)")
+    p.add_argument("--family-instances", type=int, default=2, help="instances per family (default 2)")
+    p.add_argument("--family-max-size", type=int, default=3000,
+                   help="largest family instance; sizes are drawn log-uniform from 100 (default 3000)")
     cfg.add_arguments(p, ["bootstrap", "events_topic", *cfg.KAFKA_SECURITY])
     p.set_defaults(func=cmd_simulate)
 
