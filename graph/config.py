@@ -85,12 +85,8 @@ class DetectionConfig:
     group_min_accounts: int = 10
     """A template is owned by its users when at least this many accounts use it ..."""
     group_captive_min: float = 0.8
-    """... and at least this share of them are captive: most of their use is on shared templates (see
-    ``group_own_max``): an operation runs its templates, a crowd also writes its own prompts ..."""
-    group_own_max: float = 0.34
-    """An account is captive when at most this share of its minutes on templates is on prompts of its
-    own (templates nobody else uses): an operation's accounts may mix a few one-off prompts in as
-    camouflage and still run its templates; an ordinary user writes a good part of its prompts itself."""
+    """... and at least this share of them write no prompt of their own (every template they use is
+    shared): an operation runs its templates, a crowd also writes its own prompts ..."""
     group_set_min: float = 0.4
     """... and at least this share use two or more shared templates: an operation runs a set of
     prompts; a crowd on one framework prompt is not a group."""
@@ -172,7 +168,7 @@ class DetectionConfig:
                  "skew_sample", "device_max_degree", "payment_max_degree", "exclusivity_min", "sync_min_accounts",
                  "sync_min_lift", "sync_min_overlap", "sync_recent_buckets", "sync_min_buckets", "sync_min_ratio",
                  "weak_cover_min", "weak_min_accounts", "weak_purity_min", "weak_min_entities", "weak_max_groups", "track_min_size", "hub_copy_overlap",
-                 "evidence_limit", "group_min_accounts", "group_captive_min", "group_own_max", "group_set_min", "device_rotation_min",
+                 "evidence_limit", "group_min_accounts", "group_captive_min", "group_set_min", "device_rotation_min",
                  "template_max_degree")
         out: dict[str, Any] = {name: getattr(self, name) for name in names}
         out["datacenter_asns"] = sorted(self.datacenter_asns)

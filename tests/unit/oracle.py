@@ -1,11 +1,10 @@
 """An independent oracle for the engine's clusters: the window is recomputed from the events, the
 rules of graph/DETECTION.md are re-stated here, and groups are ``networkx.connected_components``
 — of the member–binding-entity graph (cores), then of the core graph under weak edges (operations).
-Nothing here calls the code under test. The derived inputs it takes from the engine are the
+Nothing here calls the code under test. The one derived input it takes from the engine is the
 lockstep cohort links (which minutes were synchronous depends on the stream's history; the cohort
-rule itself is tested on hand-built streams in tests/unit/test_detection_v2.py) and each template
-link's minutes with API activity (the same count); owned template groups are re-derived here from the
-template links and those minutes."""
+rule itself is tested on hand-built streams in tests/unit/test_detection_v2.py); owned template
+groups are re-derived here from the template links."""
 
 from __future__ import annotations
 
@@ -37,24 +36,19 @@ def as_pairs(links: dict[str, dict[str, float]]) -> list[tuple[str, str]]:
     return sorted((account, entity) for entity, accounts in links.items() for account in accounts)
 
 
-def owned_groups(members: dict[str, set[str]], config: DetectionConfig,
-                 minutes: dict[tuple[str, str], int] | None = None) -> dict[str, set[str]]:
+def owned_groups(members: dict[str, set[str]], config: DetectionConfig) -> dict[str, set[str]]:
     """Owned templates (graph/DETECTION.md): used by >= group_min_accounts accounts, at most
-    template_max_degree, of whom >= group_captive_min are captive (a shared template, and at most
-    group_own_max of their template minutes on templates of their own) and >= group_set_min also use
-    >= 2 shared ones. ``minutes``: (account, template) -> minutes with API activity (counted by the
-    kernel, as cohorts' synchronous minutes are; 1 where absent)."""
+    template_max_degree, of whom >= group_captive_min use no template of their own and >= group_set_min
+    also use >= 2 shared ones."""
     templates_of: dict[str, list[str]] = defaultdict(list)
     for entity, accounts in members.items():
         if entity[0] == "t":
             for account in accounts:
                 templates_of[account].append(entity)
 
-    def shared(account: str) -> int:  # templates shared with others; 0 when not captive
-        used = {t: max(1, (minutes or {}).get((account, t), 1)) for t in templates_of[account]}
-        own = sum(n for t, n in used.items() if len(members[t]) == 1)
-        count = sum(1 for t in used if len(members[t]) >= 2)
-        return count if count and own <= config.group_own_max * sum(used.values()) else 0
+    def shared(account: str) -> int:  # templates shared with others; 0 with one of its own
+        sizes = [len(members[t]) for t in templates_of[account]]
+        return len(sizes) if min(sizes) >= 2 else 0
 
     out = {}
     for entity, accounts in members.items():
@@ -67,12 +61,12 @@ def owned_groups(members: dict[str, set[str]], config: DetectionConfig,
 
 
 def clusters(links: dict[str, dict[str, float]], cohort_links: list[tuple[str, str]],
-             config: DetectionConfig, minutes: dict[tuple[str, str], int] | None = None) -> list[tuple[str, ...]]:
+             config: DetectionConfig) -> list[tuple[str, ...]]:
     members: dict[str, set[str]] = {e: set(accounts) for e, accounts in links.items()}
     for account, entity in cohort_links:
         if entity[0] == "s":  # the engine's owned groups ("g:") are re-derived below, not taken
             members.setdefault(entity, set()).add(account)
-    members.update(owned_groups(members, config, minutes))
+    members.update(owned_groups(members, config))
     entities_of: dict[str, set[str]] = defaultdict(set)
     for entity, accounts in members.items():
         for account in accounts:

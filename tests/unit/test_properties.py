@@ -94,8 +94,7 @@ class DetectionMachine(RuleBasedStateMachine):
         assert graph.check() == []  # the kernel's incremental structures agree with each other
         assert graph.live_links() == oracle.as_pairs(expected_links)
         cohorts = graph.live_links(derived=True)
-        minutes = {(a, t): n for a, t, n in graph.template_minutes()}
-        expected = oracle.clusters(expected_links, cohorts, self.config, minutes)
+        expected = oracle.clusters(expected_links, cohorts, self.config)
         assert self.engine.partition() == expected
         assert self.engine.full_recompute_partition() == expected
         DetectionMachine.reached.checks += 1

@@ -11,7 +11,7 @@
 use bincode::Options;
 use serde::{de::DeserializeOwned, Serialize};
 
-pub const STATE_VERSION: u32 = 5; // 5: captive by the share of template minutes on own prompts; 4: lockstep counts arrivals (a template's last minute is kept); 3: owned template groups; 2: strong links carry their kind and a copy of `binding`
+pub const STATE_VERSION: u32 = 4; // 4: lockstep counts arrivals (a template's last minute is kept); 3: owned template groups; 2: strong links carry their kind and a copy of `binding`
 include!(concat!(env!("OUT_DIR"), "/layout.rs"));
 /// The stored layout's hash: the serialised structs' fields (build.rs) and the stored hashes
 /// (`hashing::probe`: a dependency's release that hashes differently changes it too).

@@ -7,8 +7,7 @@ Operations (``ring_id`` ``fam-<family>-<k>``):
 
 * ``owned_templates`` — card groups (one pool card per 10-50 accounts), a phone of its own each,
   through a residential proxy network shared with ordinary people, all running a set of prompt
-  templates nobody else uses, each account one to four of them; half the instances mix one-off
-  prompts of their own into up to a quarter of their calls (camouflage).
+  templates nobody else uses, each account one to four of them.
 * ``owned_infra`` — a phone and a card of its own each, all traffic through a handful of datacenter
   IPs nobody else uses, its own templates, calls at the same cron minutes.
 * ``rotating_ids`` — IPv6 privacy addresses (a new address per session inside a few /64s), a new
@@ -93,13 +92,11 @@ class Instance:
         lo = self.t0 if lo is None else lo
         return self.rng.uniform(lo, max(lo, self.t0 + self.span if hi is None else hi))
 
-    def heavy(self, templates: list[str], own_share: float = 0.0) -> Usage:
-        """A distillation minute: dozens to hundreds of exchanges, long answers (with ``own_share``, on a
-        one-off prompt of its own: camouflage)."""
+    def heavy(self, templates: list[str]) -> Usage:
+        """A distillation minute: dozens to hundreds of exchanges, long answers."""
         r = self.rng
         requests = r.randint(20, 300)
-        template = f"tpl-own-{r.randrange(10**9)}" if own_share and r.random() < own_share else r.choice(templates)
-        return (requests, requests * r.randint(300, 1200), requests * r.randint(1500, 4000), "m-large", template)
+        return (requests, requests * r.randint(300, 1200), requests * r.randint(1500, 4000), "m-large", r.choice(templates))
 
     def ordinary(self, templates: list[str], scale: int = 1, own_share: float = 0.0) -> Usage:
         """An ordinary minute on the given templates (and, with ``own_share``, a prompt of its own)."""
@@ -123,7 +120,6 @@ def owned_templates(x: Instance) -> None:
     templates = [f"tpl-{x.ring_id}-{j}" for j in range(r.randint(max(4, x.size // 300), 40))]
     own_lines = [tr.ip(77) for _ in range(r.randint(2, 10))]
     proxied = r.uniform(0.3, 1.0)
-    camouflage = r.choice((0.0, r.uniform(0.0, 0.25)))  # half the instances mix one-off prompts in
 
     def ip() -> str:
         return r.choice(tr.exits) if tr.exits and r.random() < proxied else r.choice(own_lines)
@@ -137,7 +133,7 @@ def owned_templates(x: Instance) -> None:
                 asn=r.choice(RESIDENTIAL_ASNS))
         for _ in range(r.randint(3, 10)):
             u = x.when(lo=t)
-            tr.emit(u, "api_usage", a, None, ip(), asn=r.choice(RESIDENTIAL_ASNS), usage=x.heavy(mine, camouflage))
+            tr.emit(u, "api_usage", a, None, ip(), asn=r.choice(RESIDENTIAL_ASNS), usage=x.heavy(mine))
 
 
 def owned_infra(x: Instance) -> None:

@@ -67,7 +67,6 @@ pub struct GraphArgs {
     group_min_accounts: u32,
     device_rotation_min: u32,
     group_captive_min: f64,
-    group_own_max: f64,
     group_set_min: f64,
     template_max_degree: u32,
 }
@@ -102,7 +101,6 @@ impl GraphArgs {
             group_min_accounts: self.group_min_accounts,
             device_rotation_min: self.device_rotation_min,
             group_captive_min: self.group_captive_min,
-            group_own_max: self.group_own_max,
             group_set_min: self.group_set_min,
             template_max_degree: self.template_max_degree,
         })

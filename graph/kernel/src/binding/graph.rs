@@ -318,27 +318,6 @@ impl Graph {
         })
     }
 
-    /// Every live template link's minutes with API activity, as (account, template key, minutes), sorted
-    /// (tests: the oracle re-states the captive rule from them).
-    fn template_minutes(&mut self) -> Vec<(String, String, u32)> {
-        self.with(|inner| {
-            let g = &*inner;
-            let mut v = Vec::new();
-            for (a, acc) in g.acct.iter().enumerate() {
-                if !acc.live {
-                    continue;
-                }
-                for l in &acc.links {
-                    if !l.strong() && g.kind(l.ent) == graph::TEMPLATE {
-                        v.push((g.acc_str(a as u32).to_owned(), g.ent_str(l.ent).to_owned(), l.uses as u32));
-                    }
-                }
-            }
-            v.sort_unstable();
-            v
-        })
-    }
-
     /// Inconsistencies between the incremental structures (empty when all holds; tests only).
     fn check(&mut self) -> Vec<String> {
         self.with(|inner| inner.check())

@@ -93,7 +93,6 @@ pub struct GraphConfig {
     pub group_min_accounts: u32,
     pub device_rotation_min: u32,
     pub group_captive_min: f64,
-    pub group_own_max: f64,
     pub group_set_min: f64,
     pub template_max_degree: u32,
 }
@@ -1096,7 +1095,6 @@ impl Graph {
             let Some(link) = self.acct[a as usize].link_mut(e) else { continue };
             link.uses = link.uses.saturating_add(1);
             self.dirty.cohort_check.push((a, e));
-            self.dirty.moved_kind.push((a, TEMPLATE)); // its share of minutes on its own prompts moved
             if minute >= self.closed_minutes_before {
                 self.open_buckets.entry((e, minute)).or_default().push(a);
             }

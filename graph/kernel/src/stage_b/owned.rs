@@ -7,10 +7,8 @@
 //! it when
 //!   * at least `group_min_accounts` accounts use it (a handful sharing a prompt is nothing), at most
 //!     `template_max_degree` (a bound on the work per template), and
-//!   * at least `group_captive_min` of them are **captive**: at most `group_own_max` of their minutes
-//!     on templates are on prompts of their own (templates nobody else uses) — an operation's accounts
-//!     may mix a few one-offs in as camouflage, an ordinary user writes a good part of its prompts —
-//!     and
+//!   * at least `group_captive_min` of them are **captive**: they use no template of their own (every
+//!     template they use is used by someone else too), and
 //!   * at least `group_set_min` of them use two or more shared templates (**on a set**). An operation
 //!     runs a set of prompts (distillation needs coverage); a crowd on a framework's default prompt
 //!     that writes nothing of its own uses that one template — a crowd, not a group.
@@ -61,26 +59,23 @@ impl Graph {
             && on_set as f64 >= self.cfg.group_set_min * deg as f64
     }
 
-    /// The account's template state from its links: `CAPTIVE` (at least one shared template, and at
-    /// most `group_own_max` of its template minutes on templates of its own), with `ON_SET` (at least
-    /// two shared). `AcctB::private` caches it (bits 2 and 3); a link's minutes are its `uses`.
+    /// The account's template state from its links: `CAPTIVE` (no template of its own, at least one
+    /// shared), with `ON_SET` (at least two shared). `AcctB::private` caches it (bits 2 and 3).
     pub fn captive_fresh(&self, a: u32) -> u8 {
-        let (mut shared, mut own_minutes, mut minutes) = (0u32, 0u64, 0u64);
+        let mut shared = 0;
         for l in self.acct[a as usize].links.iter() {
             if !l.strong() && self.ent[l.ent as usize].kind == TEMPLATE {
-                let used = l.uses.max(1) as u64;
-                minutes += used;
                 if self.ent[l.ent as usize].members.len() == 1 {
-                    own_minutes += used;
-                } else {
-                    shared += 1;
+                    return 0;
                 }
+                shared += 1;
             }
         }
-        if shared == 0 || own_minutes as f64 > self.cfg.group_own_max * minutes as f64 {
-            return 0;
+        match shared {
+            0 => 0,
+            1 => CAPTIVE,
+            _ => CAPTIVE | ON_SET,
         }
-        if shared == 1 { CAPTIVE } else { CAPTIVE | ON_SET }
     }
 
     #[inline]
@@ -91,7 +86,6 @@ impl Graph {
     /// Account `a` joined (`added`) or left template `e`, which now has `deg` members.
     pub(crate) fn template_member_moved(&mut self, a: u32, e: u32, deg: usize, added: bool) {
         // a new prompt of its own (most API calls of ordinary users) leaves a non-captive account as it is
-        // (its own share only grows)
         if !(added && deg == 1 && self.captive_cached(a) == 0) {
             self.dirty.moved_kind.push((a, TEMPLATE));
         }
