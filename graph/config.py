@@ -111,6 +111,12 @@ class DetectionConfig:
     accounts are at least this share the hub's (and that is at least this share of its size)."""
     owned_established_discount: float = 0.8
     """The owned-template term keeps (1 - this x share of members with no signup in the window)."""
+    owned_uncorroborated: float = 0.35
+    """The owned-template term keeps this much when nothing but the templates ties the members: no card
+    or device shared among them, no lockstep cohort, no IPs used by them and little else. Content
+    alone is a group (a course's students, an app's users), not yet an operation: a low lead at most,
+    bursty signups (+0.1) included. Each share of members tied by one of those channels raises it to
+    the full term."""
     prefarm_max: float = 0.6
     """The most a farm's structure alone (no identity of their own, bound off the hub) scores: medium,
     whatever it has spent; spending raises it through the other terms."""

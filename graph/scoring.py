@@ -26,7 +26,10 @@ Structure (each in [0, 1]; the score starts from the largest):
   its own prompts at volume; a class's exercise or a company's internal tool is owned too, at
   ordinary volume. Times (1 - ``owned_established_discount`` x the share of long-standing members):
   an operation's accounts are made for it; a team that has used the API for months and now runs its
-  own evaluations at volume is a customer.
+  own evaluations at volume is a customer. And times how far something besides the templates ties
+  the members (``owned_uncorroborated`` when nothing does, fully when all share a card or device pool,
+  a lockstep cohort, or IPs used by them and little else): content alone is a group — a course's
+  students running its notebooks, an app's users — not yet an operation, and stays a low lead.
 
 Benign explanations discount the structure: one organisation's mail domain (``org_discount`` for a
 group that extracts, up to ``org_idle_discount`` for one at ordinary volume: a company's QA lab on its
@@ -112,7 +115,11 @@ def combine(f: dict[str, float], config: DetectionConfig) -> dict[str, float]:
     extracting = extraction(f["intensity"], config.extraction_floor, config.extraction_full)
     lockstep = f["lockstep_share"] * extracting
     established = 1.0 - f["fresh_share"]
-    owned = f["owned_template_share"] * extracting * (1.0 - config.owned_established_discount * established)
+    # what ties the members besides the templates: a means of production (shared cards or devices, a
+    # scheduler, their own servers or exits); a course's students share the course and nothing else
+    corroborated = max(f["payment_sharing"], f["device_reuse"], f["lockstep_share"], f.get("owned_ip_share", 0.0))
+    owned = f["owned_template_share"] * extracting * (1.0 - config.owned_established_discount * established) \
+        * (config.owned_uncorroborated + (1.0 - config.owned_uncorroborated) * corroborated)
     one_payer = min(1.0, max(0.0, (f["single_payer_share"] - 0.5) / 0.4))  # one card for (nearly) everyone
     org = config.org_discount + (config.org_idle_discount - config.org_discount) * (1.0 - extracting)
     customary = 1.0 - config.established_discount * established * (1.0 - extracting)  # old accounts, usual volume

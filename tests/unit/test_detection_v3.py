@@ -226,3 +226,36 @@ def test_settling_publishes_a_size_the_topic_has_not_seen_and_nothing_else():
     settled = book.on_scored("C1", None, 110, **args, damage_regrowth=0.0, settling=True)
     assert settled is not None and settled.notify and settled.member_count == 110 and settled.reason == "settled"
     assert book.on_scored("C1", None, 110, **args, damage_regrowth=0.0, settling=True) is None, "said once"
+
+
+def course(prefix: str, n: int, rng: random.Random, templates: int = 8, card_group: int = 0):
+    """A self-paced course's students: each on a laptop and a home line of their own, running only the
+    course's notebooks, which loop over the API at extraction volume (with ``card_group``: the same
+    shape paying from a pool of cards, one per that many accounts)."""
+    events = []
+    for i in range(n):
+        a, t, home = f"{prefix}{i}", T0 + rng.uniform(0, 3600), f"98.{i % 200}.{i // 200}.9"
+        card = f"{prefix}-pool{i // card_group}" if card_group else None
+        events.append(ev(a, t, device=f"{prefix}-laptop{i}", payment=card, kind="signup", asn=HOME, ip=home))
+        for tpl in rng.sample(range(templates), rng.randint(2, 4)):
+            for k in range(2):
+                events.append(ev(a, t + 60 + 600 * k + tpl, ip=home, kind="api_usage", asn=HOME,
+                                 template=f"{prefix}-nb{tpl}", requests=60, tokens_out=60 * RING_TOKENS))
+    return events
+
+
+def test_students_sharing_only_a_courses_notebooks_are_a_lead_not_an_alert():
+    """Content alone is a group, not an operation: the same volume on the same kind of owned templates is
+    actionable once the members also share a means of production (here: a card pool)."""
+    rng = random.Random(23)
+    students = course("s", 150, rng)
+    engine, _alerts = run(sorted(students + population(rng), key=lambda e: e.ts), WINDOW)
+    (cid,) = [cid for cid in engine.clusters if "s0" in engine.members(cid)]
+    score = score_cluster(engine.graph, engine.clusters[cid].number, engine.config)
+    assert score.features["owned_template_share"] == 1.0 and score.features["intensity"] > 50
+    assert actionable(engine) == set(), "a course is not paged"
+    assert score.severity in (None, "low") and score.features["owned"] <= engine.config.owned_uncorroborated
+
+    pooled = course("p", 150, random.Random(23), card_group=25)
+    engine, _alerts = run(sorted(pooled + population(random.Random(24)), key=lambda e: e.ts), WINDOW)
+    assert actionable(engine) == {f"p{i}" for i in range(150)}, "the same shape on a card pool is an operation"

@@ -181,6 +181,7 @@ impl Graph {
         // entities the members share, the top template, and the weak entities another cluster's cores
         // also use (shared infrastructure, from the entity's per-core counts).
         let mut ips = 0usize;
+        let mut owned_ip_links = 0usize; // members' links to IPs used by two or more of them and by little else
         let mut weak_shared: Vec<u32> = Vec::new();
         let mut top_template = 0u32;
         let top_payment = payers.values().copied().max().unwrap_or(0);
@@ -194,6 +195,9 @@ impl Graph {
             let ent = &self.ent[e as usize];
             if ent.kind == IP {
                 ips += c as usize;
+                if c >= 2 && c as f64 >= self.cfg.weak_purity_min * ent.members.len() as f64 {
+                    owned_ip_links += c as usize;
+                }
             } else {
                 top_template = top_template.max(c);
             }
@@ -324,6 +328,7 @@ impl Graph {
             ("signups_in_window", fresh as f64),
             ("fresh_share", fresh as f64 / nf),
             ("ips_per_member", ips as f64 / nf),
+            ("owned_ip_share", (owned_ip_links as f64 / nf).min(1.0)),
             ("datacenter_share", datacenter as f64 / nf),
             ("org_domain_share", org),
             ("lockstep_share", lockstep as f64 / nf),
