@@ -32,7 +32,7 @@ Benign look-alikes (``kind`` ``benign_<family>``):
   templates at high volume, long-standing accounts and its own domain.
 * ``online_course`` — a self-paced course's students, signing up over days from their homes, running
   the course's notebooks (its templates, several lessons each) that loop over the API at several to
-  tens of times ordinary volume.
+  tens of times ordinary volume; in half the courses nobody writes a prompt of their own.
 * ``live_workshop`` — a remote workshop's attendees, at home, running the cell the instructor calls
   for within a minute or two of the cue, cell after cell, over a few live sessions on different days.
 
@@ -44,7 +44,10 @@ as a held-out family in its place, before any run of it. online_course was then 
 still there the next minute, and a crowd that persists passed the recurrence test). Lockstep now counts
 only arrivals — accounts that did not use the template the minute before — which moves online_course
 to the tuned families; live_workshop (a crowd that really does start together, again and again) was
-written as a held-out family in its place, before any run of it.
+written as a held-out family in its place, before any run of it. Probing the (now tuned) course with
+no prompts of its own found a third rule wrong in general — owned templates × extraction with nothing
+else in common was an alert; content alone is now a low lead (graph/DETECTION.md §6) — and half the
+courses are planted that way since.
 """
 
 from __future__ import annotations
@@ -356,7 +359,7 @@ def online_course(x: Instance) -> None:
     r, tr = x.rng, x.tr
     notebooks = [f"tpl-course{x.k}-{tr.ids('nb')}-{j}" for j in range(r.randint(5, 12))]
     scale = r.randint(5, 30)
-    own_share = r.uniform(0.0, 0.1)
+    own_share = r.choice((0.0, r.uniform(0.0, 0.1)))  # half the courses: notebooks only, no prompt of their own
     for _ in range(x.size):
         a, laptop, home = x.account(), tr.ids("lt"), tr.ip(98)
         t = x.when()
