@@ -14,6 +14,7 @@ rendering a blank page in the same run: what the page itself costs is the differ
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import random
 import shutil
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         for size in (int(s) for s in args.sizes.split(",")):
             events, db = work / f"events-{size}.jsonl", work / f"audit-{size}.duckdb"
             stream(size, args.seed, events)
-            cli(["replay", str(events), "--audit-db", str(db), "--quiet"])
+            with contextlib.redirect_stdout(sys.stderr):  # replay's summary line is not the table's
+                cli(["replay", str(events), "--audit-db", str(db), "--quiet"])
             with duckdb.connect(str(db), read_only=True) as con:
                 cluster, accounts = con.execute("SELECT cluster_id, size FROM clusters WHERE status = 'live' "
                                                 "ORDER BY size DESC, cluster_id LIMIT 1").fetchone()
