@@ -85,6 +85,11 @@ class PartitionWindow:
             self._held = held
         return out
 
+    def map_held(self, fn: Callable[[Any], Any]) -> None:
+        """Replace the held events' sources by ``fn(source)`` (e.g. a client's message object by a plain
+        record a checkpoint can hold)."""
+        self._held = {number: fn(source) for number, source in self._held.items()}
+
     def held_sources(self) -> list[Any]:
         """Sources of the events the clock guard holds (they may still be refused)."""
         return list(self._held.values())

@@ -305,6 +305,12 @@ class Pipeline:
         self._after(out, emitted, received, 0, 0)
         return emitted
 
+    def held_as_records(self) -> None:
+        """The events the clock guard holds keep their source as a :class:`Record` (the Kafka client's
+        message objects are not state a checkpoint may hold: a restore refuses to build them)."""
+        for window in self.engine.windows:
+            window.map_held(self._record_of)
+
     def release_partition(self, key: tuple[str, int]) -> None:
         """Split stage A: another worker owns input partition ``key`` now; forget its window."""
         self.engine.reset_window(key[1])

@@ -82,6 +82,7 @@ class CheckpointStore:
 
 def capture(pipeline: Pipeline, wall: Callable[[], float] = time.time) -> bytes:
     """The pipeline's engine and the facts a restart needs (call between batches)."""
+    pipeline.held_as_records()
     offsets = [[topic, partition, offset] for (topic, partition), offset in sorted(pipeline.next_offsets.items())]
     facts = {"offsets": offsets, "verdicts": sorted(pipeline.applied_verdicts),
              "damage": dict(sorted(pipeline.damage_counted.items())), "written_at": wall(),
