@@ -14,10 +14,8 @@ clusters it overlaps, largest overlap first, ties to the older id) and reports l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from graph.scoring import ClusterScore
+from graph.scoring import ClusterScore  # at run time too: a checkpoint decodes records by their types
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,24 +12,30 @@ their versions, verdicts). Restoring gives an engine whose next outputs are exac
 engine that was dumped (``tests/unit/test_checkpoint.py`` cuts random streams at random points).
 
 Layout: ``MAGIC``, a 4-byte header length, the header (JSON: format, kernel state format, policy
-fingerprint, configuration fingerprint, partitions, section lengths, facts), the sections, and the
-SHA-256 of everything before it. A blob that does not check out is ``corrupt``; one written by a
-build or a configuration that would read it differently is ``incompatible`` — never wrong state.
-The policy section is a pickle read by an unpickler that builds only fraudgraph's own record types
-and plain containers.
+fingerprint, configuration fingerprint, partitions, section lengths, facts, signed), the sections,
+and a trailer: the SHA-256 of everything before it, or — with a ``key`` — its HMAC-SHA256. A blob
+that does not check out is ``corrupt``; one written by a build or a configuration that would read it
+differently is ``incompatible``; with a key, an unsigned blob or one whose signature does not match
+is ``forged`` (whoever can write where checkpoints are kept cannot plant state) — never wrong state.
+
+No section can run code when read: the kernel's states are its own serde encoding, checked as they
+are read; the policy's records are MessagePack decoded into their declared types (msgspec), which
+builds dataclasses, tuples, sets and scalars and nothing else. A held event's source is kept as an
+int (a replayed line) or a record of plain fields, rebuilt by the caller's ``source`` type.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
+import hmac
 import json
-import pickle
 import struct
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
+
+import msgspec
 
 from graph import _kernel
 from graph.alerts import _OpenAlert
@@ -40,13 +46,13 @@ from graph.scoring import ClusterScore, Evidence
 from graph.window import PartitionWindow
 
 MAGIC = b"FRAUDGRAPH-CHECKPOINT\n"
-FORMAT = 1
+FORMAT = 2  # 2: the policy as typed MessagePack (no pickle), HMAC-signed with a key
 POLICY_VERSION = 2  # bump when a policy record's meaning changes without its fields changing
 _DIGEST = 32
 
 
 class CheckpointError(Exception):
-    """A checkpoint that cannot be restored: ``kind`` is ``corrupt`` or ``incompatible``."""
+    """A checkpoint that cannot be restored: ``kind`` is ``corrupt``, ``incompatible`` or ``forged``."""
 
     def __init__(self, kind: str, why: str) -> None:
         super().__init__(f"{kind} checkpoint: {why}")
@@ -75,32 +81,101 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def dump(engine: DetectionEngine, facts: dict[str, Any] | None = None) -> bytes:
-    """The engine's state; ``facts`` (JSON-able: e.g. the input offsets it covers) is stored beside it."""
+class HeldSource(NamedTuple):
+    """A held event's source as a checkpoint keeps it (a replayed line is an int instead)."""
+
+    value: bytes | None
+    key: bytes | None
+    partition: int
+    offset: int
+    topic: str
+    headers: tuple[tuple[str, bytes], ...]
+
+
+class _Detector(msgspec.Struct):
+    clusters: dict[str, ClusterRecord]
+    merged_into: dict[str, str]
+    open_alerts: dict[str, _OpenAlert]
+    alert_generations: dict[str, int]
+    wall: float
+
+
+class _Merge(msgspec.Struct):
+    pending: list[list[bytes]]
+    closed: list[int | None]
+    applied: int | None
+    idle: list[int]
+
+
+class _Policy(msgspec.Struct):
+    windows: list[tuple[int, dict[int, int | HeldSource]]]
+    detector: _Detector
+    merge: _Merge
+
+
+_POLICY_DECODER = msgspec.msgpack.Decoder(_Policy)
+
+
+def _held(source: Any) -> int | HeldSource:
+    if isinstance(source, int):
+        return source
+    try:
+        return HeldSource(source.value, source.key, int(source.partition), int(source.offset), str(source.topic),
+                          tuple((str(k), bytes(v)) for k, v in (source.headers or ())))
+    except AttributeError:
+        raise TypeError(f"a held event's source must be a line number or a record, not {type(source).__name__}") from None
+
+
+def _policy_bytes(state: dict[str, Any]) -> bytes:
+    windows = [(n, {k: _held(v) for k, v in held.items()}) for n, held in state["windows"]]
+    return msgspec.msgpack.encode(_Policy(windows, _Detector(**state["detector"]), _Merge(**state["merge"])))
+
+
+def _policy_state(data: bytes, source: Callable[..., Any] | None) -> dict[str, Any]:
+    p = _POLICY_DECODER.decode(data)
+
+    def rebuild(h: int | HeldSource) -> Any:
+        return h if isinstance(h, int) or source is None else source(*h)
+
+    return {"windows": [(n, {k: rebuild(v) for k, v in held.items()}) for n, held in p.windows],
+            "detector": msgspec.structs.asdict(p.detector), "merge": msgspec.structs.asdict(p.merge)}
+
+
+def _trailer(body: bytes, key: bytes | None) -> bytes:
+    return hmac.new(key, body, hashlib.sha256).digest() if key else hashlib.sha256(body).digest()
+
+
+def dump(engine: DetectionEngine, facts: dict[str, Any] | None = None, key: bytes | None = None) -> bytes:
+    """The engine's state; ``facts`` (JSON-able: e.g. the input offsets it covers) is stored beside it.
+    ``key``: sign it (HMAC-SHA256) instead of checksumming it."""
     windows = [w.kernel.to_state() for w in engine.windows]
     graph = engine.detector.graph.to_state()
-    policy = pickle.dumps(engine.policy_state(), protocol=5)
+    policy = _policy_bytes(engine.policy_state())
     sections = [*windows, graph, policy]
     header = json.dumps({
         "format": FORMAT, "kernel": _kernel.STATE_FORMAT, "policy": policy_fingerprint(),
         "config": config_fingerprint(engine.config), "partitions": engine.partitions, "split": engine.split,
-        "sections": [len(s) for s in sections], "facts": facts or {},
+        "sections": [len(s) for s in sections], "facts": facts or {}, "signed": key is not None,
     }, sort_keys=True).encode()
     body = b"".join([MAGIC, struct.pack("<I", len(header)), header, *sections])
-    return body + hashlib.sha256(body).digest()
+    return body + _trailer(body, key)
 
 
-def read_header(data: bytes) -> dict[str, Any]:
-    """The header of a checkpoint whose checksum holds (CheckpointError otherwise)."""
-    return _header(data)[0]
+def read_header(data: bytes, key: bytes | None = None) -> dict[str, Any]:
+    """The header of a checkpoint whose checksum (signature, with ``key``) holds (CheckpointError otherwise)."""
+    return _header(data, key)[0]
 
 
-def _header(data: bytes) -> tuple[dict[str, Any], int]:
+def _header(data: bytes, key: bytes | None = None) -> tuple[dict[str, Any], int]:
     if len(data) < len(MAGIC) + 4 + _DIGEST or not data.startswith(MAGIC):
         raise CheckpointError("corrupt", "not a fraudgraph checkpoint")
-    body, digest = data[:-_DIGEST], data[-_DIGEST:]
-    if hashlib.sha256(body).digest() != digest:
-        raise CheckpointError("corrupt", "checksum mismatch (truncated or damaged)")
+    body, trailer = data[:-_DIGEST], data[-_DIGEST:]
+    if key is not None:
+        if not hmac.compare_digest(_trailer(body, key), trailer):
+            why = "unsigned" if hashlib.sha256(body).digest() == trailer else "its signature does not match the key"
+            raise CheckpointError("forged", f"{why} (a checkpoint must be signed with this worker's key)")
+    elif hashlib.sha256(body).digest() != trailer:
+        raise CheckpointError("corrupt", "checksum mismatch (truncated or damaged, or signed: configure its key)")
     (size,) = struct.unpack_from("<I", data, len(MAGIC))
     try:
         header = json.loads(data[len(MAGIC) + 4:len(MAGIC) + 4 + size])
@@ -113,16 +188,19 @@ def _header(data: bytes) -> tuple[dict[str, Any], int]:
 
 def load(data: bytes, config: DetectionConfig, clock: Callable[[], float] = time.time,
          idle_seconds: float = 5.0, partitions: int | None = None,
-         split: bool | None = None) -> tuple[DetectionEngine, dict[str, Any]]:
+         split: bool | None = None, key: bytes | None = None,
+         source: Callable[..., Any] | None = None) -> tuple[DetectionEngine, dict[str, Any]]:
     """The engine ``dump`` stored, and its facts. ``partitions``: the count the caller needs (the input
     topic's); a checkpoint of another count is incompatible. ``split``: the topology the caller needs
-    (``DetectionEngine(split=...)``); a checkpoint of the other one is incompatible."""
-    header, offset = _header(data)
+    (``DetectionEngine(split=...)``); a checkpoint of the other one is incompatible. ``key``: the
+    checkpoint must be signed with it. ``source``: the type held events' sources are rebuilt as (from
+    the fields of :class:`HeldSource`; default: HeldSource itself)."""
+    header, offset = _header(data, key)
     expected = {"format": FORMAT, "kernel": _kernel.STATE_FORMAT, "policy": policy_fingerprint(),
                 "config": config_fingerprint(config)}
-    for key, want in expected.items():
-        if header.get(key) != want:
-            raise CheckpointError("incompatible", f"{key} is {header.get(key)!r}, this build needs {want!r}")
+    for name, want in expected.items():
+        if header.get(name) != want:
+            raise CheckpointError("incompatible", f"{name} is {header.get(name)!r}, this build needs {want!r}")
     count = header.get("partitions")
     if not isinstance(count, int) or count < 1 or (partitions is not None and count != partitions):
         raise CheckpointError("incompatible", f"written for {count} input partition(s), the input has {partitions}")
@@ -141,29 +219,12 @@ def load(data: bytes, config: DetectionConfig, clock: Callable[[], float] = time
     try:
         kernels = [_kernel.Window.from_state(s) for s in sections[:count]]
         graph = _kernel.Graph.from_state(sections[count], kernels[0] if count == 1 and not stored_split else None)
-        policy = _PolicyUnpickler(io.BytesIO(sections[count + 1])).load()
+        policy = _policy_state(sections[count + 1], source)
         engine = DetectionEngine(config, clock, partitions=count, idle_seconds=idle_seconds, split=stored_split,
                                  restored=([PartitionWindow(config, p, k) for p, k in enumerate(kernels)], graph))
         engine.restore_policy_state(policy)
-    except (ValueError, KeyError, TypeError, pickle.UnpicklingError, EOFError) as exc:
+    except (ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
         kind = "incompatible" if str(exc).startswith("incompatible") else "corrupt"
         raise CheckpointError(kind, str(exc)) from None
     facts = header.get("facts")
     return engine, facts if isinstance(facts, dict) else {}
-
-
-_SAFE_BUILTINS = frozenset({"set", "frozenset", "dict", "list", "tuple", "bytes", "bytearray", "float", "int",
-                            "str", "bool", "complex", "slice", "range"})
-
-
-class _PolicyUnpickler(pickle.Unpickler):
-    """Builds fraudgraph's own record types and plain containers, nothing else."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module == "builtins" and name in _SAFE_BUILTINS) or (module == "copyreg" and name == "_reconstructor"):
-            return super().find_class(module, name)
-        if module.startswith(("graph.", "streams.")) and "." not in name:
-            found = super().find_class(module, name)
-            if isinstance(found, type) and found.__module__ == module:  # a class of ours, not a function
-                return found
-        raise pickle.UnpicklingError(f"a checkpoint may not build {module}.{name}")

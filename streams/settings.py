@@ -76,6 +76,10 @@ class Settings:
                                          "with a key: IPs, device ids and payment ids reach the audit store and "
                                          "fraud-alerts only as keyed hashes (investigate hashes its argument too)")
     analyst: str = setting("", "FRAUDGRAPH_ANALYST", "who gives a verdict (default: the OS user)")
+    checkpoint_key_file: str = setting("", "FRAUDGRAPH_CHECKPOINT_KEY_FILE",
+                                       "key the worker signs its checkpoints with and requires on restore (an "
+                                       "unsigned or foreign checkpoint is refused as forged and rebuilt from the "
+                                       "topics); without it checkpoints carry a checksum only")
     verdict_key_file: str = setting("", "FRAUDGRAPH_VERDICT_KEY_FILE",
                                     "key shared by `verdict` (signs) and the worker (applies only verdicts signed "
                                     "with it); without it the worker accepts unsigned verdicts, with a warning")

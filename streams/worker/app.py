@@ -400,7 +400,7 @@ class Topology:
             started = time.monotonic()
             try:
                 self.pipeline.flush_audit()  # rows the state implies are on disk before it says so
-                data = capture(self.pipeline)
+                data = capture(self.pipeline, key=store.key)
             except Exception as exc:  # noqa: BLE001 - a failed checkpoint only makes the next restart longer
                 log.error("checkpoint not taken: %s", exc)
                 if self.metrics is not None:

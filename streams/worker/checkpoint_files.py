@@ -15,7 +15,9 @@ each is written to a temporary file, synced and renamed, so a crash leaves the o
 start the newest one that checks out is restored; a corrupt or incompatible one (another build,
 another detection configuration, another partition count, a topic that was recreated) is logged
 with its reason, shown by ``fraudgraph_restore{outcome=...}``, and the worker falls back to the
-previous checkpoint or to a full rebuild from the topic — never to wrong state.
+previous checkpoint or to a full rebuild from the topic — never to wrong state. With
+``--checkpoint-key-file`` every checkpoint is signed (HMAC-SHA256) and one the key did not sign is
+refused as ``forged``. Nothing in a checkpoint can run code when read (graph/snapshot.py).
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ from graph import snapshot as checkpoint
 from graph.snapshot import CheckpointError
 from graph.config import DetectionConfig
 from graph.engine import DetectionEngine
-from streams.runtime.pipeline import Pipeline
+from streams.runtime.pipeline import Pipeline, Record
 
 log = logging.getLogger("fraudgraph.checkpoints")
 
 LATEST, PREVIOUS = "latest.ckpt", "previous.ckpt"
-OUTCOMES = ("restored", "missing", "corrupt", "incompatible")
+OUTCOMES = ("restored", "missing", "corrupt", "incompatible", "forged")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +54,10 @@ class Restored:
 
 
 class CheckpointStore:
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], key: bytes | None = None) -> None:
+        """``key``: checkpoints are signed with it, and only ones it signed are restored."""
         self.directory = Path(directory)
+        self.key = key
 
     def save(self, data: bytes) -> int:
         """Write ``data`` as the latest checkpoint (the one it replaces becomes the previous)."""
@@ -80,14 +84,14 @@ class CheckpointStore:
         return [p for p in (self.directory / LATEST, self.directory / PREVIOUS) if p.is_file()]
 
 
-def capture(pipeline: Pipeline, wall: Callable[[], float] = time.time) -> bytes:
+def capture(pipeline: Pipeline, wall: Callable[[], float] = time.time, key: bytes | None = None) -> bytes:
     """The pipeline's engine and the facts a restart needs (call between batches)."""
     pipeline.held_as_records()
     offsets = [[topic, partition, offset] for (topic, partition), offset in sorted(pipeline.next_offsets.items())]
     facts = {"offsets": offsets, "verdicts": sorted(pipeline.applied_verdicts),
              "damage": dict(sorted(pipeline.damage_counted.items())), "written_at": wall(),
              "flagged": pipeline.flagged_feed.to_json()}
-    return checkpoint.dump(pipeline.engine, facts)
+    return checkpoint.dump(pipeline.engine, facts, key=key)
 
 
 def restore(store: CheckpointStore, config: DetectionConfig, partitions: int, topics: tuple[str, str],
@@ -100,7 +104,8 @@ def restore(store: CheckpointStore, config: DetectionConfig, partitions: int, to
     for path in store.candidates():
         try:
             data = path.read_bytes()
-            engine, facts = checkpoint.load(data, config, clock, idle_seconds, partitions, split=True)
+            engine, facts = checkpoint.load(data, config, clock, idle_seconds, partitions, split=True, key=store.key,
+                                            source=Record)
             offsets = _offsets(facts, topics, partitions, end_offsets)
         except CheckpointError as exc:
             log.error("checkpoint %s not used (%s); %s", path, exc,

@@ -139,6 +139,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
         check(settings)
         pseudonymiser = from_key_file(settings.pseudonymise_key_file)
         verdict_key = load_key(settings.verdict_key_file) if settings.verdict_key_file else None
+        checkpoint_key = load_key(settings.checkpoint_key_file, "checkpoint key file") if settings.checkpoint_key_file else None
         wait_for_broker(settings, settings.broker_wait_seconds)
     except (KafkaSecurityError, KeyFileError, BrokerUnreachable) as exc:
         print(f"fraudgraph worker: error: {exc}", file=sys.stderr, flush=True)
@@ -159,7 +160,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     audit.create()
     partitions = input_partitions(settings)
     topics = (settings.events_topic, settings.changes_topic_name)
-    store = CheckpointStore(settings.checkpoint_path) if settings.checkpoint_seconds > 0 else None
+    store = CheckpointStore(settings.checkpoint_path, checkpoint_key) if settings.checkpoint_seconds > 0 else None
     restored, outcome = None, "missing"
     restore_started = time.monotonic()
     if store is not None:
@@ -217,7 +218,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
             return
         try:
             pipeline.flush_audit()
-            store.save(capture(pipeline))
+            store.save(capture(pipeline, key=store.key))
         except Exception as exc:  # noqa: BLE001 - exiting anyway; the last periodic checkpoint stands
             log.error("checkpoint at stop not written: %s", exc)
 

@@ -55,6 +55,7 @@ class WorkerHandle:
                 "--alerts-topic", s.alerts_topic, "--verdicts-topic", s.verdicts_topic, "--flagged-topic", s.flagged_topic,
                 "--lateness-seconds", str(s.lateness_seconds), "--tick-seconds", str(s.tick_seconds),
                 *(["--verdict-key-file", s.verdict_key_file] if s.verdict_key_file else []),
+                *(["--checkpoint-key-file", s.checkpoint_key_file] if s.checkpoint_key_file else []),
                 "--checkpoint-seconds", str(s.checkpoint_seconds), "--window-days", str(s.window_days),
                 *[flag for name in (*KAFKA_SECURITY, "audit_backlog_rows", "batch_size")
                   if getattr(s, name) != getattr(Settings(), name)

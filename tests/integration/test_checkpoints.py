@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from streams.cli import main as cli
@@ -83,3 +84,34 @@ def test_restart_restores_the_checkpoint_and_reads_only_the_tail(worker, tmp_pat
     cli(["replay", str(events), "--audit-db", str(replay_db), "--quiet"])
     assert alerted_clusters(w.settings.audit_db) == alerted_clusters(replay_db)
     assert_nothing_doubled(w.settings.audit_db)
+
+
+def test_a_checkpoint_the_key_did_not_sign_is_refused_as_forged(worker, tmp_path):
+    """With --checkpoint-key-file, whoever can write the checkpoint volume cannot plant state: a
+    checkpoint signed with another key, or none, is refused as forged, and the worker rebuilds from the
+    topic to replay's alerts."""
+    events = tmp_path / "events.jsonl"
+    simulate(events)
+    keys = tmp_path / "a.key", tmp_path / "b.key"
+    keys[0].write_text("a" * 32), keys[1].write_text("b" * 32)
+    w = worker(checkpoint_seconds=2.0, checkpoint_key_file=str(keys[0]))
+    directory = Path(w.settings.checkpoint_path)
+    w.start()
+    w.produce_file(events)
+    w.wait_consumed()
+    w.settle()
+    w.stop()  # graceful: a last checkpoint, signed with key a
+    w.start()
+    assert w.metric('fraudgraph_restore{outcome="restored"}') == 1 and w.metric("fraudgraph_recovered_records") == 0
+    w.stop()
+
+    w.settings = replace(w.settings, checkpoint_key_file=str(keys[1]))
+    w.start()  # the same files, another key: both refused, a full rebuild
+    assert w.metric('fraudgraph_restore{outcome="forged"}') == 1, w.log()
+    assert "signature does not match" in w.log()
+    assert w.metric("fraudgraph_recovered_records") == w.produced
+    w.settle()
+    w.stop()
+    replay_db = tmp_path / "replay.duckdb"
+    cli(["replay", str(events), "--audit-db", str(replay_db), "--quiet"])
+    assert alerted_clusters(w.settings.audit_db) == alerted_clusters(replay_db)

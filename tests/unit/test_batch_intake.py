@@ -129,7 +129,7 @@ def test_a_checkpoint_taken_while_the_clock_guard_holds_messages_restores():
     messages = stream()
     p.handle_partitions("events", as_parts(messages[:20]))
     assert any(w.held_sources() for w in p.engine.windows), "the guard holds some of them"
-    engine, _facts = snapshot.load(capture(p, wall=lambda: 0.0), config, lambda: 0.0, 5.0, 2, split=True)
+    engine, _facts = snapshot.load(capture(p, wall=lambda: 0.0), config, lambda: 0.0, 5.0, 2, split=True, source=Record)
     held = [s for w in engine.windows for s in w.held_sources()]
     assert held and all(isinstance(s, Record) for s in held)
     sent = {(m.partition(), m.offset()): (m.value(), m.key()) for m in messages[:20]}

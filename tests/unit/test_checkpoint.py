@@ -144,13 +144,54 @@ def test_damaged_and_incompatible_checkpoints_are_refused(stream):
     assert restored.partition() == engine.partition()
 
 
-def test_the_policy_section_builds_no_foreign_objects():
-    evil = pickle.dumps(os.system)  # a function, not a record type
-    with pytest.raises(pickle.UnpicklingError):
-        checkpoint._PolicyUnpickler(__import__("io").BytesIO(evil)).load()
-    sneaky = pickle.dumps(checkpoint.hashlib.sha256)  # reachable from one of our modules, still refused
-    with pytest.raises(pickle.UnpicklingError):
-        checkpoint._PolicyUnpickler(__import__("io").BytesIO(sneaky)).load()
+def _with_policy(data: bytes, policy: bytes) -> bytes:
+    """The same checkpoint with its policy section replaced, and a checksum that holds."""
+    header, offset = checkpoint._header(data)
+    sizes = header["sections"]
+    start = offset + sum(sizes[:-1])
+    header["sections"] = [*sizes[:-1], len(policy)]
+    head = orjson.dumps(header, option=orjson.OPT_SORT_KEYS)
+    body = checkpoint.MAGIC + checkpoint.struct.pack("<I", len(head)) + head + data[offset:start] + policy
+    return body + checkpoint.hashlib.sha256(body).digest()
+
+
+def test_no_checkpoint_can_run_code_or_build_foreign_objects(stream):
+    """The policy section is typed MessagePack: a pickle (a function to call) or a record of another
+    shape in its place, even with a checksum that holds, is refused as corrupt — nothing is executed."""
+    engine = DetectionEngine(config(), clock=lambda: 0.0, partitions=2)
+    feed(engine, chunks(stream[:5000], 2, seed=3))
+    data = checkpoint.dump(engine)
+    called = []
+    evil = pickle.dumps(type("Evil", (), {"__reduce__": lambda self: (called.append, ("ran",))})())
+    for policy in (evil, pickle.dumps(os.system), orjson.dumps({"windows": "x"}), b"\x93\x01\x02\x03"):
+        with pytest.raises(CheckpointError) as caught:
+            checkpoint.load(_with_policy(data, policy), config(), partitions=2)
+        assert caught.value.kind == "corrupt"
+    assert called == []
+    for module in (checkpoint, __import__("streams.worker.checkpoint_files", fromlist=["x"])):
+        text = Path(module.__file__).read_text()
+        assert "import pickle" not in text and "pickle.load" not in text and "Unpickler" not in text
+
+
+def test_a_signed_checkpoint_refuses_what_the_key_did_not_sign(stream):
+    engine = DetectionEngine(config(), clock=lambda: 0.0, partitions=2)
+    feed(engine, chunks(stream[:5000], 2, seed=4))
+    key, other = b"k" * 32, b"o" * 32
+    signed = checkpoint.dump(engine, {"offsets": []}, key=key)
+    restored, facts = checkpoint.load(signed, config(), partitions=2, key=key)
+    assert restored.partition() == engine.partition() and facts == {"offsets": []}
+
+    def kind(blob: bytes, k: bytes | None) -> str:
+        with pytest.raises(CheckpointError) as caught:
+            checkpoint.load(blob, config(), partitions=2, key=k)
+        return caught.value.kind
+
+    assert kind(signed, other) == "forged"  # signed with another key
+    assert kind(checkpoint.dump(engine), key) == "forged"  # unsigned, where a key is required
+    tampered = bytearray(signed)
+    tampered[len(signed) // 2] ^= 0x01
+    assert kind(bytes(tampered), key) == "forged"  # changed after signing
+    assert kind(signed, None) == "corrupt"  # signed, read without the key: its checksum does not hold
 
 
 def test_the_store_keeps_the_previous_checkpoint_and_clears_torn_writes(tmp_path):
