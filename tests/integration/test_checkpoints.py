@@ -101,6 +101,7 @@ def test_a_checkpoint_the_key_did_not_sign_is_refused_as_forged(worker, tmp_path
     w.wait_consumed()
     w.settle()
     w.stop()  # graceful: a last checkpoint, signed with key a
+    assert (directory / "latest.ckpt").is_file()
     w.start()
     assert w.metric('fraudgraph_restore{outcome="restored"}') == 1 and w.metric("fraudgraph_recovered_records") == 0
     w.stop()
