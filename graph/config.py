@@ -113,7 +113,8 @@ class DetectionConfig:
     """The owned-template term keeps (1 - this x share of members with no signup in the window)."""
     owned_uncorroborated: float = 0.35
     """The owned-template term keeps this much when nothing but the templates ties the members: no card
-    or device shared among them, no lockstep cohort, no IPs used by them and little else. Content
+    or device shared among them, no lockstep cohort, no IPs used by them and little else, no calls from
+    hosting providers' networks (servers, datacenter exits). Content
     alone is a group (a course's students, an app's users), not yet an operation: a low lead at most,
     bursty signups (+0.1) included. Each share of members tied by one of those channels raises it to
     the full term."""

@@ -28,8 +28,9 @@ Structure (each in [0, 1]; the score starts from the largest):
   an operation's accounts are made for it; a team that has used the API for months and now runs its
   own evaluations at volume is a customer. And times how far something besides the templates ties
   the members (``owned_uncorroborated`` when nothing does, fully when all share a card or device pool,
-  a lockstep cohort, or IPs used by them and little else): content alone is a group — a course's
-  students running its notebooks, an app's users — not yet an operation, and stays a low lead.
+  a lockstep cohort, IPs used by them and little else, or call from hosting providers' networks):
+  content alone is a group — a course's students running its notebooks from home, an app's users —
+  not yet an operation, and stays a low lead.
 
 Benign explanations discount the structure: one organisation's mail domain (``org_discount`` for a
 group that extracts, up to ``org_idle_discount`` for one at ordinary volume: a company's QA lab on its
@@ -116,8 +117,10 @@ def combine(f: dict[str, float], config: DetectionConfig) -> dict[str, float]:
     lockstep = f["lockstep_share"] * extracting
     established = 1.0 - f["fresh_share"]
     # what ties the members besides the templates: a means of production (shared cards or devices, a
-    # scheduler, their own servers or exits); a course's students share the course and nothing else
-    corroborated = max(f["payment_sharing"], f["device_reuse"], f["lockstep_share"], f.get("owned_ip_share", 0.0))
+    # scheduler, their own servers or exits, calling from hosting providers' networks); a course's
+    # students at home share the course and nothing else
+    corroborated = max(f["payment_sharing"], f["device_reuse"], f["lockstep_share"], f.get("owned_ip_share", 0.0),
+                       f["datacenter_share"])
     owned = f["owned_template_share"] * extracting * (1.0 - config.owned_established_discount * established) \
         * (config.owned_uncorroborated + (1.0 - config.owned_uncorroborated) * corroborated)
     one_payer = min(1.0, max(0.0, (f["single_payer_share"] - 0.5) / 0.4))  # one card for (nearly) everyone

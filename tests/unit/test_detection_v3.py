@@ -259,3 +259,21 @@ def test_students_sharing_only_a_courses_notebooks_are_a_lead_not_an_alert():
     pooled = course("p", 150, random.Random(23), card_group=25)
     engine, _alerts = run(sorted(pooled + population(random.Random(24)), key=lambda e: e.ts), WINDOW)
     assert actionable(engine) == {f"p{i}" for i in range(150)}, "the same shape on a card pool is an operation"
+
+
+def test_an_operation_on_exits_it_shares_with_strangers_is_corroborated_by_where_it_calls_from():
+    """A phone and a card of its own per account, an exit per session from a hosting provider's ranges
+    that other customers use too (no IP is the operation's own): the templates it runs together still
+    make it an operation, because it calls from hosting networks, not from its members' homes."""
+    rng = random.Random(25)
+    exits = [f"185.20.{k // 250}.{k % 250}" for k in range(500)]
+    ring = owned_infra_ring("v", 150, rng, templates=10)
+    ring = [ev(e.account_id, e.ts, device=e.device_id, payment=e.payment_id, kind=e.type, asn=CLOUD,
+               ip=rng.choice(exits), template=e.prompt_fingerprint, requests=e.requests, tokens_out=e.tokens_out)
+            for e in ring]
+    customers = [ev(f"x{k}", T0 + k, device=f"x-ph{k}", ip=exits[k % 500], asn=CLOUD) for k in range(2500)]
+    engine, _alerts = run(sorted(ring + customers + population(rng), key=lambda e: e.ts), WINDOW)
+    (cid,) = [cid for cid in engine.clusters if "v0" in engine.members(cid)]
+    score = score_cluster(engine.graph, engine.clusters[cid].number, engine.config)
+    assert score.features["owned_ip_share"] < 0.5 and score.features["datacenter_share"] == 1.0
+    assert actionable(engine) == {f"v{i}" for i in range(150)}
