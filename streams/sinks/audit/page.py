@@ -31,18 +31,20 @@ import duckdb
 import networkx as nx
 
 MAX_GROUPS = 40  # groups drawn one by one; the rest are one node
-MAX_BINDERS = 60  # binding devices / cards / cohorts / owned templates drawn
+MAX_BINDERS = 60  # binding devices / cards / cohorts drawn
 BINDERS_PER_GROUP = 3  # the ones binding most accounts of a group
 MAX_SHARED = 20  # IPs and templates drawn: those shared by the most groups
 MAX_OTHERS = 12  # other operations listed beside the picture
 LABELLED = 12  # groups with their size written beside them
 MAX_POINTS = 400  # points per plotted series (evenly thinned, the last always kept)
 MAX_LINEAGE_ROWS = 200
+MAX_EVIDENCE_ROWS = 25
 BINDING = ("device", "payment", "lockstep")  # the kinds that join accounts into groups (the hard evidence)
-SHAPES = {"operation": "this operation", "other": "other operation", "device": "device", "payment": "card", "lockstep": "lockstep cohort", "owned_template": "owned template",
-          "ip": "IP", "template": "template"}
-COLOURS = {"operation": "#222222", "other": "#ffffff", "group": "#3b6ea8", "rest": "#9db6d3", "device": "#c0504d", "payment": "#e0a030", "lockstep": "#8064a2",
-           "owned_template": "#4bacc6", "ip": "#7f7f7f", "template": "#a5a5a5"}
+SHAPES = {"operation": "this operation", "other": "other operation", "device": "device", "payment": "card",
+          "lockstep": "lockstep cohort", "owned_template": "owned template", "ip": "IP", "template": "template"}
+COLOURS = {"operation": "#222222", "other": "#ffffff", "group": "#3b6ea8", "rest": "#9db6d3", "device": "#c0504d",
+           "payment": "#e0a030", "lockstep": "#8064a2", "owned_template": "#4bacc6", "ip": "#7f7f7f",
+           "template": "#a5a5a5"}
 FACTS = ("status", "severity", "score", "size", "requests", "tokens_out", "verdict", "born_at", "updated_at")
 
 
@@ -379,7 +381,10 @@ def render(data: OperationData) -> str:
     others = "".join(f"<tr><td>{esc(o)}</td><td>{esc(k)}</td><td>{n:,}</td><td>{here:,}</td><td>{there:,}</td></tr>"
                      for o, k, n, here, there in data.shared[:MAX_OTHERS])
     evidence = "".join(f"<tr><td>{esc(SHAPES.get(k, k))}</td><td>{esc(v)}</td><td>{n:,}</td></tr>"
-                       for k, v, n in data.evidence[:50])
+                       for k, v, n in data.evidence[:MAX_EVIDENCE_ROWS])
+    if len(data.evidence) > MAX_EVIDENCE_ROWS:
+        evidence += (f"<tr><td colspan='3'>… and {len(data.evidence) - MAX_EVIDENCE_ROWS:,} more (the cluster_evidence "
+                     "view has them all)</td></tr>")
     cid = esc(data.cluster_id)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
