@@ -42,9 +42,9 @@ class Settings:
     lateness_seconds: float = setting(300.0, "FRAUDGRAPH_LATENESS_SECONDS", "allowed event lateness (watermark lag)")
     tick_seconds: float = setting(60.0, "FRAUDGRAPH_TICK_SECONDS", "detection cadence in event time")
     instance_id: str = setting("", "FRAUDGRAPH_INSTANCE_ID",
-                               "a stable name for this worker (the StatefulSet pod's): static membership of the input's "
-                               "consumer group, so a restart within the session timeout keeps its partitions without a "
-                               "rebalance (empty: dynamic membership)")
+                               "a stable name for this worker (the StatefulSet pod's): static membership of both consumer "
+                               "groups (the input's and the changes topic's), so a restart within the session timeout "
+                               "keeps its partitions and stage B without a rebalance (empty: dynamic membership)")
     broker_wait_seconds: float = setting(15.0, "FRAUDGRAPH_BROKER_WAIT_SECONDS",
                                          "how long the worker waits for a Kafka broker at start before it exits (status 2)")
     idle_flush_seconds: float = setting(5.0, "FRAUDGRAPH_IDLE_FLUSH_SECONDS", "wall seconds without input before held events are released")

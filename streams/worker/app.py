@@ -104,6 +104,9 @@ class Topology:
             # A crashed worker's partitions are reassigned after 10 s, not Faust's default 60 s.
             broker_session_timeout=SESSION_TIMEOUT_SECONDS,
             broker_heartbeat_interval=3.0,
+            # Static membership of the changes topic's group too (the input's is the intake's): a pod that
+            # restarts within the session timeout keeps stage B without a rebalance.
+            consumer_group_instance_id=f"{settings.app_id}-{settings.instance_id}" if settings.instance_id else None,
             datadir=str(settings.audit_db) + ".faust",
         )
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}

@@ -57,7 +57,7 @@ class WorkerHandle:
                 *(["--verdict-key-file", s.verdict_key_file] if s.verdict_key_file else []),
                 *(["--checkpoint-key-file", s.checkpoint_key_file] if s.checkpoint_key_file else []),
                 "--checkpoint-seconds", str(s.checkpoint_seconds), "--window-days", str(s.window_days),
-                *[flag for name in (*KAFKA_SECURITY, "audit_backlog_rows", "batch_size")
+                *[flag for name in (*KAFKA_SECURITY, "audit_backlog_rows", "batch_size", "instance_id")
                   if getattr(s, name) != getattr(Settings(), name)
                   for flag in (f"--{name.replace('_', '-')}", str(getattr(s, name)))]]
 
