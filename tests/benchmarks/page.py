@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import platform
 import random
 import shutil
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                          statistics.median(blanks)))
             print(f"size {size}: operation of {accounts:,} accounts, {nodes} nodes drawn", file=sys.stderr, flush=True)
     lines = [f"## The operation page — `python -m tests.benchmarks.page --sizes {args.sizes} --repeats {args.repeats}`",
-             "", f"Machine: {platform.machine()}, {_cpus()} cores, Python {platform.python_version()}; Chromium headless "
+             "", f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; Chromium headless "
              "(`--screenshot`, a process per load). Medians.", "",
              "| operation (accounts) | nodes drawn | page size | write (store → HTML) | browser: page → PNG | browser: blank page → PNG | page's own render cost |",
              "|---|---|---|---|---|---|---|"]
@@ -131,12 +132,6 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.out, "a") as out:
             out.write("\n" + text)
     return 0
-
-
-def _cpus() -> int:
-    import os
-
-    return os.cpu_count() or 0
 
 
 if __name__ == "__main__":
