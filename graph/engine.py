@@ -165,6 +165,26 @@ class DetectionEngine:
         self._merge = TickMerge(self.partitions)
         self.idle = set()
 
+    def adopt_window(self, partition: int, window: PartitionWindow) -> None:
+        """Take partition ``partition``'s window as another process left it (``snapshot.load_window``)."""
+        if not self.split:
+            raise ValueError("only a split engine adopts a stage's state")
+        self.windows[partition] = window
+        if partition == 0:
+            self.window = window
+
+    def adopt_global(self, state: tuple[_kernel.Graph, dict[str, Any]]) -> None:
+        """Take stage B as another process left it (``snapshot.load_global``)."""
+        if not self.split:
+            raise ValueError("only a split engine adopts a stage's state")
+        graph, policy = state
+        capture = self.detector.capture_links
+        self.detector = Detector(self.config, self.clock, None, graph)
+        self.detector.capture_links = capture
+        self.detector.restore_policy_state(policy["detector"])
+        self._merge = TickMerge(self.partitions)
+        self._restore_merge(policy["merge"])
+
     def _window(self, partition: int, wall: float | None) -> PartitionWindow:
         if not 0 <= partition < len(self.windows):
             raise ValueError(f"partition {partition} is not one of this engine's {len(self.windows)}")
@@ -197,7 +217,9 @@ class DetectionEngine:
         for window, part in zip(self.windows, state["windows"], strict=True):
             window.restore_policy_state(part)
         self.detector.restore_policy_state(state["detector"])
-        merge = state["merge"]
+        self._restore_merge(state["merge"])
+
+    def _restore_merge(self, merge: dict[str, Any]) -> None:
         self._merge.pending = [deque(_kernel.Batch.from_bytes(b) for b in q) for q in merge["pending"]]
         self._merge.closed = list(merge["closed"])
         self._merge.applied = merge["applied"]

@@ -113,7 +113,14 @@ class _Policy(msgspec.Struct):
     merge: _Merge
 
 
+class _GlobalPolicy(msgspec.Struct):
+    detector: _Detector
+    merge: _Merge
+
+
 _POLICY_DECODER = msgspec.msgpack.Decoder(_Policy)
+_WINDOW_DECODER = msgspec.msgpack.Decoder(tuple[int, dict[int, int | HeldSource]])
+_GLOBAL_DECODER = msgspec.msgpack.Decoder(_GlobalPolicy)
 
 
 def _held(source: Any) -> int | HeldSource:
@@ -151,11 +158,45 @@ def dump(engine: DetectionEngine, facts: dict[str, Any] | None = None, key: byte
     windows = [w.kernel.to_state() for w in engine.windows]
     graph = engine.detector.graph.to_state()
     policy = _policy_bytes(engine.policy_state())
-    sections = [*windows, graph, policy]
+    return _blob(engine, "engine", [*windows, graph, policy], facts, key)
+
+
+def dump_unit(engine: DetectionEngine, unit: str, facts: dict[str, Any] | None = None, key: bytes | None = None) -> bytes:
+    """One stage's part of a split engine's state, so that another process can adopt just that part
+    (``DetectionEngine.adopt_window`` / ``adopt_global``): ``unit`` is ``window-<p>`` (partition
+    ``p``'s window: stage A) or ``global`` (graph, policy records, tick merge: stage B)."""
+    state = engine.policy_state()
+    if unit == GLOBAL:
+        sections = [engine.detector.graph.to_state(),
+                    msgspec.msgpack.encode(_GlobalPolicy(_Detector(**state["detector"]), _Merge(**state["merge"])))]
+    else:
+        p = window_partition(unit, engine.partitions)
+        n, held = state["windows"][p]
+        sections = [engine.windows[p].kernel.to_state(), msgspec.msgpack.encode((n, {k: _held(v) for k, v in held.items()}))]
+    return _blob(engine, unit, sections, facts, key)
+
+
+GLOBAL = "global"
+
+
+def window_unit(partition: int) -> str:
+    return f"window-{partition}"
+
+
+def window_partition(unit: str, partitions: int) -> int:
+    """The partition of a ``window-<p>`` unit (ValueError for another name or a partition out of range)."""
+    prefix, _, number = unit.partition("-")
+    if prefix != "window" or not number.isdigit() or int(number) >= partitions:
+        raise ValueError(f"no unit {unit!r} in an engine of {partitions} partition(s)")
+    return int(number)
+
+
+def _blob(engine: DetectionEngine, unit: str, sections: list[bytes], facts: dict[str, Any] | None,
+          key: bytes | None) -> bytes:
     header = json.dumps({
         "format": FORMAT, "kernel": _kernel.STATE_FORMAT, "policy": policy_fingerprint(),
         "config": config_fingerprint(engine.config), "partitions": engine.partitions, "split": engine.split,
-        "sections": [len(s) for s in sections], "facts": facts or {}, "signed": key is not None,
+        "unit": unit, "sections": [len(s) for s in sections], "facts": facts or {}, "signed": key is not None,
     }, sort_keys=True).encode()
     body = b"".join([MAGIC, struct.pack("<I", len(header)), header, *sections])
     return body + _trailer(body, key)
@@ -195,6 +236,28 @@ def load(data: bytes, config: DetectionConfig, clock: Callable[[], float] = time
     (``DetectionEngine(split=...)``); a checkpoint of the other one is incompatible. ``key``: the
     checkpoint must be signed with it. ``source``: the type held events' sources are rebuilt as (from
     the fields of :class:`HeldSource`; default: HeldSource itself)."""
+    header, sections, count, stored_split = _checked(data, config, "engine", partitions, split, key)
+    try:
+        kernels = [_kernel.Window.from_state(s) for s in sections[:count]]
+        graph = _kernel.Graph.from_state(sections[count], kernels[0] if count == 1 and not stored_split else None)
+        policy = _policy_state(sections[count + 1], source)
+        engine = DetectionEngine(config, clock, partitions=count, idle_seconds=idle_seconds, split=stored_split,
+                                 restored=([PartitionWindow(config, p, k) for p, k in enumerate(kernels)], graph))
+        engine.restore_policy_state(policy)
+    except (ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
+        kind = "incompatible" if str(exc).startswith("incompatible") else "corrupt"
+        raise CheckpointError(kind, str(exc)) from None
+    return engine, _facts(header)
+
+
+def _facts(header: dict[str, Any]) -> dict[str, Any]:
+    facts = header.get("facts")
+    return facts if isinstance(facts, dict) else {}
+
+
+def _checked(data: bytes, config: DetectionConfig, unit: str, partitions: int | None, split: bool | None,
+             key: bytes | None) -> tuple[dict[str, Any], list[bytes], int, bool]:
+    """The header and sections of a blob that checks out as ``unit`` for this build and configuration."""
     header, offset = _header(data, key)
     expected = {"format": FORMAT, "kernel": _kernel.STATE_FORMAT, "policy": policy_fingerprint(),
                 "config": config_fingerprint(config)}
@@ -207,24 +270,49 @@ def load(data: bytes, config: DetectionConfig, clock: Callable[[], float] = time
     stored_split = bool(header.get("split", False))
     if split is not None and stored_split != split:
         raise CheckpointError("incompatible", f"written by a {'split' if stored_split else 'single-process'} engine")
+    stored_unit = header.get("unit", "engine")
+    if stored_unit != unit:
+        raise CheckpointError("incompatible", f"it holds {stored_unit!r}, not {unit!r}")
     sizes = header.get("sections")
-    if not isinstance(sizes, list) or len(sizes) != count + 2:
-        raise CheckpointError("corrupt", "section table does not match the partitions")
+    wanted = count + 2 if unit == "engine" else 2
+    if not isinstance(sizes, list) or len(sizes) != wanted or not all(isinstance(n, int) and n >= 0 for n in sizes):
+        raise CheckpointError("corrupt", "section table does not match its unit")
     sections = []
     for size in sizes:
         sections.append(data[offset:offset + size])
         offset += size
     if offset != len(data) - _DIGEST:
         raise CheckpointError("corrupt", "sections do not add up to the checkpoint's length")
+    return header, sections, count, stored_split
+
+
+def load_window(data: bytes, config: DetectionConfig, partition: int, partitions: int, key: bytes | None = None,
+                source: Callable[..., Any] | None = None) -> tuple[PartitionWindow, dict[str, Any]]:
+    """Partition ``partition``'s window as ``dump_unit`` stored it (split engines only), and its facts."""
+    header, sections, _count, _split = _checked(data, config, window_unit(partition), partitions, True, key)
     try:
-        kernels = [_kernel.Window.from_state(s) for s in sections[:count]]
-        graph = _kernel.Graph.from_state(sections[count], kernels[0] if count == 1 and not stored_split else None)
-        policy = _policy_state(sections[count + 1], source)
-        engine = DetectionEngine(config, clock, partitions=count, idle_seconds=idle_seconds, split=stored_split,
-                                 restored=([PartitionWindow(config, p, k) for p, k in enumerate(kernels)], graph))
-        engine.restore_policy_state(policy)
+        window = PartitionWindow(config, partition, _kernel.Window.from_state(sections[0]))
+        n, held = _WINDOW_DECODER.decode(sections[1])
+
+        def rebuild(h: int | HeldSource) -> Any:
+            return h if isinstance(h, int) or source is None else source(*h)
+
+        window.restore_policy_state((n, {k: rebuild(v) for k, v in held.items()}))
     except (ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
-        kind = "incompatible" if str(exc).startswith("incompatible") else "corrupt"
-        raise CheckpointError(kind, str(exc)) from None
-    facts = header.get("facts")
-    return engine, facts if isinstance(facts, dict) else {}
+        raise CheckpointError("incompatible" if str(exc).startswith("incompatible") else "corrupt", str(exc)) from None
+    return window, _facts(header)
+
+
+def load_global(data: bytes, config: DetectionConfig, partitions: int,
+                key: bytes | None = None) -> tuple[tuple[_kernel.Graph, dict[str, Any]], dict[str, Any]]:
+    """Stage B's state as ``dump_unit`` stored it, for ``DetectionEngine.adopt_global``, and its facts."""
+    header, sections, _count, _split = _checked(data, config, GLOBAL, partitions, True, key)
+    try:
+        graph = _kernel.Graph.from_state(sections[0], None)
+        p = _GLOBAL_DECODER.decode(sections[1])
+        policy = {"detector": msgspec.structs.asdict(p.detector), "merge": msgspec.structs.asdict(p.merge)}
+        if len(policy["merge"]["closed"]) != partitions or len(policy["merge"]["pending"]) != partitions:
+            raise ValueError("its tick merge does not match the partitions")
+    except (ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
+        raise CheckpointError("incompatible" if str(exc).startswith("incompatible") else "corrupt", str(exc)) from None
+    return (graph, policy), _facts(header)

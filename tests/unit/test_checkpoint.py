@@ -204,3 +204,81 @@ def test_the_store_keeps_the_previous_checkpoint_and_clears_torn_writes(tmp_path
     store.save(b"two")
     assert [p.read_bytes() for p in store.candidates()] == [b"two", b"one"]
     assert not list(store.directory.glob("*.tmp"))
+
+
+def split_feed(engine: DetectionEngine, fetches) -> list[tuple]:
+    """The worker's two stages in one process: each partition's batches cross as bytes, as on the topic."""
+    from graph import _kernel
+
+    rows = []
+    for p, values in fetches:
+        engine.feed_json(values, list(range(len(values))), fallback, partition=p)
+        for batch in engine.take_batches(p):
+            engine.receive(p, _kernel.Batch.from_bytes(batch.to_bytes()))
+        rows += summary(engine.release())
+    return rows
+
+
+def split_finish(engine: DetectionEngine) -> list[tuple]:
+    from graph import _kernel
+
+    for p in range(engine.partitions):
+        engine.flush_partition(p)
+        for batch in engine.take_batches(p):
+            engine.receive(p, _kernel.Batch.from_bytes(batch.to_bytes()))
+        engine.receive_idle(p)
+    return summary(engine.release()) + [("partition", engine.partition())]
+
+
+def adopted(engine: DetectionEngine, key: bytes | None = None) -> DetectionEngine:
+    """A new engine (another worker) that adopts each unit of ``engine`` from its own checkpoint."""
+    n = engine.partitions
+    fresh = DetectionEngine(config(), clock=lambda: 0.0, partitions=n, split=True)
+    for p in range(n):
+        data = checkpoint.dump_unit(engine, checkpoint.window_unit(p), {"offset": p}, key=key)
+        window, facts = checkpoint.load_window(data, config(), p, n, key=key)
+        assert facts == {"offset": p}
+        fresh.adopt_window(p, window)
+    state, _ = checkpoint.load_global(checkpoint.dump_unit(engine, checkpoint.GLOBAL, key=key), config(), n, key=key)
+    fresh.adopt_global(state)
+    return fresh
+
+
+def test_each_stage_adopted_by_another_engine_continues_exactly(stream):
+    """Stage A's windows and stage B, each checkpointed on its own and adopted by a new engine at random
+    cuts (a takeover), give the alerts, versions, lineage and clusters of the run never cut."""
+    fetches = chunks(stream, 3, seed=11)
+    whole = DetectionEngine(config(), clock=lambda: 0.0, partitions=3, split=True)
+    expected = split_feed(whole, fetches) + split_finish(whole)
+    assert sum(1 for r in expected if r[0] == "alert") >= 5
+
+    engine = DetectionEngine(config(), clock=lambda: 0.0, partitions=3, split=True)
+    rows, start = [], 0
+    for cut in sorted(random.Random(3).sample(range(1, len(fetches)), 4)):
+        rows += split_feed(engine, fetches[start:cut])
+        engine = adopted(engine, key=b"k" * 32 if cut % 2 else None)
+        start = cut
+    rows += split_feed(engine, fetches[start:]) + split_finish(engine)
+    assert rows == expected
+
+
+def test_a_stage_checkpoint_is_adopted_only_as_itself(stream):
+    engine = DetectionEngine(config(), clock=lambda: 0.0, partitions=3, split=True)
+    split_feed(engine, chunks(stream, 3, seed=2)[:20])
+    window2 = checkpoint.dump_unit(engine, checkpoint.window_unit(2))
+    stage_b = checkpoint.dump_unit(engine, checkpoint.GLOBAL)
+
+    def kind(call):
+        with pytest.raises(CheckpointError) as info:
+            call()
+        return info.value.kind
+
+    assert kind(lambda: checkpoint.load_window(window2, config(), 1, 3)) == "incompatible"  # another partition's
+    assert kind(lambda: checkpoint.load_global(window2, config(), 3)) == "incompatible"
+    assert kind(lambda: checkpoint.load_window(stage_b, config(), 0, 3)) == "incompatible"
+    assert kind(lambda: checkpoint.load_global(stage_b, config(), 4)) == "incompatible"  # another partition count
+    assert kind(lambda: checkpoint.load_global(stage_b[:-40] + stage_b[-39:], config(), 3)) == "corrupt"
+    assert kind(lambda: checkpoint.load_global(stage_b, config(), 3, key=b"k" * 32)) == "forged"
+    assert kind(lambda: checkpoint.load(stage_b, config(), partitions=3)) == "incompatible"  # not a whole engine
+    with pytest.raises(ValueError):
+        checkpoint.dump_unit(engine, "window-3")
