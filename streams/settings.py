@@ -29,7 +29,7 @@ class Settings:
     verdicts_topic: str = setting("fraud-verdicts", "FRAUDGRAPH_VERDICTS_TOPIC", "topic of analyst verdicts")
     changes_topic: str = setting("", "FRAUDGRAPH_CHANGES_TOPIC",
                                  "topic from the partitions' windows (stage A) to the graph (stage B); one partition, "
-                                 "kept without time limit (default: <app-id>-changes)")
+                                 "its records before stage B's checkpoints deleted (default: <app-id>-changes)")
     partitions: int = setting(1, "FRAUDGRAPH_PARTITIONS", "partitions for topics the worker creates")
     audit_db: str = setting("./data/audit.duckdb", "FRAUDGRAPH_AUDIT_DB", "DuckDB audit store investigators open")
     audit_backlog_rows: int = setting(1_000_000, "FRAUDGRAPH_AUDIT_BACKLOG_ROWS",
@@ -53,8 +53,13 @@ class Settings:
     checkpoint_seconds: float = setting(60.0, "FRAUDGRAPH_CHECKPOINT_SECONDS",
                                         "how often the worker checkpoints its state (a restart re-reads only what "
                                         "came after the last one; 0: off, a restart re-reads the topic)")
+    checkpoint_store: str = setting("kafka", "FRAUDGRAPH_CHECKPOINT_STORE",
+                                    "where checkpoints are kept: kafka (the compacted topic <app-id>-checkpoints, which "
+                                    "every worker reads: a worker handed a partition or stage B adopts its checkpoint) "
+                                    "or disk (--checkpoint-dir: this worker's own; a takeover rebuilds from the topics)")
     checkpoint_dir: str = setting("", "FRAUDGRAPH_CHECKPOINT_DIR",
-                                  "directory of the checkpoints, on durable storage (default: <audit-db>.checkpoints)")
+                                  "directory of the checkpoints with --checkpoint-store disk, on durable storage "
+                                  "(default: <audit-db>.checkpoints)")
     log_level: str = setting("warn", "FRAUDGRAPH_LOG_LEVEL", "worker log level (crit, error, warn, info, debug)")
     max_skew_seconds: float = setting(3600.0, "FRAUDGRAPH_MAX_SKEW_SECONDS",
                                       "events dated further ahead of the stream or the wall clock are held, then dead-lettered")
@@ -98,6 +103,10 @@ class Settings:
     @property
     def changes_topic_name(self) -> str:
         return self.changes_topic or f"{self.app_id}-changes"
+
+    @property
+    def checkpoints_topic(self) -> str:
+        return f"{self.app_id}-checkpoints"
 
     @property
     def checkpoint_path(self) -> str:

@@ -354,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "partitions", "instance_id", "broker_wait_seconds", "audit_db", "audit_flush_seconds", "audit_backlog_rows", "retention_days", "metrics_port",
                           "window_days", "lateness_seconds", "tick_seconds", "idle_flush_seconds", "batch_size",
                           "batch_seconds", "log_level", "max_skew_seconds", "stop_grace_seconds", "verdict_key_file", "pseudonymise_key_file",
-                          "checkpoint_seconds", "checkpoint_dir", "checkpoint_key_file", *cfg.KAFKA_SECURITY])
+                          "checkpoint_seconds", "checkpoint_store", "checkpoint_dir", "checkpoint_key_file",
+                          *cfg.KAFKA_SECURITY])
     p.add_argument("--local-metrics", action="store_true", help="serve /metrics on 127.0.0.1 only")
     p.set_defaults(func=cmd_worker)
 

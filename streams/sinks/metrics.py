@@ -49,16 +49,21 @@ class Metrics:
                                          "Change batches stage B already had (sent again by a partition's new owner)",
                                          registry=r)
         self.restore = Gauge("fraudgraph_restore",
-                             "How the last start got its state: 1 on its outcome (restored from a checkpoint; "
-                             "missing, corrupt or incompatible: rebuilt from the topic)", ["outcome"], registry=r)
+                             "How the last partition or stage B this worker took got its state: 1 on its outcome "
+                             "(restored from a checkpoint; missing, corrupt, incompatible or forged: rebuilt from the "
+                             "topic)", ["outcome"], registry=r)
         self.checkpoints = Counter("fraudgraph_checkpoints_total", "Checkpoints taken, by outcome (written, failed)",
                                    ["outcome"], registry=r)
         self.last_checkpoint = Gauge("fraudgraph_last_checkpoint_timestamp_seconds",
-                                     "Wall time of the last checkpoint written (or restored at start)", registry=r)
+                                     "Wall time of the last checkpoint written", registry=r)
         self.checkpoint_seconds = Gauge("fraudgraph_checkpoint_duration_seconds",
                                         "Seconds the last checkpoint took (detection paused for the capture part)",
                                         ["part"], registry=r)
-        self.checkpoint_bytes = Gauge("fraudgraph_checkpoint_bytes", "Size of the last checkpoint", registry=r)
+        self.checkpoint_bytes = Gauge("fraudgraph_checkpoint_bytes", "Size of the last checkpoint (all units held)",
+                                      registry=r)
+        self.changes_start = Gauge("fraudgraph_changes_start_offset",
+                                   "The changes topic's records before this offset were deleted by stage B's owner "
+                                   "(covered by its checkpoints)", registry=r)
         self.ownership_conflict = Gauge(
             "fraudgraph_ownership_conflict",
             "1 when the input topic's partition count changed under the running worker (it stops)", registry=r)

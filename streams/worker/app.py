@@ -19,7 +19,7 @@ already has, so the answer does not depend on how many workers there are or whic
 Each stage's state is a prefix of its input log (``streams/worker/stages.py``); a partition that arrives
 behind is brought up to the group's committed offset first (``streams/worker/recovery.py``), with
 publishing off and ``fraudgraph_recovering`` at 1. Every ``--checkpoint-seconds`` the state this
-worker holds is checkpointed (``streams/worker/checkpoint_files.py``), under the step lock, so a checkpoint never
+worker holds is checkpointed, unit by unit (``streams/worker/checkpoints.py``), under the step lock, so a checkpoint never
 covers an alert, dead letter or change batch not yet acknowledged by the broker.
 
 Sending never drops: a dead letter that would not fit a request is truncated (with a header saying
@@ -40,11 +40,12 @@ from typing import Any
 import faust
 
 from streams.runtime.allocator import MEMORY_RELEASE_SECONDS, release_free_memory
-from streams.worker.checkpoint_files import CheckpointStore, capture
+from graph.snapshot import GLOBAL
+from streams.worker.checkpoints import OUTCOMES, Candidate, Store, adopt, capture, choose, unit_of
 from streams.runtime.changes import verdict_record
 from streams.kafka_security import faust_credentials
 from streams.runtime.pipeline import Emitted, Pipeline, Record, alert_message
-from streams.worker.recovery import committed_offsets, partition_count, read_range
+from streams.worker.recovery import committed_offsets, end_offsets, partition_count, read_range, trim
 from streams.settings import Settings
 from streams.runtime.flagged import encode
 from streams.worker.intake import Batch, Intake
@@ -76,6 +77,7 @@ class Ownership:
         self.unowned_since: dict[Key, float] = {}
         self.catching_up = 0
         self.next_count_check = 0.0  # monotonic time of the next partition-count check
+        self.trimmed = 0  # the changes topic's records before this offset are deleted
 
     def forget(self, keys: set[Key]) -> None:
         self.verified -= keys
@@ -89,7 +91,7 @@ class Topology:
     ``checkpoint``, ``audit_compact``, ``release_memory``), all wired to the app by ``_wire``."""
 
     def __init__(self, settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str, int], None],
-                 global_stage: GlobalStage, checkpoints: CheckpointStore | None = None) -> None:
+                 global_stage: GlobalStage, checkpoints: Store | None = None) -> None:
         self.settings, self.pipeline, self.on_conflict = settings, pipeline, on_conflict
         self.global_stage, self.checkpoints = global_stage, checkpoints
         self.app = faust.App(
@@ -122,6 +124,8 @@ class Topology:
         self.metrics = pipeline.metrics
         self.owned = Ownership()
         self.changes_key: Key = (self.changes_name, 0)
+        # checkpoints read from the store for units assigned and not yet verified (one read serves them all)
+        self.adoptable: dict[str, list[Candidate]] = {}
         # Held from a change of the state until what it emitted is published: a checkpoint is taken only
         # between two such steps, so it never covers an alert, dead letter or change batch not yet sent.
         self.step = asyncio.Lock()
@@ -193,6 +197,9 @@ class Topology:
         delivers from, before its first record is handled after an assignment."""
         if key in self.owned.verified:
             return
+        have = self.pipeline.next_offsets.get(key)
+        if self.checkpoints is not None and (have is None or have < target):
+            await self.adopt_checkpoint(key, have or 0)
         delay = 1.0
         while (have := self.pipeline.next_offsets.get(key, 0)) < target:
             try:
@@ -207,6 +214,55 @@ class Topology:
                 self.metrics.global_owner.set(1)
         else:
             self.pipeline.partition_input[key[1]] = time.time()  # the idle clock starts again at each assignment
+
+    async def adopt_checkpoint(self, key: Key, have: int) -> None:
+        """(Holding the step lock) put the newest checkpoint of ``key``'s unit in place of what this worker
+        holds of it, when it covers more: a worker handed a partition or stage B starts from its previous
+        owner's checkpoint, not from the beginning of the topic. A store that cannot be read means a longer
+        catch-up, never a stop."""
+        store, loop = self.checkpoints, asyncio.get_running_loop()
+        assert store is not None
+        unit = unit_of(key, self.settings.events_topic)
+        started = time.monotonic()
+        try:
+            if unit not in self.adoptable:  # one read for every unit waiting to be verified
+                units = sorted({unit} | {unit_of(k, self.settings.events_topic) for k in self.assigned() - self.owned.verified})
+                self.adoptable.update(await loop.run_in_executor(None, store.read, units))
+            candidates = self.adoptable.pop(unit, [])
+            end = (await loop.run_in_executor(None, end_offsets, self.settings, [key[0]])).get(key, 0)
+        except Exception as exc:  # noqa: BLE001 - the store may be away: rebuild from the topic instead
+            log.error(f"checkpoints of {unit} not readable from {store.describe()} ({exc}); rebuilding it from the topic")
+            self.set_restore("missing")
+            return
+        adopted, outcome = await loop.run_in_executor(
+            None, choose, unit, candidates, self.pipeline.engine.config, self.pipeline.engine.partitions, key[0], end,
+            have, store.key)
+        if outcome != "held":
+            self.set_restore(outcome)
+        if adopted is None:
+            if outcome not in ("held", "missing"):
+                log.error(f"no usable checkpoint of {unit} ({outcome}): rebuilding it from the topic")
+            return
+        adopt(self.pipeline, adopted, key)
+        if unit == GLOBAL and self.pipeline.audit is not None:  # what the previous owner published is not sent again
+            published = await loop.run_in_executor(None, self.pipeline.audit.published_versions)
+            for alert_id, version in published.items():
+                self.pipeline.published[alert_id] = max(version, self.pipeline.published.get(alert_id, 0))
+        # one line per unit (formatted first: the log's repeat filter would fold the units' lines into one)
+        log.warning(f"adopted the checkpoint {adopted.label} of {unit}: offset {adopted.offset} (was {have}), written {max(0.0, time.time() - adopted.written_at):.0f}s ago, in {time.monotonic() - started:.1f}s")
+
+    def set_restore(self, outcome: str) -> None:
+        if self.metrics is not None:
+            for name in OUTCOMES:
+                self.metrics.restore.labels(name).set(1 if name == outcome else 0)
+
+    def assigned(self) -> set[Key]:
+        """The changes partition (Faust's group) and input partitions (the intake's) assigned to this worker."""
+        try:
+            changes = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment() if tp.topic == self.changes_name}
+        except Exception:  # noqa: BLE001 - no consumer yet
+            changes = set()
+        return changes | self.intake.assigned
 
     async def catch_up(self, key: Key, start: int, end: int) -> None:
         def handle(records: list[Record]) -> None:
@@ -232,9 +288,11 @@ class Topology:
     async def on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         self.owned.joined = True  # args[0]: the partitions assigned; each is checked before its first record
         self.owned.forget({(tp.topic, tp.partition) for tp in args[0]})
+        self.adoptable.clear()
 
     async def on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         self.owned.forget({(tp.topic, tp.partition) for tp in args[0]})
+        self.adoptable.clear()
 
     async def start_intake(self) -> None:
         self.intake.start(asyncio.get_running_loop())
@@ -249,6 +307,7 @@ class Topology:
         if batch.rebalance is not None:
             moved = batch.rebalance
             self.owned.forget(moved.revoked | set(moved.assigned))
+            self.adoptable.clear()
             for key in moved.revoked - set(moved.assigned):
                 self.intake_committed.pop(key, None)
             self.intake_committed.update(moved.assigned)
@@ -318,10 +377,10 @@ class Topology:
                     self.on_conflict(problem, EXIT_OWNERSHIP)
                     return
         try:
-            assigned = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()
-                        if tp.topic == self.changes_name} | self.intake.assigned
+            self.app.consumer.assignment()
         except Exception:  # noqa: BLE001 - no consumer yet
             return
+        assigned = self.assigned()
         now = time.time()
         await self.release_unowned(assigned, now)
         unverified = sorted(assigned - self.owned.verified)
@@ -393,6 +452,22 @@ class Topology:
         except OSError as exc:  # rows stay buffered; the next flush retries
             log.error("audit flush failed, will retry: %s", exc)
 
+    def held_units(self, final: bool = False) -> list[tuple[str, Key]]:
+        """The units this worker checkpoints: assigned to it, verified against its group's offset and held
+        (``final``, at a graceful stop, when the assignment is being given up: every unit held — any
+        checkpoint is a true prefix of its log, and a reader takes the one covering the most)."""
+        keys = {key for key in self.pipeline.next_offsets if key[0] in (self.settings.events_topic, self.changes_name)}
+        if not final:
+            keys &= self.assigned() & self.owned.verified
+        return sorted((unit_of(key, self.settings.events_topic), key) for key in keys)
+
+    def capture_held(self, final: bool = False) -> list[tuple[str, bytes, int]]:
+        """(Between two steps) each held unit's checkpoint and the offset it covers, after the audit flush."""
+        self.pipeline.flush_audit()  # rows the state implies are written before a checkpoint says so
+        key = self.checkpoints.key if self.checkpoints is not None else None
+        return [(unit, *capture(self.pipeline, unit, log_key, signing_key=key))
+                for unit, log_key in self.held_units(final)]
+
     async def checkpoint(self) -> None:
         store = self.checkpoints
         if store is None:
@@ -402,18 +477,21 @@ class Topology:
                 return  # a step cut short (a stop), half a batch, or a catch-up: the next one
             started = time.monotonic()
             try:
-                self.pipeline.flush_audit()  # rows the state implies are on disk before it says so
-                data = capture(self.pipeline, key=store.key)
+                captured_units = self.capture_held()
             except Exception as exc:  # noqa: BLE001 - a failed checkpoint only makes the next restart longer
                 log.error("checkpoint not taken: %s", exc)
                 if self.metrics is not None:
                     self.metrics.checkpoints.labels("failed").inc()
                 return
+        if not captured_units:
+            return
         captured = time.monotonic()
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.get_running_loop().run_in_executor(None, store.save, data)
-        except OSError as exc:
-            log.error("checkpoint not written to %s: %s", store.directory, exc)
+            for unit, data, offset in captured_units:
+                await loop.run_in_executor(None, store.save, unit, data, offset)
+        except Exception as exc:  # noqa: BLE001 - the store may be away: detection goes on, the next one retries
+            log.error("checkpoint not written to %s: %s", store.describe(), exc)
             if self.metrics is not None:
                 self.metrics.checkpoints.labels("failed").inc()
             return
@@ -422,7 +500,25 @@ class Topology:
             self.metrics.last_checkpoint.set(time.time())
             self.metrics.checkpoint_seconds.labels("capture").set(captured - started)
             self.metrics.checkpoint_seconds.labels("write").set(time.monotonic() - captured)
-            self.metrics.checkpoint_bytes.set(len(data))
+            self.metrics.checkpoint_bytes.set(sum(len(data) for _unit, data, _offset in captured_units))
+        await self.trim_changes(store)
+
+    async def trim_changes(self, store: Store) -> None:
+        """Stage B's owner, with checkpoints every worker can read: the changes topic before the older of
+        stage B's two kept checkpoints is no longer needed by anyone — delete it, so the topic holds about
+        two checkpoint intervals, whatever the history."""
+        floor = getattr(store, "floor", None)
+        offset = floor(GLOBAL) if floor is not None and self.changes_key in self.owned.verified else None
+        if offset is None or offset <= self.owned.trimmed:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, trim, self.settings, self.changes_name, offset)
+        except Exception as exc:  # noqa: BLE001 - retried after the next checkpoint
+            log.warning("could not delete %s before offset %d: %s", self.changes_name, offset, exc)
+            return
+        self.owned.trimmed = offset
+        if self.metrics is not None:
+            self.metrics.changes_start.set(offset)
 
     async def audit_compact(self) -> None:
         # One segment a second per table adds up: fold them (and apply retention) every 5 minutes.
@@ -431,11 +527,6 @@ class Topology:
                 self.pipeline.audit.compact(min_segments=50)
             except Exception as exc:  # noqa: BLE001 - compaction is an optimisation; never stop detection
                 log.error("audit compaction failed: %s", exc)
-
-
-def build_app(settings: Settings, pipeline: Pipeline, on_conflict: Callable[[str, int], None],
-              global_stage: GlobalStage, checkpoints: CheckpointStore | None = None) -> faust.App:
-    return Topology(settings, pipeline, on_conflict, global_stage, checkpoints).app
 
 
 def partition_count_problem(topic: str, total: int, engine_partitions: int) -> str | None:

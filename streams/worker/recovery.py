@@ -1,7 +1,7 @@
 """Bring a stage's state up to the offset its consumer group committed, before it goes live.
 
 The state lives in memory. On start the worker restores its newest checkpoint
-(``streams/worker/checkpoint_files.py``); without one every state starts empty at offset 0. When a group assigns
+(``streams/worker/checkpoints.py``) of each unit when it is assigned; without one it starts empty at offset 0. When a group assigns
 the worker a partition (of the input topic: stage A; of the changes topic: stage B) whose state is
 behind the group's committed offset — a fresh start, a checkpoint older than the last commit, or a
 partition another worker went on with — ``read_range`` re-reads the gap with a plain consumer that
@@ -10,7 +10,9 @@ those records produced was published by whoever processed them first. Audit writ
 so rows a crash lost are written and rows already there are not doubled.
 
 Retention: the input topic must keep the checkpoint interval (and the window, for a rebuild without
-a checkpoint); the changes topic is stage B's whole history and is kept without a time limit.
+a checkpoint). The changes topic has no time limit: with checkpoints in Kafka, stage B's owner deletes
+its records before the older of stage B's two kept checkpoints (``trim``) after each checkpoint; with
+checkpoints on disk it is stage B's whole history, which a worker without them rebuilds from.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def read_range(settings: Settings, topic: str, partition: int, start: int, end: 
     if start >= end:
         return 0
     started = time.monotonic()
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
                              group_id=None, client_id="fraudgraph-recovery", max_poll_records=batch,
                              fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
                              **kafka_python_args(settings))
@@ -88,7 +90,11 @@ def read_range(settings: Settings, topic: str, partition: int, start: int, end: 
     read = 0
     try:
         consumer.assign([tp])
-        consumer.seek(tp, start)
+        first = consumer.beginning_offsets([tp])[tp]
+        if first > start:  # deleted: input past its retention, or changes before stage B's kept checkpoints
+            log.error("recovery: %s[%d] offsets %d..%d are no longer in the topic (deleted); the state is rebuilt "
+                      "from offset %d", topic, partition, start, first, first)
+        consumer.seek(tp, max(start, first))
         while consumer.position(tp) < end:
             records = [Record(m.value, m.key, m.partition, m.offset, m.topic, tuple(m.headers or ()))
                        for messages in consumer.poll(timeout_ms=1000).values() for m in messages if m.offset < end]
@@ -100,6 +106,17 @@ def read_range(settings: Settings, topic: str, partition: int, start: int, end: 
     log.warning("recovery: re-read %d records of %s[%d] (offsets %d..%d) in %.1fs", read, topic, partition, start,
                 end, time.monotonic() - started)
     return read
+
+
+def trim(settings: Settings, topic: str, before: int, partition: int = 0) -> None:
+    """Delete the records of ``topic[partition]`` before offset ``before`` (Kafka's DeleteRecords)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="fraudgraph-trim", **kafka_python_args(settings))
+    try:
+        admin.delete_records({TopicPartition(topic, partition): before}, timeout_ms=30_000)
+    finally:
+        admin.close()
 
 
 class TopologyError(Exception):
@@ -141,12 +158,15 @@ def ensure_topics(settings: Settings) -> None:
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+    from streams.worker.checkpoint_topic import TOPIC_CONFIG
+
     name = settings.changes_topic_name
     others = (settings.verdicts_topic, settings.alerts_topic, settings.dlq_topic, settings.flagged_topic)
+    checkpoints = (settings.checkpoints_topic,) if settings.checkpoint_store == "kafka" and settings.checkpoint_seconds > 0 else ()
     probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
                           client_id="fraudgraph-recovery", **kafka_python_args(settings))
     try:
-        existing = {topic: probe.partitions_for_topic(topic) for topic in (settings.events_topic, name, *others)}
+        existing = {topic: probe.partitions_for_topic(topic) for topic in (settings.events_topic, name, *others, *checkpoints)}
     finally:
         probe.close()
     changes = existing[name]
@@ -155,7 +175,8 @@ def ensure_topics(settings: Settings) -> None:
                             "another --app-id, which re-reads the input topic from its beginning)")
     wanted = [NewTopic(topic, num_partitions=count, replication_factor=-1, topic_configs=config)
               for topic, count, config in ((settings.events_topic, settings.partitions, {}),
-                                           (name, 1, {"retention.ms": "-1", "retention.bytes": "-1"}))
+                                           (name, 1, {"retention.ms": "-1", "retention.bytes": "-1"}),
+                                           *((topic, 1, TOPIC_CONFIG) for topic in checkpoints))
               if not existing[topic]]
     compacted = {"cleanup.policy": "compact"}  # the flagged-accounts feed: the latest record per account
     optional = [NewTopic(topic, num_partitions=1 if topic == settings.verdicts_topic else settings.partitions,

@@ -5,8 +5,9 @@ Operational guarantees kept here:
 * **any number of workers** — workers with the same ``--app-id`` share the input partitions (stage A)
   and one of them holds stage B (``streams/worker/app.py``); a worker stops (exit status 3) if the input
   topic's partition count changes under it;
-* **restart bounded by state** — the newest checkpoint is restored and only the records after it are
-  re-read (``streams/worker/checkpoint_files.py``); a graceful stop writes a last one;
+* **restart and takeover bounded by state** — a partition or stage B handed to this worker adopts its
+  newest checkpoint, whichever worker wrote it, and only the records after it are re-read
+  (``streams/worker/checkpoints.py``); a graceful stop writes a last one;
 * **recovery pages nobody** — while the state is restored and a partition's gap re-read,
   ``fraudgraph_recovering`` is 1 and no metric moves (``Pipeline.recovering``); nothing is published;
 * **a bounded stop** — SIGTERM/SIGINT start Faust's graceful stop; if it has not finished after
@@ -118,16 +119,15 @@ class FraudgraphWorker(Worker):
 
 def run(settings: Settings, local_metrics: bool = False) -> int:
     from graph.engine import DetectionEngine
-    from streams.worker.app import EXIT_OWNERSHIP, build_app
+    from streams.worker.app import EXIT_OWNERSHIP, Topology
     from streams.sinks.audit import AuditStore
     from streams.sinks.metrics import Metrics, serve
     from streams.kafka_security import KafkaSecurityError, check, describe
     from streams.runtime.pipeline import Pipeline
-    from streams.runtime.flagged import FlaggedAccounts
     from streams.runtime.pseudonyms import from_key_file
-    from streams.worker.checkpoint_files import CheckpointStore, capture, restore
-    from streams.worker.recovery import (BrokerUnreachable, TopologyError, end_offsets, ensure_topics, input_partitions,
-                                         wait_for_broker)
+    from streams.worker.checkpoint_topic import TopicStore
+    from streams.worker.checkpoints import DirectoryStore, Store
+    from streams.worker.recovery import BrokerUnreachable, TopologyError, ensure_topics, input_partitions, wait_for_broker
     from streams.worker.stages import GlobalStage
     from streams.runtime.keys import KeyFileError, load_key
 
@@ -137,6 +137,8 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     sys.setswitchinterval(0.001)
     try:
         check(settings)
+        if settings.checkpoint_store not in ("kafka", "disk"):
+            raise KafkaSecurityError(f"--checkpoint-store must be kafka or disk, not {settings.checkpoint_store!r}")
         pseudonymiser = from_key_file(settings.pseudonymise_key_file)
         verdict_key = load_key(settings.verdict_key_file) if settings.verdict_key_file else None
         checkpoint_key = load_key(settings.checkpoint_key_file, "checkpoint key file") if settings.checkpoint_key_file else None
@@ -159,32 +161,19 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     audit = AuditStore(settings.audit_db, settings.retention_days)
     audit.create()
     partitions = input_partitions(settings)
-    topics = (settings.events_topic, settings.changes_topic_name)
-    store = CheckpointStore(settings.checkpoint_path, checkpoint_key) if settings.checkpoint_seconds > 0 else None
-    restored, outcome = None, "missing"
-    restore_started = time.monotonic()
-    if store is not None:
-        restored, outcome = restore(store, settings.detection_config(), partitions, topics,
-                                    end_offsets(settings, list(topics)), time.time, settings.idle_flush_seconds)
-    metrics.restore.labels(outcome).set(1)
-    restore_seconds = time.monotonic() - restore_started
-    if restored is not None:
-        engine = restored.engine
-        metrics.last_checkpoint.set(restored.written_at)
-    else:
-        engine = DetectionEngine(settings.detection_config(), clock=time.time, partitions=partitions,
-                                 idle_seconds=settings.idle_flush_seconds, split=True)
+    store: Store | None = None
+    if settings.checkpoint_seconds > 0:
+        store = (TopicStore(settings, checkpoint_key) if settings.checkpoint_store == "kafka"
+                 else DirectoryStore(settings.checkpoint_path, checkpoint_key))
+    # Every unit starts empty: a partition or stage B adopts its checkpoint when the group assigns it
+    # (streams/worker/app.py, Topology.ensure), whichever worker wrote it.
+    engine = DetectionEngine(settings.detection_config(), clock=time.time, partitions=partitions,
+                             idle_seconds=settings.idle_flush_seconds, split=True)
     pipeline = Pipeline(engine, audit, metrics, live=True, pseudonymiser=pseudonymiser)
     pipeline.published = audit.published_versions()
     pipeline.feed_key = verdict_key  # flagged-account records are signed like verdicts
-    if restored is not None:
-        pipeline.next_offsets = dict(restored.offsets)
-        pipeline.applied_verdicts = set(restored.verdicts)
-        pipeline.damage_counted = dict(restored.damage)
-        pipeline.flagged_feed = FlaggedAccounts.from_json(restored.flagged)
     global_stage = GlobalStage(pipeline, settings.changes_topic_name, verdict_key)
-    state = (f"restored {restored.path.name} in {restore_seconds:.1f}s" if restored is not None
-             else f"no checkpoint ({outcome})")
+    state = f"checkpoints in {store.describe()}" if store is not None else "no checkpoints"
     print(f"fraudgraph worker: {settings.bootstrap} ({describe(settings)}) {settings.events_topic} -> "
           f"{settings.changes_topic_name} -> {settings.alerts_topic}; {partitions} input partition(s), a window each; "
           f"audit {settings.audit_db}; metrics :{settings.metrics_port}/metrics; {state}", flush=True)
@@ -217,12 +206,17 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
             log.warning("no checkpoint at stop (a batch was cut short); the next start re-reads from the last one")
             return
         try:
-            pipeline.flush_audit()
-            store.save(capture(pipeline, key=store.key))
+            for unit, data, offset in topology.capture_held(final=True):
+                store.save(unit, data, offset)
         except Exception as exc:  # noqa: BLE001 - exiting anyway; the last periodic checkpoint stands
             log.error("checkpoint at stop not written: %s", exc)
+        finally:
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
 
-    app = build_app(settings, pipeline, on_conflict, global_stage, store)
+    topology = Topology(settings, pipeline, on_conflict, global_stage, store)
+    app = topology.app
     worker = holder["worker"] = FraudgraphWorker(app, loglevel=settings.log_level, quiet=True,
                                                  stop_grace=settings.stop_grace_seconds,
                                                  on_forced_exit=flush_before_exit)

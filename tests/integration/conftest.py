@@ -57,7 +57,8 @@ class WorkerHandle:
                 *(["--verdict-key-file", s.verdict_key_file] if s.verdict_key_file else []),
                 *(["--checkpoint-key-file", s.checkpoint_key_file] if s.checkpoint_key_file else []),
                 "--checkpoint-seconds", str(s.checkpoint_seconds), "--window-days", str(s.window_days),
-                *[flag for name in (*KAFKA_SECURITY, "audit_backlog_rows", "batch_size", "instance_id")
+                *[flag for name in (*KAFKA_SECURITY, "audit_backlog_rows", "batch_size", "instance_id", "checkpoint_store",
+                                    "checkpoint_dir")
                   if getattr(s, name) != getattr(Settings(), name)
                   for flag in (f"--{name.replace('_', '-')}", str(getattr(s, name)))]]
 
@@ -76,6 +77,12 @@ class WorkerHandle:
         # Live once recovery is over and the consumer group has assigned the input partitions.
         wait_for(lambda: self.metric("fraudgraph_recovering") == 0 and
                  (self.metric("fraudgraph_assigned_partitions") or 0) > 0, timeout, "recovery and assignment", self.proc)
+        return self
+
+    def wait_owner(self, timeout: float = 60) -> WorkerHandle:
+        """Wait until this worker holds stage B, verified (a killed predecessor's group session ends first)."""
+        wait_for(lambda: self.metric("fraudgraph_global_stage_owner") == 1 and self.metric("fraudgraph_recovering") == 0,
+                 timeout, "stage B", self.proc)
         return self
 
     def metric(self, name: str) -> float | None:

@@ -122,15 +122,18 @@ def test_a_checkpoint_taken_while_the_clock_guard_holds_messages_restores():
     events (a partition's first arrivals, an event ahead of the stream) a checkpoint must still be one a
     restart accepts — the held sources are kept as records, with their bytes and coordinates."""
     from graph import snapshot
-    from streams.worker.checkpoint_files import capture
+    from streams.worker.checkpoints import capture
 
     config = small_config(skew_sample=31)  # the guard holds each partition's first 31 arrivals
     p = Pipeline(DetectionEngine(config, clock=lambda: 0.0, partitions=2, split=True), wall=lambda: 0.0)
     messages = stream()
     p.handle_partitions("events", as_parts(messages[:20]))
     assert any(w.held_sources() for w in p.engine.windows), "the guard holds some of them"
-    engine, _facts = snapshot.load(capture(p, wall=lambda: 0.0), config, lambda: 0.0, 5.0, 2, split=True, source=Record)
-    held = [s for w in engine.windows for s in w.held_sources()]
+    p.next_offsets.setdefault(("events", 0), 0)
+    p.next_offsets.setdefault(("events", 1), 0)
+    windows = [snapshot.load_window(capture(p, f"window-{n}", ("events", n), wall=lambda: 0.0)[0], config, n, 2,
+                                    source=Record)[0] for n in range(2)]
+    held = [s for w in windows for s in w.held_sources()]
     assert held and all(isinstance(s, Record) for s in held)
     sent = {(m.partition(), m.offset()): (m.value(), m.key()) for m in messages[:20]}
     assert all(sent[(s.partition, s.offset)] == (s.value, s.key) for s in held)

@@ -168,7 +168,8 @@ def test_no_checkpoint_can_run_code_or_build_foreign_objects(stream):
             checkpoint.load(_with_policy(data, policy), config(), partitions=2)
         assert caught.value.kind == "corrupt"
     assert called == []
-    for module in (checkpoint, __import__("streams.worker.checkpoint_files", fromlist=["x"])):
+    for module in (checkpoint, __import__("streams.worker.checkpoints", fromlist=["x"]),
+                   __import__("streams.worker.checkpoint_topic", fromlist=["x"])):
         text = Path(module.__file__).read_text()
         assert "import pickle" not in text and "pickle.load" not in text and "Unpickler" not in text
 
@@ -195,15 +196,43 @@ def test_a_signed_checkpoint_refuses_what_the_key_did_not_sign(stream):
 
 
 def test_the_store_keeps_the_previous_checkpoint_and_clears_torn_writes(tmp_path):
-    from streams.worker.checkpoint_files import CheckpointStore
+    from streams.worker.checkpoints import DirectoryStore
 
-    store = CheckpointStore(tmp_path / "ckpt")
-    assert store.candidates() == []
-    store.save(b"one")
-    (store.directory / ".latest.ckpt.999.tmp").write_bytes(b"torn")  # a crash mid-write
-    store.save(b"two")
-    assert [p.read_bytes() for p in store.candidates()] == [b"two", b"one"]
-    assert not list(store.directory.glob("*.tmp"))
+    store = DirectoryStore(tmp_path / "ckpt")
+    assert store.read(["global"]) == {"global": []}
+    store.save("global", b"one")
+    (store.directory / "global" / ".latest.ckpt.999.tmp").write_bytes(b"torn")  # a crash mid-write
+    store.save("global", b"two")
+    store.save("window-1", b"w")
+    assert [c.data for c in store.read(["global"])["global"]] == [b"two", b"one"]
+    assert [c.data for c in store.read(["window-1"])["window-1"]] == [b"w"]
+    assert not list(store.directory.rglob("*.tmp"))
+
+
+def test_adoption_takes_the_newest_checkpoint_that_checks_out(stream):
+    """Candidates are tried by the offset they cover, not by where they were found: a stale worker's late
+    write does not hide a newer one; a refused one is skipped with its kind; none newer than the state held
+    is adopted."""
+    from streams.worker.checkpoints import Candidate, choose
+
+    engine = DetectionEngine(config(), clock=lambda: 0.0, partitions=2, split=True)
+    fetches = chunks(stream, 2, seed=6)
+    split_feed(engine, fetches[:5])
+    older = checkpoint.dump_unit(engine, "global", {"topic": "changes", "offset": 50})
+    split_feed(engine, fetches[5:10])
+    newer = checkpoint.dump_unit(engine, "global", {"topic": "changes", "offset": 90})
+    c = config()
+    found = [Candidate("a", older), Candidate("b", newer)]
+    adopted, outcome = choose("global", found, c, 2, "changes", 100, 0, None)
+    assert outcome == "restored" and adopted is not None and (adopted.label, adopted.offset) == ("b", 90)
+    adopted, outcome = choose("global", [Candidate("x", newer[:-1] + b"?"), Candidate("a", older)], c, 2, "changes",
+                              100, 0, None)
+    assert outcome == "restored" and adopted is not None and adopted.label == "a"
+    assert choose("global", found, c, 2, "changes", 100, 95, None) == (None, "held")
+    assert choose("global", found, c, 2, "changes", 60, 0, None)[0].label == "a"  # 90 is beyond the topic's end
+    assert choose("global", [Candidate("x", None, "unreadable")], c, 2, "changes", 100, 0, None) == (None, "corrupt")
+    assert choose("global", found, c, 2, "other-topic", 100, 0, None) == (None, "incompatible")
+    assert choose("global", found, c, 2, "changes", 100, 0, b"k" * 32) == (None, "forged")
 
 
 def split_feed(engine: DetectionEngine, fetches) -> list[tuple]:

@@ -1,0 +1,192 @@
+"""``--checkpoint-store kafka``: checkpoints in the compacted topic ``<app-id>-checkpoints``, which every
+worker of the app reads, so a worker handed a partition or stage B adopts the state its previous owner
+checkpointed (``streams/worker/checkpoints.py``).
+
+Why Kafka and not an object store: the workers already depend on the cluster, its replication makes a
+checkpoint as durable as the input it covers, its ACLs and TLS already guard the workers' topics, and
+there is nothing new to run, back up or authorise. The cost is the broker's record size: a checkpoint
+is cut into chunks.
+
+Layout (one partition, ``cleanup.policy=compact``), for each unit (``window-<p>`` or ``global``):
+
+* ``<unit>@<generation>#<i>`` — chunk ``i`` (512 KiB at most) of one checkpoint;
+* ``<unit>`` — the manifest of the latest checkpoint: JSON ``{generation, chunks, size, sha256, offset}``;
+* ``<unit>~previous`` — the manifest of the one before it.
+
+A checkpoint's chunks are acknowledged before its manifest is written, so a reader never follows a
+manifest to chunks that are not there; after the manifest, the chunks of the checkpoint that dropped
+out (the old previous) and any a crash left half-written get tombstones, and compaction removes them:
+the topic holds about two checkpoints per unit. A reader takes the manifests' chunks, checks their
+count, size and SHA-256, and hands the bytes to ``graph/snapshot.py``, which checks the signature
+(``--checkpoint-key-file``): whoever can write this topic cannot plant state without the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streams.kafka_security import kafka_python_args
+from streams.settings import Settings
+from streams.worker.checkpoints import Candidate
+
+log = logging.getLogger("fraudgraph.checkpoints")
+
+CHUNK = 512 * 1024
+PREVIOUS = "~previous"
+TOPIC_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.ms": "60000",  # the active segment is never compacted: roll it every minute
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": "60000",  # tombstones of dropped chunks go a minute after compaction
+    "max.message.bytes": str(2 * CHUNK),
+}
+
+
+class TopicStore:
+    def __init__(self, settings: Settings, key: bytes | None = None, clock: Any = time.time) -> None:
+        self.settings = settings
+        self.key = key
+        self.topic = settings.checkpoints_topic
+        self.clock = clock
+        self.known: dict[str, list[dict[str, Any]]] = {}  # unit -> manifests [latest, previous] as read or written
+        self.stray: dict[str, set[str]] = {}  # unit -> chunk keys seen that no known manifest refers to
+        self._producer: KafkaProducer | None = None
+
+    def describe(self) -> str:
+        return f"topic {self.topic}"
+
+    def producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all",
+                                           max_request_size=2 * CHUNK + 4096, linger_ms=5,
+                                           client_id="fraudgraph-checkpoints", **kafka_python_args(self.settings))
+        return self._producer
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None
+
+    def _send(self, records: Sequence[tuple[str, bytes | None]]) -> None:
+        producer = self.producer()
+        futures = [producer.send(self.topic, key=key.encode(), value=value) for key, value in records]
+        producer.flush(timeout=60)
+        for future in futures:
+            future.get(timeout=60)  # raises if the broker did not acknowledge it
+
+    def save(self, unit: str, data: bytes, offset: int) -> int:
+        generation = f"{int(self.clock() * 1000):012x}-{os.urandom(4).hex()}"
+        chunks = max(1, -(-len(data) // CHUNK))
+        self._send([(f"{unit}@{generation}#{i}", data[i * CHUNK:(i + 1) * CHUNK]) for i in range(chunks)])
+        manifest = {"unit": unit, "generation": generation, "chunks": chunks, "size": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(), "offset": offset}
+        known = self.known.get(unit, [])
+        latest = [(PREVIOUS, known[0])] if known else []
+        self._send([(f"{unit}{suffix}", json.dumps(m, sort_keys=True).encode()) for suffix, m in latest]
+                   + [(unit, json.dumps(manifest, sort_keys=True).encode())])
+        dropped = {_chunk_key(m, i) for m in known[1:] for i in range(int(m.get("chunks", 0)))} | self.stray.pop(unit, set())
+        if dropped:
+            try:
+                self._send([(k, None) for k in sorted(dropped)])
+            except Exception as exc:  # noqa: BLE001 - left for the next checkpoint of this unit
+                self.stray[unit] = dropped
+                log.warning("old checkpoint chunks of %s not dropped yet: %s", unit, exc)
+        self.known[unit] = [manifest, *known[:1]]
+        return len(data)
+
+    def floor(self, unit: str) -> int | None:
+        """The lowest offset a kept checkpoint of ``unit`` covers (its log before it is no longer needed),
+        as this store last read or wrote them; None when it knows of none."""
+        offsets = [m.get("offset") for m in self.known.get(unit, [])]
+        return min(o for o in offsets if isinstance(o, int)) if offsets and all(isinstance(o, int) for o in offsets) else None
+
+    def read(self, units: list[str]) -> dict[str, list[Candidate]]:
+        wanted = set(units)
+        manifests: dict[str, dict[str, bytes]] = {u: {} for u in wanted}  # unit -> {"": latest, PREVIOUS: previous}
+        chunks: dict[str, dict[str, bytes]] = {u: {} for u in wanted}  # unit -> chunk key -> bytes
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap, enable_auto_commit=False, group_id=None,
+                                 client_id="fraudgraph-checkpoints", fetch_max_bytes=32 * 1024 * 1024,
+                                 max_partition_fetch_bytes=32 * 1024 * 1024, max_poll_records=500,
+                                 **kafka_python_args(self.settings))
+        tp = TopicPartition(self.topic, 0)
+        try:
+            if not consumer.partitions_for_topic(self.topic):
+                return {u: [] for u in units}
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            end = consumer.end_offsets([tp])[tp]
+            while consumer.position(tp) < end:
+                for messages in consumer.poll(timeout_ms=1000).values():
+                    for m in messages:
+                        if m.offset < end and m.key is not None:
+                            _take(m.key.decode("utf-8", "replace"), m.value, wanted, manifests, chunks)
+        finally:
+            consumer.close()
+        out: dict[str, list[Candidate]] = {}
+        for unit in units:
+            found, known = [], []
+            for suffix, name in (("", "latest"), (PREVIOUS, "previous")):
+                raw = manifests[unit].get(suffix)
+                if raw is None:
+                    continue
+                candidate, manifest = _assemble(self.topic, unit, name, raw, chunks[unit])
+                found.append(candidate)
+                if manifest is not None:
+                    known.append(manifest)
+            out[unit] = found
+            self.known[unit] = known
+            referenced = {_chunk_key(m, i) for m in known for i in range(int(m["chunks"]))}
+            self.stray[unit] = set(chunks[unit]) - referenced
+        return out
+
+
+def _chunk_key(manifest: dict[str, Any], i: int) -> str:
+    return f"{manifest.get('unit')}@{manifest.get('generation')}#{i}"
+
+
+def _take(key: str, value: bytes | None, wanted: set[str], manifests: dict[str, dict[str, bytes]],
+          chunks: dict[str, dict[str, bytes]]) -> None:
+    """One record of the topic, in offset order (a tombstone removes what its key held)."""
+    if "@" in key:
+        unit = key.split("@", 1)[0]
+        if unit in wanted:
+            if value is None:
+                chunks[unit].pop(key, None)
+            else:
+                chunks[unit][key] = value
+        return
+    unit, suffix = (key[:-len(PREVIOUS)], PREVIOUS) if key.endswith(PREVIOUS) else (key, "")
+    if unit in wanted:
+        if value is None:
+            manifests[unit].pop(suffix, None)
+        else:
+            manifests[unit][suffix] = value
+
+
+def _assemble(topic: str, unit: str, name: str, raw: bytes,
+              chunks: dict[str, bytes]) -> tuple[Candidate, dict[str, Any] | None]:
+    label = f"{topic} {unit} ({name})"
+    try:
+        manifest = json.loads(raw)
+        count, size, digest = int(manifest["chunks"]), int(manifest["size"]), str(manifest["sha256"])
+        if manifest.get("unit") != unit or count < 1:
+            raise ValueError("manifest of another unit")
+    except (ValueError, KeyError, TypeError) as exc:
+        return Candidate(label, None, f"unreadable manifest: {exc}"), None
+    label = f"{topic} {unit} generation {manifest.get('generation')} ({name})"
+    parts = [chunks.get(_chunk_key(manifest, i)) for i in range(count)]
+    missing = [i for i, part in enumerate(parts) if part is None]
+    if missing:
+        return Candidate(label, None, f"chunk(s) {missing[:5]} of {count} missing"), manifest
+    data = b"".join(p for p in parts if p is not None)
+    if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+        return Candidate(label, None, "its chunks do not match the manifest's size and checksum"), manifest
+    return Candidate(label, data), manifest
