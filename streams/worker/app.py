@@ -521,8 +521,9 @@ class Topology:
             self.metrics.changes_start.set(offset)
 
     async def audit_compact(self) -> None:
-        # One segment a second per table adds up: fold them (and apply retention) every 5 minutes.
-        if self.pipeline.audit is not None:
+        # One segment a second per table adds up: fold them (and apply retention) every 5 minutes. Stage B's
+        # owner does it (it writes nearly all rows): workers sharing one store do not fold it twice.
+        if self.pipeline.audit is not None and self.changes_key in self.owned.verified:
             try:
                 self.pipeline.audit.compact(min_segments=50)
             except Exception as exc:  # noqa: BLE001 - compaction is an optimisation; never stop detection

@@ -158,7 +158,7 @@ def run(settings: Settings, local_metrics: bool = False) -> int:
     except TopologyError as exc:
         print(f"fraudgraph worker: error: {exc}", file=sys.stderr, flush=True)
         return 2
-    audit = AuditStore(settings.audit_db, settings.retention_days)
+    audit = AuditStore(settings.audit_db, settings.retention_days, writer=settings.instance_id)
     audit.create()
     partitions = input_partitions(settings)
     store: Store | None = None

@@ -41,12 +41,15 @@ class WorkerHandle:
         self.log_path: Path | None = None
         self.produced = 0
 
-    def twin(self, name: str) -> WorkerHandle:
-        """Another worker in this one's group (same topics), with its own audit store and metrics port."""
+    def twin(self, name: str, shared_audit: bool = False) -> WorkerHandle:
+        """Another worker in this one's group (same topics), with its own disk and metrics port; its own
+        audit store, or with ``shared_audit`` this one's (the one place investigators query)."""
         other = WorkerHandle.__new__(WorkerHandle)
         (self.tmp / name).mkdir()
         other.broker, other.tmp, other.proc, other.log_path, other.produced = self.broker, self.tmp / name, None, None, 0
-        other.settings = replace(self.settings, audit_db=str(self.tmp / name / "audit.duckdb"), metrics_port=free_port())
+        audit = self.settings.audit_db if shared_audit else str(self.tmp / name / "audit.duckdb")
+        other.settings = replace(self.settings, audit_db=audit, metrics_port=free_port(),
+                                 checkpoint_dir=str(self.tmp / name / "checkpoints"))
         return other
 
     def flags(self) -> list[str]:

@@ -11,8 +11,11 @@ import duckdb
 
 from streams.sinks.audit.schema import SCHEMAS, micros
 
-def compact(parts: Path, retention_days: float, wall: float, event_time_now: float, min_segments: int = 2) -> None:
-    """Rewrite each table as one segment: superseded versions and rows past retention dropped."""
+def compact(parts: Path, retention_days: float, wall: float, event_time_now: float, min_segments: int = 2,
+            writer: str = "w") -> None:
+    """Rewrite each table's segments as one: superseded versions and rows past retention dropped. It
+    folds the segments present when it starts, whoever wrote them (other workers go on adding theirs
+    meanwhile, and a segment is renamed into place whole), and removes exactly those."""
     horizon = retention_days * 86400
     # Event time ages event-time rows, but never past the wall clock: a forged future timestamp
     # that slipped through must not delete the investigators' history.
@@ -33,12 +36,12 @@ def compact(parts: Path, retention_days: float, wall: float, event_time_now: flo
                 keep += (" AND " if keep else "WHERE ") + (
                     "(cluster_id, snapshot_at) IN (SELECT cluster_id, max(snapshot_at) FROM "
                     f"read_parquet([{files}], union_by_name = true) GROUP BY cluster_id)")
-            tmp = folder / ".compacted.tmp"
+            tmp = folder / f".compacted-{writer}.tmp"
             con.execute(f"COPY (SELECT DISTINCT * FROM read_parquet([{files}], union_by_name = true) {keep}) "
                         f"TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
-            os.replace(tmp, folder / f"{old[-1].stem}-c.parquet")
+            os.replace(tmp, folder / f"{old[-1].stem}-{writer}-c.parquet")
             for path in old:
-                path.unlink()
+                path.unlink(missing_ok=True)  # a compaction racing this one (a handover of stage B) took it
     finally:
         con.close()
 

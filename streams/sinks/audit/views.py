@@ -78,8 +78,12 @@ def create(db_path: Path, parts: Path, wait_seconds: float = 30.0) -> None:
     for name, schema in SCHEMAS.items():
         folder = parts / name
         folder.mkdir(parents=True, exist_ok=True)
-        for leftover in folder.glob(".*.tmp"):  # a flush or compaction interrupted by a crash
-            leftover.unlink(missing_ok=True)
+        for leftover in folder.glob(".*.tmp"):  # a flush or compaction a crash interrupted (not another
+            try:                                # worker's write in progress: those are seconds old)
+                if time.time() - leftover.stat().st_mtime > 600:
+                    leftover.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
         empty = folder / "000-schema.parquet"
         # The empty segment carries the current columns, so views over segments written by an
         # older version (without a column added since) still bind: union_by_name fills NULLs.

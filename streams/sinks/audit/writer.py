@@ -4,6 +4,8 @@ segment per table (written to a temporary name and renamed, so a reader never se
 from __future__ import annotations
 
 import os
+import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,9 +29,12 @@ class AuditStore:
     """Buffers rows from engine output and flushes them as Parquet segments (one per table)."""
 
     def __init__(self, db_path: str | os.PathLike[str], retention_days: float = 90.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, writer: str = "") -> None:
+        """``writer``: this process's name in its segments' file names (the worker's --instance-id), so that
+        several workers append to one store without a name in common (default: host and process id)."""
         self.db_path = Path(db_path).resolve()
         self.parts = Path(str(self.db_path) + ".parts")
+        self.writer = writer_tag(writer)
         self.retention_days = retention_days
         self.clock = clock
         self._cols = _empty_buffers()
@@ -183,7 +188,7 @@ class AuditStore:
             self._json_of = {}
             kept, self._kept = self._kept, {}
         written = 0
-        stamp = f"{int(self.clock() * 1000):015d}-{os.getpid()}"
+        stamp = f"{int(self.clock() * 1000):015d}-{self.writer}"
         # per table: Arrow pieces already built, and buffered Python columns (None without)
         pending = [(name, kept.get(name, []), batches.get(name)) for name in SCHEMAS if name in batches or name in kept]
         try:
@@ -227,8 +232,14 @@ class AuditStore:
 
     def compact(self, min_segments: int = 2) -> None:
         """Rewrite each table as one segment: superseded versions and rows past retention dropped
-        (``compaction.compact``)."""
-        compact(self.parts, self.retention_days, self.clock(), self.event_time_now, min_segments)
+        (``compaction.compact``). Where several workers share the store, one of them does it (stage B's owner)."""
+        compact(self.parts, self.retention_days, self.clock(), self.event_time_now, min_segments, self.writer)
+
+
+def writer_tag(name: str) -> str:
+    """A writer's name as it appears in segment file names: letters, digits, ``_`` and ``.`` only."""
+    name = name or f"{socket.gethostname()}_{os.getpid()}"
+    return re.sub(r"[^A-Za-z0-9_.]", "_", name)[:64] or "w"
 
 
 def _empty_buffers() -> dict[str, list[list[Any]]]:
