@@ -49,7 +49,7 @@ class Metrics:
                                          "Change batches stage B already had (sent again by a partition's new owner)",
                                          registry=r)
         self.restore = Gauge("fraudgraph_restore",
-                             "How the last partition or stage B this worker took got its state: 1 on its outcome "
+                             "How the last partition or stage B this worker took got its state (a refusal stays): 1 on its outcome "
                              "(restored from a checkpoint; missing, corrupt, incompatible or forged: rebuilt from the "
                              "topic)", ["outcome"], registry=r)
         self.checkpoints = Counter("fraudgraph_checkpoints_total", "Checkpoints taken, by outcome (written, failed)",
@@ -61,6 +61,10 @@ class Metrics:
                                         ["part"], registry=r)
         self.checkpoint_bytes = Gauge("fraudgraph_checkpoint_bytes", "Size of the last checkpoint (all units held)",
                                       registry=r)
+        self.stage_b_blocked = Gauge("fraudgraph_stage_b_blocked",
+                                     "1 while stage B is assigned here but cannot run: no checkpoint of it could be "
+                                     "adopted and the changes topic no longer holds its history (detection is blind)",
+                                     registry=r)
         self.changes_start = Gauge("fraudgraph_changes_start_offset",
                                    "The changes topic's records before this offset were deleted by stage B's owner "
                                    "(covered by its checkpoints)", registry=r)

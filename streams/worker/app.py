@@ -33,8 +33,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -42,10 +45,11 @@ import faust
 from streams.runtime.allocator import MEMORY_RELEASE_SECONDS, release_free_memory
 from graph.snapshot import GLOBAL
 from streams.worker.checkpoints import OUTCOMES, Candidate, Store, adopt, capture, choose, unit_of
-from streams.runtime.changes import verdict_record
+from streams.runtime.changes import ChangeReader, verdict_record
 from streams.kafka_security import faust_credentials
 from streams.runtime.pipeline import Emitted, Pipeline, Record, alert_message
-from streams.worker.recovery import committed_offsets, end_offsets, partition_count, read_range, trim
+from streams.worker.recovery import (CHANGES_CONFIG, committed_offsets, end_offsets, log_start, partition_count,
+                                     read_range, trim)
 from streams.settings import Settings
 from streams.runtime.flagged import encode
 from streams.worker.intake import Batch, Intake
@@ -56,6 +60,7 @@ EXIT_OWNERSHIP = 3  # exit status of a worker whose input topic changed its part
 EXIT_FAILURE = 1  # exit status of a worker whose input consumer stopped
 SESSION_TIMEOUT_SECONDS = 10.0  # a crashed worker's partitions are free again after this
 RELEASE_SECONDS = 60.0  # state of a partition another worker has owned this long is dropped here
+BLOCKED_RETRY_SECONDS = 60.0  # a stage B that cannot run tries its checkpoints again after this
 PARTITION_CHECK_SECONDS = 10.0  # how often the input topic's partition count is read
 Key = tuple[str, int]  # (topic, partition)
 
@@ -78,6 +83,9 @@ class Ownership:
         self.catching_up = 0
         self.next_count_check = 0.0  # monotonic time of the next partition-count check
         self.trimmed = 0  # the changes topic's records before this offset are deleted
+        self.restore_outcome = ""  # what fraudgraph_restore says (Topology.set_restore)
+        self.blocked = False  # stage B is assigned here but cannot run (Topology.stage_b_blocked)
+        self.blocked_retry = 0.0  # monotonic time of the next try
 
     def forget(self, keys: set[Key]) -> None:
         self.verified -= keys
@@ -109,14 +117,14 @@ class Topology:
             # Static membership of the changes topic's group too (the input's is the intake's): a pod that
             # restarts within the session timeout keeps stage B without a rebalance.
             consumer_group_instance_id=f"{settings.app_id}-{settings.instance_id}" if settings.instance_id else None,
-            datadir=str(settings.audit_db) + ".faust",
+            # Faust's own files (nothing the worker needs back): per process, never on the shared audit volume
+            datadir=str(Path(tempfile.gettempdir()) / f"fraudgraph-faust-{settings.app_id}-{os.getpid()}"),
         )
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         self.events_topic = self.app.topic(settings.events_topic, **raw)
         self.changes_name = settings.changes_topic_name
-        # Stage B's whole input: one partition (one owner, one order), kept without time or size limit.
-        self.changes_topic = self.app.topic(self.changes_name, partitions=1,
-                                            config={"retention.ms": "-1", "retention.bytes": "-1"}, **raw)
+        # Stage B's input: one partition (one owner, one order), no time or size limit (``trim_changes``).
+        self.changes_topic = self.app.topic(self.changes_name, partitions=1, config=CHANGES_CONFIG, **raw)
         self.dlq_topic = self.app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
         self.alerts_topic = self.app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="raw")
         self.flagged_topic = self.app.topic(settings.flagged_topic, key_serializer="raw", value_serializer="raw")
@@ -197,9 +205,13 @@ class Topology:
         delivers from, before its first record is handled after an assignment."""
         if key in self.owned.verified:
             return
+        if key == self.changes_key and self.owned.blocked and time.monotonic() < self.owned.blocked_retry:
+            return
         have = self.pipeline.next_offsets.get(key)
         if self.checkpoints is not None and (have is None or have < target):
             await self.adopt_checkpoint(key, have or 0)
+            if key == self.changes_key and await self.stage_b_blocked(self.pipeline.next_offsets.get(key, 0)):
+                return
         delay = 1.0
         while (have := self.pipeline.next_offsets.get(key, 0)) < target:
             try:
@@ -226,12 +238,14 @@ class Topology:
         started = time.monotonic()
         try:
             if unit not in self.adoptable:  # one read for every unit waiting to be verified
-                units = sorted({unit} | {unit_of(k, self.settings.events_topic) for k in self.assigned() - self.owned.verified})
+                waiting = self.assigned() - self.owned.verified
+                units = sorted({unit} | {unit_of(k, self.settings.events_topic) for k in waiting})
                 self.adoptable.update(await loop.run_in_executor(None, store.read, units))
             candidates = self.adoptable.pop(unit, [])
             end = (await loop.run_in_executor(None, end_offsets, self.settings, [key[0]])).get(key, 0)
         except Exception as exc:  # noqa: BLE001 - the store may be away: rebuild from the topic instead
-            log.error(f"checkpoints of {unit} not readable from {store.describe()} ({exc}); rebuilding it from the topic")
+            log.error(f"checkpoints of {unit} not readable from {store.describe()} ({exc}); "
+                      "rebuilding it from the topic")
             self.set_restore("missing")
             return
         adopted, outcome = await loop.run_in_executor(
@@ -244,14 +258,53 @@ class Topology:
                 log.error(f"no usable checkpoint of {unit} ({outcome}): rebuilding it from the topic")
             return
         adopt(self.pipeline, adopted, key)
-        if unit == GLOBAL and self.pipeline.audit is not None:  # what the previous owner published is not sent again
-            published = await loop.run_in_executor(None, self.pipeline.audit.published_versions)
-            for alert_id, version in published.items():
-                self.pipeline.published[alert_id] = max(version, self.pipeline.published.get(alert_id, 0))
+        if unit == GLOBAL:
+            self.global_stage.reader = ChangeReader()  # a checkpoint is never taken mid-batch
+            if self.pipeline.audit is not None:  # what the previous owner published (in the shared store) is not sent again
+                published = await loop.run_in_executor(None, self.pipeline.audit.published_versions)
+                for alert_id, version in published.items():
+                    self.pipeline.published[alert_id] = max(version, self.pipeline.published.get(alert_id, 0))
         # one line per unit (formatted first: the log's repeat filter would fold the units' lines into one)
-        log.warning(f"adopted the checkpoint {adopted.label} of {unit}: offset {adopted.offset} (was {have}), written {max(0.0, time.time() - adopted.written_at):.0f}s ago, in {time.monotonic() - started:.1f}s")
+        age, took = max(0.0, time.time() - adopted.written_at), time.monotonic() - started
+        log.warning(f"adopted the checkpoint {adopted.label} of {unit}: offset {adopted.offset} (was {have}), "
+                    f"written {age:.0f}s ago, in {took:.1f}s")
+
+    async def stage_b_blocked(self, have: int) -> bool:
+        """Stage B holds less than the changes topic still has (no checkpoint could be adopted, and its owner
+        deleted the records before its checkpoints): a rebuild from what is left would be a graph without
+        its history, reusing cluster and alert ids — wrong state. So stage B does not run here: one log
+        line, ``fraudgraph_stage_b_blocked`` 1 (a page), a retry every minute. Stage A goes on; the changes
+        records wait uncommitted (``graph_stage``) and nothing trims the topic, so once a checkpoint can be
+        adopted — the key, build or settings it was written with are back — they are applied and published:
+        nothing is lost."""
+        try:
+            start = await asyncio.get_running_loop().run_in_executor(None, log_start, self.settings, self.changes_name)
+        except Exception as exc:  # noqa: BLE001 - the broker may be away: decided at the next try
+            log.warning("could not read where %s starts: %s", self.changes_name, exc)
+            start = have
+        blocked = have < start
+        if blocked:
+            self.owned.blocked_retry = time.monotonic() + BLOCKED_RETRY_SECONDS
+            if not self.owned.blocked:
+                log.critical(f"stage B cannot run: no checkpoint of it could be adopted ({self.owned.restore_outcome}; "
+                             f"see above) and {self.changes_name} starts at offset {start}, its history before deleted. "
+                             "Restore what the checkpoints were written with (the --checkpoint-key-file, the build, the "
+                             "detection settings, the partition count), or start over with a new --app-id. Stage A goes "
+                             "on; nothing is lost meanwhile; retrying every minute")
+        elif self.owned.blocked:
+            log.warning("stage B runs again: its checkpoint was adopted")
+        self.owned.blocked = blocked
+        if self.metrics is not None:
+            self.metrics.stage_b_blocked.set(1 if blocked else 0)
+        return blocked
 
     def set_restore(self, outcome: str) -> None:
+        """``fraudgraph_restore``: 1 on the outcome of the last unit this process took, except that a refusal
+        (corrupt, incompatible, forged) is not hidden by a later unit adopted or without a checkpoint."""
+        refusal = ("corrupt", "incompatible", "forged")
+        if self.owned.restore_outcome in refusal and outcome not in refusal:
+            return
+        self.owned.restore_outcome = outcome
         if self.metrics is not None:
             for name in OUTCOMES:
                 self.metrics.restore.labels(name).set(1 if name == outcome else 0)
@@ -279,6 +332,10 @@ class Topology:
         try:
             read = await asyncio.get_running_loop().run_in_executor(
                 None, read_range, self.settings, key[0], key[1], start, end, handle)
+            # every record of [start, end) the topic still holds was handled: the rest is gone (input past
+            # its retention), so the state is as far as it can get
+            if self.pipeline.next_offsets.get(key, 0) < end:
+                self.pipeline.next_offsets[key] = end
         finally:
             self.owned.catching_up -= 1
             self.pipeline.end_recovery()
@@ -345,14 +402,19 @@ class Topology:
         """Stage B: the graph, clusters and alerts, from the changes topic."""
         async for event in stream.events():
             record = record_of(event.message)
-            async with self.stepping():
-                await self.ensure((record.topic, record.partition), record.offset)
-                if not fresh(self.pipeline, [record]):
-                    continue
-                emitted, outcome = self.global_stage.apply(record)
-                if outcome is not None and self.metrics is not None and not self.pipeline.recovering:
-                    self.metrics.verdicts.labels(outcome).inc()
-                await self.publish(emitted)
+            while True:
+                async with self.stepping():
+                    await self.ensure((record.topic, record.partition), record.offset)
+                    if self.changes_key in self.owned.verified:
+                        if fresh(self.pipeline, [record]):
+                            emitted, outcome = self.global_stage.apply(record)
+                            if outcome is not None and self.metrics is not None and not self.pipeline.recovering:
+                                self.metrics.verdicts.labels(outcome).inc()
+                            await self.publish(emitted)
+                        break
+                # stage B cannot run here (stage_b_blocked): the record waits, unacknowledged, so its offset is
+                # not committed and whoever runs stage B next applies and publishes it
+                await asyncio.sleep(1.0)
 
     async def verdicts(self, stream: faust.StreamT[bytes]) -> None:
         """Verdicts join stage B's input, so every rebuild applies them at the same place."""
@@ -407,7 +469,8 @@ class Topology:
             self.pipeline.refresh_gauges(self.changes_key in self.owned.verified)
         if self.metrics is not None:
             joined = self.owned.joined and self.owned.intake_joined
-            self.metrics.recovering.set(0 if joined and assigned <= self.owned.verified and not self.owned.catching_up else 1)
+            waiting = assigned - self.owned.verified - ({self.changes_key} if self.owned.blocked else set())
+            self.metrics.recovering.set(0 if joined and not waiting and not self.owned.catching_up else 1)
             self.metrics.global_owner.set(1 if self.changes_key in assigned and self.changes_key in self.owned.verified else 0)
             self.metrics.assigned_partitions.set(sum(1 for key in assigned if key[0] == self.settings.events_topic))
             if self.intake.assigned:

@@ -71,27 +71,39 @@ class TopicStore:
         return self._producer
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=5)
-            self._producer = None
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=5)
+            except Exception as exc:  # noqa: BLE001 - it is dropped either way
+                log.warning("checkpoint producer did not close cleanly: %s", exc)
 
     def _send(self, records: Sequence[tuple[str, bytes | None]]) -> None:
         producer = self.producer()
-        futures = [producer.send(self.topic, key=key.encode(), value=value) for key, value in records]
-        producer.flush(timeout=60)
-        for future in futures:
-            future.get(timeout=60)  # raises if the broker did not acknowledge it
+        try:
+            futures = [producer.send(self.topic, key=key.encode(), value=value) for key, value in records]
+            producer.flush(timeout=60)
+            for future in futures:
+                future.get(timeout=60)  # raises if the broker did not acknowledge it
+        except Exception:
+            self.close()  # the client aborts every later batch after some errors: a new one for the next try
+            raise
 
     def save(self, unit: str, data: bytes, offset: int) -> int:
         generation = f"{int(self.clock() * 1000):012x}-{os.urandom(4).hex()}"
         chunks = max(1, -(-len(data) // CHUNK))
-        self._send([(f"{unit}@{generation}#{i}", data[i * CHUNK:(i + 1) * CHUNK]) for i in range(chunks)])
+        keys = [f"{unit}@{generation}#{i}" for i in range(chunks)]
         manifest = {"unit": unit, "generation": generation, "chunks": chunks, "size": len(data),
                     "sha256": hashlib.sha256(data).hexdigest(), "offset": offset}
         known = self.known.get(unit, [])
         latest = [(PREVIOUS, known[0])] if known else []
-        self._send([(f"{unit}{suffix}", json.dumps(m, sort_keys=True).encode()) for suffix, m in latest]
-                   + [(unit, json.dumps(manifest, sort_keys=True).encode())])
+        try:
+            self._send([(key, data[i * CHUNK:(i + 1) * CHUNK]) for i, key in enumerate(keys)])
+            self._send([(f"{unit}{suffix}", json.dumps(m, sort_keys=True).encode()) for suffix, m in latest]
+                       + [(unit, json.dumps(manifest, sort_keys=True).encode())])
+        except Exception:
+            self.stray.setdefault(unit, set()).update(keys)  # some may have landed: dropped by the next save
+            raise
         dropped = {_chunk_key(m, i) for m in known[1:] for i in range(int(m.get("chunks", 0)))} | self.stray.pop(unit, set())
         if dropped:
             try:

@@ -76,6 +76,17 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], 
         probe.close()
 
 
+def log_start(settings: Settings, topic: str, partition: int = 0) -> int:
+    """The first offset ``topic[partition]`` still holds."""
+    probe = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+                          client_id="fraudgraph-recovery", **kafka_python_args(settings))
+    try:
+        tp = TopicPartition(topic, partition)
+        return int(probe.beginning_offsets([tp])[tp])
+    finally:
+        probe.close()
+
+
 def read_range(settings: Settings, topic: str, partition: int, start: int, end: int,
                handle: Callable[[list[Record]], None], batch: int = 5000) -> int:
     """Feed records ``[start, end)`` of one partition to ``handle`` in batches; returns records read."""
@@ -106,6 +117,11 @@ def read_range(settings: Settings, topic: str, partition: int, start: int, end: 
     log.warning("recovery: re-read %d records of %s[%d] (offsets %d..%d) in %.1fs", read, topic, partition, start,
                 end, time.monotonic() - started)
     return read
+
+
+# No time or size limit: stage B's owner deletes what its checkpoints cover (``trim``); segments of 64 MiB,
+# so that deleted records leave the broker's disk too (a segment goes once all of it is deleted).
+CHANGES_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "segment.bytes": str(64 * 2**20)}
 
 
 def trim(settings: Settings, topic: str, before: int, partition: int = 0) -> None:
@@ -175,7 +191,7 @@ def ensure_topics(settings: Settings) -> None:
                             "another --app-id, which re-reads the input topic from its beginning)")
     wanted = [NewTopic(topic, num_partitions=count, replication_factor=-1, topic_configs=config)
               for topic, count, config in ((settings.events_topic, settings.partitions, {}),
-                                           (name, 1, {"retention.ms": "-1", "retention.bytes": "-1"}),
+                                           (name, 1, CHANGES_CONFIG),
                                            *((topic, 1, TOPIC_CONFIG) for topic in checkpoints))
               if not existing[topic]]
     compacted = {"cleanup.policy": "compact"}  # the flagged-accounts feed: the latest record per account

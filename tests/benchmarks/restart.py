@@ -58,7 +58,7 @@ def one_length(broker: DevKafka, lines: list[bytes], keys: list[bytes], n: int, 
     w.proc.wait()
 
     with_ckpt = ready_seconds(w)
-    start_line = re.search(r"restored \S+ in ([\d.]+)s", w.log())
+    adopted = re.findall(r"adopted the checkpoint .* in ([\d.]+)s", w.log())
     tail = (w.metric("fraudgraph_recovered_records") or 0) + (w.metric("fraudgraph_recovered_changes") or 0)
     reread = sum(float(x) for x in re.findall(r"recovery: re-read \d+ records of .* in ([\d.]+)s", w.log()))
     w.stop()
@@ -67,7 +67,7 @@ def one_length(broker: DevKafka, lines: list[bytes], keys: list[bytes], n: int, 
     rebuilt = (w.metric("fraudgraph_recovered_records") or 0) + (w.metric("fraudgraph_recovered_changes") or 0)
     w.stop()
     return {"events": n, "links": links, "bytes": size, "capture": capture, "ready_ckpt": with_ckpt,
-            "restore": float(start_line.group(1)) if start_line else float("nan"),
+            "restore": sum(float(x) for x in adopted) if adopted else float("nan"),
             "tail": tail, "tail_seconds": reread, "ready_full": full, "rebuilt": rebuilt}
 
 

@@ -54,7 +54,8 @@ def test_the_worker_runs_on_sasl_ssl_with_its_acls_and_only_analysts_give_verdic
     # The ACLs are the KafkaUsers' of deploy/kubernetes (topic and group names mapped to this test's).
     names = {"account-events": s.events_topic, "account-events-dlq": s.dlq_topic, "fraud-alerts": s.alerts_topic,
              "fraud-verdicts": s.verdicts_topic, "fraudgraph": s.app_id, "fraudgraph-analysts": f"{s.app_id}-analysts",
-             "fraudgraph-intake": f"{s.app_id}-intake", "fraud-flagged-accounts": s.flagged_topic}
+             "fraudgraph-intake": f"{s.app_id}-intake", "fraud-flagged-accounts": s.flagged_topic,
+             "fraudgraph-changes": s.changes_topic_name}
     for user in USERS:
         secure.allow(user, manifest_acls(user, names))
     secure.create_topics([f"{s.app_id}-__assignor-__leader"])  # declared as a KafkaTopic there, too

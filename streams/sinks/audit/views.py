@@ -71,16 +71,17 @@ EXPORT_TIME_COLUMNS = {"alerts": "detected_at", "alert_history": "created_at", "
                        "cluster_links": "snapshot_at"}
 
 
-def create(db_path: Path, parts: Path, wait_seconds: float = 30.0) -> None:
+def create(db_path: Path, parts: Path, wait_seconds: float = 30.0, writer: str = "") -> None:
     """Make the segment folders under ``parts`` and (re)write the views in the DuckDB file ``db_path``.
     If readers keep the file open past ``wait_seconds`` and the views already exist, keep them: they
-    only name segment folders."""
+    only name segment folders. Temporary files a crash left are removed: ``writer``'s own, and any
+    older than 10 minutes (not another worker's write in progress, which is seconds old)."""
     for name, schema in SCHEMAS.items():
         folder = parts / name
         folder.mkdir(parents=True, exist_ok=True)
-        for leftover in folder.glob(".*.tmp"):  # a flush or compaction a crash interrupted (not another
-            try:                                # worker's write in progress: those are seconds old)
-                if time.time() - leftover.stat().st_mtime > 600:
+        for leftover in folder.glob(".*.tmp"):  # a flush or compaction a crash interrupted
+            try:
+                if (writer and (f"-{writer}-" in leftover.name or leftover.name.endswith(f"-{writer}.tmp"))) or time.time() - leftover.stat().st_mtime > 600:
                     leftover.unlink(missing_ok=True)
             except FileNotFoundError:
                 pass

@@ -55,7 +55,7 @@ class AuditStore:
     # -- setup ------------------------------------------------------------------------------
     def create(self, wait_seconds: float = 30.0) -> None:
         """Make the segment folders and (re)write the views over them (``views.create``)."""
-        create(self.db_path, self.parts, wait_seconds)
+        create(self.db_path, self.parts, wait_seconds, self.writer)
 
     def published_versions(self) -> dict[str, int]:
         """alert id -> the newest version acknowledged by fraud-alerts, as recorded (read once at start)."""
