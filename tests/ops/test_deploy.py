@@ -51,7 +51,7 @@ def one(docs: list[dict], kind: str, name: str | None = None) -> dict:
 
 def test_core_kinds_validate_against_the_kubernetes_schemas(docs):
     core = [d for d in docs if d["kind"] not in CUSTOM]
-    assert {d["kind"] for d in core} == {"ConfigMap", "StatefulSet", "Service", "NetworkPolicy"}
+    assert {d["kind"] for d in core} == {"ConfigMap", "StatefulSet", "Service", "NetworkPolicy", "PersistentVolumeClaim"}
     for doc in core:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     assert all(d["metadata"]["namespace"] == "fraudgraph" for d in docs)
@@ -124,6 +124,24 @@ def test_the_generated_manifests_are_up_to_date():
     assert result.returncode == 0, result.stdout
 
 
+def test_every_pod_writes_one_audit_store_and_keeps_checkpoints_in_kafka(docs):
+    """Any pod takes over any partition or stage B from the checkpoints topic (no volume of the dead pod
+    needed); every pod appends to the one audit store investigators open, on a ReadWriteMany claim."""
+    claim = one(docs, "PersistentVolumeClaim", "fraudgraph-audit")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    pod = one(docs, "StatefulSet")["spec"]["template"]["spec"]
+    assert "volumeClaimTemplates" not in one(docs, "StatefulSet")["spec"], "no per-pod state to keep"
+    (volume,) = [v for v in pod["volumes"] if v.get("persistentVolumeClaim")]
+    assert volume["persistentVolumeClaim"]["claimName"] == "fraudgraph-audit"
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
+    config = one(docs, "ConfigMap", "fraudgraph-config")["data"]
+    assert config["FRAUDGRAPH_AUDIT_DB"].startswith(mount["mountPath"] + "/")
+    assert config["FRAUDGRAPH_CHECKPOINT_STORE"] == "kafka"
+    topic = one(docs, "KafkaTopic", "fraudgraph-checkpoints")
+    assert topic["spec"]["partitions"] == 1 and topic["spec"]["config"]["cleanup.policy"] == "compact"
+    assert int(topic["spec"]["config"]["max.message.bytes"]) >= 2 * 512 * 1024  # a chunk and its overhead
+
+
 def test_the_overlays_size_the_worker_differently():
     small, large = (one(render(o), "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["resources"]
                     for o in OVERLAYS)
@@ -140,7 +158,10 @@ def test_compose_validates_and_runs_the_tests_kafka_version():
     workers = [services[name] for name in services if name.startswith("worker")]
     assert len(workers) == 2, "the compose file runs two workers in one group"
     assert all(w["read_only"] is True and w["cap_drop"] == ["ALL"] for w in workers)
-    assert workers[0]["volumes"] != workers[1]["volumes"], "each worker has its own store and checkpoints"
+    assert workers[0]["volumes"] == workers[1]["volumes"], "one audit store for both workers"
+    flags = [dict(zip(w["command"][1::2], w["command"][2::2], strict=False)) for w in workers]
+    assert flags[0]["--audit-db"] == flags[1]["--audit-db"]
+    assert flags[0]["--instance-id"] != flags[1]["--instance-id"], "each names its own segments"
 
 
 def test_compose_validation_would_catch_a_mistake(tmp_path):
