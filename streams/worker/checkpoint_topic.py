@@ -115,10 +115,12 @@ class TopicStore:
         return len(data)
 
     def floor(self, unit: str) -> int | None:
-        """The lowest offset a kept checkpoint of ``unit`` covers (its log before it is no longer needed),
-        as this store last read or wrote them; None when it knows of none."""
+        """The lowest offset the two kept checkpoints of ``unit`` cover (its log before it is no longer needed),
+        as this store last read or wrote them; None until it knows of two."""
         offsets = [m.get("offset") for m in self.known.get(unit, [])]
-        return min(o for o in offsets if isinstance(o, int)) if offsets and all(isinstance(o, int) for o in offsets) else None
+        if len(offsets) < 2 or not all(isinstance(o, int) for o in offsets):
+            return None  # keep everything until there are two checkpoints to fall back on
+        return min(o for o in offsets if isinstance(o, int))
 
     def read(self, units: list[str]) -> dict[str, list[Candidate]]:
         wanted = set(units)

@@ -311,3 +311,40 @@ def test_a_stage_checkpoint_is_adopted_only_as_itself(stream):
     assert kind(lambda: checkpoint.load(stage_b, config(), partitions=3)) == "incompatible"  # not a whole engine
     with pytest.raises(ValueError):
         checkpoint.dump_unit(engine, "window-3")
+
+
+def test_the_checkpoint_topic_layout_reassembles_only_whole_checkpoints():
+    """The topic's records in offset order: chunks, then the manifest; a tombstone removes what its key
+    held; a manifest whose chunks are missing or do not match its size and checksum is a refused candidate
+    (never bytes handed on), and the previous manifest is still there to fall back on."""
+    import hashlib
+    import json as jsonlib
+
+    from streams.worker.checkpoint_topic import _assemble, _take
+
+    def manifest(generation: str, data: bytes, chunks: int, offset: int) -> bytes:
+        return jsonlib.dumps({"unit": "global", "generation": generation, "chunks": chunks, "size": len(data),
+                              "sha256": hashlib.sha256(data).hexdigest(), "offset": offset}).encode()
+
+    old, new = b"a" * 10, b"b" * 7 + b"c" * 5
+    records = [("global@g1#0", old), ("global", manifest("g1", old, 1, 10)),
+               ("global@g2#0", new[:7]), ("global@g2#1", new[7:]), ("global~previous", manifest("g1", old, 1, 10)),
+               ("global", manifest("g2", new, 2, 20)), ("window-0@g9#0", b"other unit"), ("global@g0#0", None)]
+    manifests: dict = {"global": {}}
+    chunks: dict = {"global": {}}
+    for key, value in records:
+        _take(key, value, {"global"}, manifests, chunks)
+    assert set(chunks["global"]) == {"global@g1#0", "global@g2#0", "global@g2#1"}
+    latest, m = _assemble("t", "global", "latest", manifests["global"][""], chunks["global"])
+    assert latest.data == new and m["offset"] == 20
+    previous, _ = _assemble("t", "global", "previous", manifests["global"]["~previous"], chunks["global"])
+    assert previous.data == old
+
+    _take("global@g2#1", None, {"global"}, manifests, chunks)  # a chunk gone
+    missing, _ = _assemble("t", "global", "latest", manifests["global"][""], chunks["global"])
+    assert missing.data is None and "missing" in missing.why
+    _take("global@g2#1", b"X" * 5, {"global"}, manifests, chunks)  # a chunk changed
+    changed, _ = _assemble("t", "global", "latest", manifests["global"][""], chunks["global"])
+    assert changed.data is None and "checksum" in changed.why
+    garbled, m = _assemble("t", "global", "latest", b"{not json", chunks["global"])
+    assert garbled.data is None and m is None
