@@ -89,7 +89,8 @@ def create(db_path: Path, parts: Path, wait_seconds: float = 30.0, writer: str =
         # The empty segment carries the current columns, so views over segments written by an
         # older version (without a column added since) still bind: union_by_name fills NULLs.
         if not empty.exists() or not pq.read_schema(empty).equals(schema):
-            tmp = folder / ".000-schema.parquet.tmp"
+            # a name of its own: workers sharing the store may start together (each writes the same bytes)
+            tmp = folder / f".000-schema-{writer or 'w'}-{os.getpid()}.tmp"
             pq.write_table(schema.empty_table(), tmp)
             os.replace(tmp, empty)
     db_path.parent.mkdir(parents=True, exist_ok=True)
