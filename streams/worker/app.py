@@ -43,7 +43,7 @@ from typing import Any
 import faust
 
 from streams.runtime.allocator import MEMORY_RELEASE_SECONDS, release_free_memory
-from graph.snapshot import GLOBAL
+from graph.snapshot import GLOBAL, window_unit
 from streams.worker.checkpoints import OUTCOMES, Candidate, Store, adopt, capture, choose, unit_of
 from streams.runtime.changes import ChangeReader, verdict_record
 from streams.kafka_security import faust_credentials
@@ -61,6 +61,7 @@ EXIT_FAILURE = 1  # exit status of a worker whose input consumer stopped
 SESSION_TIMEOUT_SECONDS = 10.0  # a crashed worker's partitions are free again after this
 RELEASE_SECONDS = 60.0  # state of a partition another worker has owned this long is dropped here
 BLOCKED_RETRY_SECONDS = 60.0  # a stage B that cannot run tries its checkpoints again after this
+ADOPTABLE_SECONDS = 60.0  # checkpoints read for a takeover serve the units assigned within this long
 PARTITION_CHECK_SECONDS = 10.0  # how often the input topic's partition count is read
 Key = tuple[str, int]  # (topic, partition)
 
@@ -132,8 +133,11 @@ class Topology:
         self.metrics = pipeline.metrics
         self.owned = Ownership()
         self.changes_key: Key = (self.changes_name, 0)
-        # checkpoints read from the store for units assigned and not yet verified (one read serves them all)
+        # checkpoints read from the store for units assigned and not yet verified (one read serves them all,
+        # for ADOPTABLE_SECONDS: a takeover's rebalances of the two groups come seconds apart). A candidate read
+        # earlier is still a true prefix of its log: at worst more is re-read after it.
         self.adoptable: dict[str, list[Candidate]] = {}
+        self.adoptable_at = 0.0
         # Held from a change of the state until what it emitted is published: a checkpoint is taken only
         # between two such steps, so it never covers an alert, dead letter or change batch not yet sent.
         self.step = asyncio.Lock()
@@ -237,10 +241,12 @@ class Topology:
         unit = unit_of(key, self.settings.events_topic)
         started = time.monotonic()
         try:
-            if unit not in self.adoptable:  # one read for every unit waiting to be verified
-                waiting = self.assigned() - self.owned.verified
-                units = sorted({unit} | {unit_of(k, self.settings.events_topic) for k in waiting})
-                self.adoptable.update(await loop.run_in_executor(None, store.read, units))
+            if unit not in self.adoptable or time.monotonic() - self.adoptable_at > ADOPTABLE_SECONDS:
+                # one read for this unit and every other one this worker may be handed: all partitions and
+                # stage B (a worker that takes one over usually takes several, and the read is the cost)
+                units = sorted({unit, GLOBAL, *(window_unit(p) for p in range(self.pipeline.engine.partitions))})
+                self.adoptable = await loop.run_in_executor(None, store.read, units)
+                self.adoptable_at = time.monotonic()
             candidates = self.adoptable.pop(unit, [])
             end = (await loop.run_in_executor(None, end_offsets, self.settings, [key[0]])).get(key, 0)
         except Exception as exc:  # noqa: BLE001 - the store may be away: rebuild from the topic instead
@@ -345,11 +351,9 @@ class Topology:
     async def on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         self.owned.joined = True  # args[0]: the partitions assigned; each is checked before its first record
         self.owned.forget({(tp.topic, tp.partition) for tp in args[0]})
-        self.adoptable.clear()
 
     async def on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         self.owned.forget({(tp.topic, tp.partition) for tp in args[0]})
-        self.adoptable.clear()
 
     async def start_intake(self) -> None:
         self.intake.start(asyncio.get_running_loop())
@@ -364,7 +368,6 @@ class Topology:
         if batch.rebalance is not None:
             moved = batch.rebalance
             self.owned.forget(moved.revoked | set(moved.assigned))
-            self.adoptable.clear()
             for key in moved.revoked - set(moved.assigned):
                 self.intake_committed.pop(key, None)
             self.intake_committed.update(moved.assigned)
@@ -446,6 +449,8 @@ class Topology:
         now = time.time()
         await self.release_unowned(assigned, now)
         unverified = sorted(assigned - self.owned.verified)
+        if not unverified and self.adoptable:
+            self.adoptable = {}  # every unit taken: the checkpoints read for them are not held on to
         if unverified:  # partitions with nothing new to deliver: check them against the committed offsets
             committed: dict[Key, int] = {}
             if self.changes_key in unverified:

@@ -26,6 +26,7 @@ import argparse
 import gzip
 import json
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -110,6 +111,10 @@ def one(broker: DevKafka, lines: list[bytes], keys: list[bytes], n: int, store: 
                              for w in workers), 180, "two workers with two partitions each")
         first.produce(lines[:n], keys[:n])
         wait_for(lambda: sum(w.consumed() for w in workers) >= n, 3600, "the history consumed", interval=2)
+        # ... and applied by stage B (the kill must find stage B caught up, or the survivor inherits its backlog)
+        wait_for(lambda: sum(w.metric("fraudgraph_changes_lag_messages") or 0 for w in workers) == 0 and
+                 sum(w.metric("fraudgraph_global_stage_owner") or 0 for w in workers) == 1, 3600,
+                 "stage B caught up", interval=2)
         consumed = time.time()
         wait_for(lambda: all((w.metric("fraudgraph_last_checkpoint_timestamp_seconds") or 0) > consumed for w in workers),
                  300, "a checkpoint after the history", interval=1)
@@ -129,9 +134,10 @@ def one(broker: DevKafka, lines: list[bytes], keys: list[bytes], n: int, store: 
         first.produce(ring(after))
         wait_for(lambda: watch.at is not None, 1800, "the new ring's alert", survivor.proc, interval=0.2)
         watch.stop.set()
-        owner_at = survivor.metric("fraudgraph_global_stage_owner")
+        adopted = [float(x) for x in re.findall(r"adopted the checkpoint .* in ([\d.]+)s", survivor.log())]
         return {"events": n, "store": store, "takeover": (watch.at or 0) - killed, "retained": end - start,
-                "changes_end": end, "changes_mib": disk / 2**20, "owner": owner_at or 0,
+                "changes_end": end, "changes_mib": disk / 2**20, "adopt": sum(adopted),
+                "checkpoints_mib": topic_bytes(broker, first.settings.checkpoints_topic) / 2**20 if store == "kafka" else 0.0,
                 "tail": (survivor.metric("fraudgraph_recovered_changes") or 0) + (survivor.metric("fraudgraph_recovered_records") or 0)}
     finally:
         for w in workers:
@@ -156,11 +162,13 @@ def measure(benign: int, lengths: list[int], stores: list[str]) -> str:
            f"({total:,} events). The stage-B owner is killed with SIGKILL and a 150-account ring produced; takeover = "
            "kill to the survivor's alert for the ring (session timeout of 10 s included). Changes topic as it stood "
            "at the kill: records retained (end − log start) of all it ever held, and its bytes on the broker's disk.",
-           "", "| history events | checkpoints | takeover s | records re-read by the survivor | changes topic: retained / written "
-           "| changes topic on disk |", "|---:|---|---:|---:|---:|---:|"]
+           "", "| history events | checkpoints | takeover s | adopting s | records re-read by the survivor "
+           "| changes topic: retained / written | changes topic on disk | checkpoints topic on disk |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        out.append(f"| {r['events']:,.0f} | {r['store']} | {r['takeover']:.1f} | {r['tail']:,.0f} | "
-                   f"{r['retained']:,.0f} / {r['changes_end']:,.0f} | {r['changes_mib']:.1f} MiB |")
+        out.append(f"| {r['events']:,.0f} | {r['store']} | {r['takeover']:.1f} | {r['adopt']:.1f} | {r['tail']:,.0f} | "
+                   f"{r['retained']:,.0f} / {r['changes_end']:,.0f} | {r['changes_mib']:.1f} MiB | "
+                   f"{r['checkpoints_mib']:.1f} MiB |")
     return "\n".join(out) + "\n"
 
 
