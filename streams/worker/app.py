@@ -572,9 +572,11 @@ class Topology:
         await self.trim_changes(store)
 
     async def trim_changes(self, store: Store) -> None:
-        """Stage B's owner, with checkpoints every worker can read: the changes topic before the older of
-        stage B's two kept checkpoints is no longer needed by anyone — delete it, so the topic holds about
-        two checkpoint intervals, whatever the history."""
+        """Stage B's owner, with checkpoints every worker can read: the changes topic before stage B's latest
+        checkpoint is no longer needed by anyone — delete it, so the topic holds one checkpoint interval
+        whatever the history. (The checkpoint before it stays in the store, but no longer has the changes
+        after it: a stage B that must fall back to it waits instead of running on a gap — stage_b_blocked.
+        A checkpoint's chunks are acknowledged before its manifest, so a torn write is never the latest.)"""
         floor = getattr(store, "floor", None)
         offset = floor(GLOBAL) if floor is not None and self.changes_key in self.owned.verified else None
         if offset is None or offset <= self.owned.trimmed:

@@ -115,12 +115,10 @@ class TopicStore:
         return len(data)
 
     def floor(self, unit: str) -> int | None:
-        """The lowest offset the two kept checkpoints of ``unit`` cover (its log before it is no longer needed),
-        as this store last read or wrote them; None until it knows of two."""
-        offsets = [m.get("offset") for m in self.known.get(unit, [])]
-        if len(offsets) < 2 or not all(isinstance(o, int) for o in offsets):
-            return None  # keep everything until there are two checkpoints to fall back on
-        return min(o for o in offsets if isinstance(o, int))
+        """The offset the latest checkpoint of ``unit`` this store wrote or read covers: its log before it is
+        no longer needed (None when it knows of none)."""
+        offset = self.known[unit][0].get("offset") if self.known.get(unit) else None
+        return offset if isinstance(offset, int) else None
 
     def read(self, units: list[str]) -> dict[str, list[Candidate]]:
         """Each unit's kept checkpoints, latest first: one pass over the topic with librdkafka (the checkpoints

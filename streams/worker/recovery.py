@@ -11,7 +11,7 @@ so rows a crash lost are written and rows already there are not doubled.
 
 Retention: the input topic must keep the checkpoint interval (and the window, for a rebuild without
 a checkpoint). The changes topic has no time limit: with checkpoints in Kafka, stage B's owner deletes
-its records before the older of stage B's two kept checkpoints (``trim``) after each checkpoint; with
+its records before stage B's latest checkpoint (``trim``) after each checkpoint; with
 checkpoints on disk it is stage B's whole history, which a worker without them rebuilds from.
 """
 
