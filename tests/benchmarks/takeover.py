@@ -107,8 +107,14 @@ def one(broker: DevKafka, lines: list[bytes], keys: list[bytes], n: int, store: 
     workers = [first, second]
     try:
         first.launch(), second.launch()
-        wait_for(lambda: all(w.metric("fraudgraph_recovering") == 0 and (w.metric("fraudgraph_assigned_partitions") or 0) == 2
-                             for w in workers), 180, "two workers with two partitions each")
+        try:
+            wait_for(lambda: all(w.metric("fraudgraph_recovering") == 0 and (w.metric("fraudgraph_assigned_partitions") or 0) == 2
+                                 for w in workers), 300, "two workers with two partitions each")
+        except (TimeoutError, RuntimeError):
+            for w in workers:
+                print(f"--- {w.settings.instance_id}: {w.metric('fraudgraph_assigned_partitions')} partitions, recovering "
+                      f"{w.metric('fraudgraph_recovering')}\n{w.log()[-3000:]}", flush=True)
+            raise
         first.produce(lines[:n], keys[:n])
         wait_for(lambda: sum(w.consumed() for w in workers) >= n, 3600, "the history consumed", interval=2)
         # ... and applied by stage B (the kill must find stage B caught up, or the survivor inherits its backlog)
