@@ -119,9 +119,11 @@ def read_range(settings: Settings, topic: str, partition: int, start: int, end: 
     return read
 
 
-# No time or size limit: stage B's owner deletes what its checkpoints cover (``trim``); segments of 64 MiB,
-# so that deleted records leave the broker's disk too (a segment goes once all of it is deleted).
-CHANGES_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "segment.bytes": str(64 * 2**20)}
+# No time or size limit: stage B's owner deletes what its checkpoints cover (``trim``); segments of at most
+# 64 MiB and 10 minutes, so that deleted records leave the broker's disk too (a segment goes once all of it
+# is deleted, and the active one only once it rolls).
+CHANGES_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "segment.bytes": str(64 * 2**20),
+                  "segment.ms": str(10 * 60 * 1000)}
 
 
 def trim(settings: Settings, topic: str, before: int, partition: int = 0) -> None:
