@@ -305,10 +305,11 @@ class Pipeline:
         self._after(out, emitted, received, 0, 0)
         return emitted
 
-    def held_as_records(self) -> None:
-        """The events the clock guard holds keep their source as a :class:`Record` (the Kafka client's
-        message objects are not state a checkpoint may hold: a restore refuses to build them)."""
-        for window in self.engine.windows:
+    def held_as_records(self, partition: int | None = None) -> None:
+        """The events the clock guard holds (in ``partition``'s window, or in all) keep their source as a
+        :class:`Record` (the Kafka client's message objects are not state a checkpoint may hold: a restore
+        refuses to build them)."""
+        for window in self.engine.windows if partition is None else [self.engine.windows[partition]]:
             window.map_held(self._record_of)
 
     def release_partition(self, key: tuple[str, int]) -> None:

@@ -134,7 +134,7 @@ def capture(pipeline: Pipeline, unit: str, key: tuple[str, int], wall: Callable[
         facts.update(verdicts=sorted(pipeline.applied_verdicts), damage=dict(sorted(pipeline.damage_counted.items())),
                      flagged=pipeline.flagged_feed.to_json())
     else:
-        pipeline.held_as_records()  # held Kafka client messages are kept as plain records
+        pipeline.held_as_records(key[1])  # this window's held Kafka client messages kept as plain records
     return snapshot.dump_unit(pipeline.engine, unit, facts, key=signing_key), offset
 
 

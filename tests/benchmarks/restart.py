@@ -71,12 +71,17 @@ def one_length(broker: DevKafka, lines: list[bytes], keys: list[bytes], n: int, 
             "tail": tail, "tail_seconds": reread, "ready_full": full, "rebuilt": rebuilt}
 
 
-def measure(benign: int, lengths: list[int]) -> str:
-    """The restart table (markdown) for the first ``lengths`` events of the 12-day stream."""
+def history(benign: int) -> tuple[list[bytes], list[bytes], int]:
+    """The 12-day stream's lines, their keys (account ids) and its length."""
     path, total = stream(benign, 1.0, 12, 23)
     with gzip.open(path, "rb") as handle:
         lines = [line for line in handle.read().splitlines() if line]
-    keys = [json.loads(line)["account_id"].encode() for line in lines]
+    return lines, [json.loads(line)["account_id"].encode() for line in lines], total
+
+
+def measure(benign: int, lengths: list[int]) -> str:
+    """The restart table (markdown) for the first ``lengths`` events of the 12-day stream."""
+    lines, keys, total = history(benign)
     rows = []
     with DevKafka() as broker, tempfile.TemporaryDirectory() as tmp:
         for i, n in enumerate(min(n, len(lines)) for n in lengths):

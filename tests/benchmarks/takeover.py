@@ -23,7 +23,6 @@ rebuilds from the topics; the baseline). Prints markdown; --out appends it.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import re
@@ -40,8 +39,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from streams.dev.broker import DevKafka
 from streams.dev.localrun import wait_for
-from tests.benchmarks.restart import emit, machine
-from tests.benchmarks.speed import stream
+from tests.benchmarks.restart import emit, history, machine
 from tests.conftest import ev
 from tests.integration.conftest import WorkerHandle, contract_json
 
@@ -151,10 +149,7 @@ def one(broker: DevKafka, lines: list[bytes], keys: list[bytes], n: int, store: 
 
 
 def measure(benign: int, lengths: list[int], stores: list[str]) -> str:
-    path, total = stream(benign, 1.0, 12, 23)
-    with gzip.open(path, "rb") as handle:
-        lines = [line for line in handle.read().splitlines() if line]
-    keys = [json.loads(line)["account_id"].encode() for line in lines]
+    lines, keys, total = history(benign)
     rows = []
     with DevKafka() as broker, tempfile.TemporaryDirectory() as tmp:
         for i, n in enumerate(min(n, len(lines)) for n in lengths):
