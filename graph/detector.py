@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from graph import _kernel
@@ -211,7 +211,28 @@ class Detector:
             if stale or (settling and record.size != alert.published_size):
                 if quiet:
                     self._wall, quiet = self.clock(), False  # the wall time of a tick that publishes
-                self._score(record, at, out, damage_regrowth=share, settling=settling)
+                if (damage is not None and alert.severity == Severity.HIGH and record.score is not None
+                        and record.size == record.scored_size and record.verdict is None):
+                    self._republish_damage(record, damage, at, out, share, settling)
+                else:
+                    self._score(record, at, out, damage_regrowth=share, settling=settling)
+
+    def _republish_damage(self, record: ClusterRecord, damage: tuple[int, int], at: float, out: EngineOutput,
+                          share: float, settling: bool) -> None:
+        """A new version of a high alert whose damage moved while its members did not: the last score
+        with the damage as of this tick, without re-measuring the cluster (a high alert cannot escalate,
+        and its structure is re-scored when its members move or its re-score interval passes)."""
+        assert record.score is not None
+        scored = record.score = replace(record.score, requests=damage[0], tokens_out=damage[1])
+        members = Names(*self.graph.members_packed(record.number))
+        out.clusters.append(ClusterSnapshot(record.cluster_id, members, record.born_at, record.updated_at, at,
+                                            record.verdict, scored))
+        update = self.alerts.on_scored(record.cluster_id, members, record.size, record.verdict, Severity.HIGH,
+                                       scored.score, scored.features, scored.evidence, scored.detected_at,
+                                       scored.requests, scored.tokens_out, at, self._wall, "structure score",
+                                       scored.evidence_json, share, scored.summary, settling)
+        if update:
+            out.alerts.append(update)
 
     def _score(self, record: ClusterRecord, at: float, out: EngineOutput, damage_regrowth: float | None = None,
                settling: bool = False) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -108,25 +109,40 @@ def replay(paths: list[Path], pipeline: Pipeline, dlq_path: Path | None = None, 
                                         "line": dead.record.offset,
                                         "value": (dead.record.value or b"").decode("utf-8", "replace")}) + b"\n")
 
+    # Segments are written as it goes (memory stays bounded, readers see progress), on a thread of their
+    # own: Parquet encoding and compression release the GIL, so the engine goes on with the next batches
+    # on the other core. One flush at a time; the next waits for the one before, and raises its error.
+    flusher = ThreadPoolExecutor(1, thread_name_prefix="audit-flush")
+    flushing: Future[None] | None = None
+
+    def flush_behind() -> None:
+        pipeline.flush_audit()
+        release_free_memory()
+
     try:
         for path in paths:
             for lines, first in read_batches(path, batch):
                 account(pipeline.handle_lines(lines, first, path.name))
                 totals["records"] += len(lines)
-                if pipeline.audit is not None and pipeline.audit.pending() >= AUDIT_FLUSH_ROWS:
-                    pipeline.flush_audit()  # segments as it goes: memory stays bounded, readers see progress
-                    release_free_memory()
+                if pipeline.audit is not None and pipeline.audit.pending() >= AUDIT_FLUSH_ROWS and (
+                        flushing is None or flushing.done()):
+                    if flushing is not None:
+                        flushing.result()
+                    flushing = flusher.submit(flush_behind)
                 now = time.monotonic()
                 if progress and now - last_report >= 2.0:
                     last_report = now
                     rate = totals["records"] / (now - started)
                     print(f"replay: {totals['records']:,} records, {rate:,.0f}/s, {totals['alerts']} alerts, "
                           f"{totals['dead']} invalid", file=sys.stderr, flush=True)
+        if flushing is not None:
+            flushing.result()
         account(pipeline.flush_held())
         pipeline.flush_audit()
         if pipeline.audit is not None:
             pipeline.audit.compact()
     finally:
+        flusher.shutdown(wait=True)  # a flush under way finishes (its segment lands whole) before this returns
         if dlq:
             dlq.close()
     totals["seconds"] = time.monotonic() - started

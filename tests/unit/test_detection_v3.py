@@ -133,6 +133,41 @@ def test_damage_is_current_in_every_version_and_exact_in_the_last():
     assert final[-1].reason == "damage moved" and final[-1].notify
 
 
+def test_a_high_alert_republishes_its_damage_without_re_measuring(monkeypatch):
+    """A high alert whose members stay put while they spend gets new versions with the damage as of
+    the tick and the last score's structure as it was: the cluster is not re-measured for them (a high
+    alert cannot escalate; its structure is re-scored when members move or its interval passes)."""
+    import graph.detector
+
+    measured: list[int] = []  # sizes of the clusters the detector re-measures
+
+    def counting(graph_, number, config):
+        scored = score_cluster(graph_, number, config)
+        measured.append(int(scored.features["size"]) if scored else 0)
+        return scored
+
+    monkeypatch.setattr(graph.detector, "score_cluster", counting)
+    rng = random.Random(24)
+    start = T0 + 2 * 3600
+    ring = owned_infra_ring("d", 120, rng, t0=start)
+    for i in range(120):
+        for k in range(96):
+            ring.append(ev(f"d{i}", start + 3600 + 600 * k + i, ip="45.9.0.1", kind="api_usage", asn=CLOUD,
+                           template=f"d-tpl{k % 12}", requests=10 * (1 + k // 4),  # it spends ever more
+                           tokens_out=10 * (1 + k // 4) * RING_TOKENS))
+    events = sorted(ring + population(rng), key=lambda e: e.ts)
+    engine = DetectionEngine(small_config(window_seconds=12 * 3600.0, rescore_seconds=3 * 3600.0), clock=lambda: 0.0)
+    versions = []
+    for i in range(0, len(events), 200):
+        versions += [a for a in engine.process(events[i:i + 200]).alerts if a.member_count >= 100 and a.notify]
+    cheap = [(before, after) for before, after in zip(versions, versions[1:], strict=False)
+             if after.reason == "damage moved" and before.severity == after.severity == "high"
+             and after.member_count == before.member_count and after.features is before.features]
+    assert len(cheap) >= 3  # damage-only versions: the same score object, new damage
+    assert all(after.requests > before.requests and after.score == before.score for before, after in cheap)
+    assert sum(1 for size in measured if size >= 100) < len(versions)  # fewer measurements than versions
+
+
 def phone_farm(prefix: str, n: int, phones: int, rng: random.Random, t0: float = T0, domain: str | None = None,
                rotate: bool = False):
     """Fresh accounts that only sign up and log in so far, each on one of the farm's phones (no phone of
