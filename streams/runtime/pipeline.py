@@ -132,7 +132,9 @@ class Pipeline:
 
     def __init__(self, engine: DetectionEngine, audit: AuditStore | None = None, metrics: Metrics | None = None,
                  wall: Callable[[], float] = time.time, live: bool = False,
-                 pseudonymiser: Pseudonymiser | None = None) -> None:
+                 pseudonymiser: Pseudonymiser | None = None, feed: bool = True) -> None:
+        """``feed``: keep the flagged-accounts feed (``Emitted.flagged``); replay, which publishes no
+        feed, leaves it off."""
         self.engine = engine
         self.pseudonymiser = pseudonymiser  # renames raw identifiers in everything written out
         self.audit = audit
@@ -151,6 +153,7 @@ class Pipeline:
         self.published: dict[str, int] = {}
         self.damage_counted: dict[str, int] = {}  # alert id -> API exchanges already counted in the metric
         self.flagged_feed = FlaggedAccounts()  # which accounts open actionable alerts hold (a checkpoint keeps it)
+        self.feed = feed
         self.feed_key: bytes | None = None  # signs the flagged-accounts records (the verdict key)
         self.partition_input: dict[int, float] = {}  # split: input partition -> wall time of its last input
         self.idle_sent: set[int] = set()  # split: partitions declared idle to stage B since their last input
@@ -359,7 +362,7 @@ class Pipeline:
         for update in fresh:
             published[update.alert_id] = update.version
         emitted.alerts = [] if self.recovering else fresh
-        if out.alerts:  # every version, in order: the feed follows membership between publications too
+        if out.alerts and self.feed:  # every version, in order: the feed follows membership between publications too
             records = {r.account_id: r for u in out.alerts for r in self.flagged_feed.apply(u)}  # the last per account
             emitted.flagged = [] if self.recovering else list(records.values())
         for rejected in out.rejected:
