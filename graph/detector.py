@@ -212,14 +212,15 @@ class Detector:
                 if quiet:
                     self._wall, quiet = self.clock(), False  # the wall time of a tick that publishes
                 if (damage is not None and alert.severity == Severity.HIGH and record.score is not None
-                        and record.size == record.scored_size and record.verdict is None):
+                        and record.updated_at <= record.scored_at and record.verdict is None):
                     self._republish_damage(record, damage, at, out, share, settling)
                 else:
                     self._score(record, at, out, damage_regrowth=share, settling=settling)
 
     def _republish_damage(self, record: ClusterRecord, damage: tuple[int, int], at: float, out: EngineOutput,
                           share: float, settling: bool) -> None:
-        """A new version of a high alert whose damage moved while its members did not: the last score
+        """A new version of a high alert whose damage moved while its members did not (no membership
+        change since its last score: ``updated_at`` is the last tick that changed them): the last score
         with the damage as of this tick, without re-measuring the cluster (a high alert cannot escalate,
         and its structure is re-scored when its members move or its re-score interval passes)."""
         assert record.score is not None
