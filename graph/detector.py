@@ -211,38 +211,27 @@ class Detector:
             if stale or (settling and record.size != alert.published_size):
                 if quiet:
                     self._wall, quiet = self.clock(), False  # the wall time of a tick that publishes
-                if (damage is not None and alert.severity == Severity.HIGH and record.score is not None
-                        and record.updated_at <= record.scored_at and record.verdict is None):
-                    self._republish_damage(record, damage, at, out, share, settling)
-                else:
-                    self._score(record, at, out, damage_regrowth=share, settling=settling)
-
-    def _republish_damage(self, record: ClusterRecord, damage: tuple[int, int], at: float, out: EngineOutput,
-                          share: float, settling: bool) -> None:
-        """A new version of a high alert whose damage moved while its members did not (no membership
-        change since its last score: ``updated_at`` is the last tick that changed them): the last score
-        with the damage as of this tick, without re-measuring the cluster (a high alert cannot escalate,
-        and its structure is re-scored when its members move or its re-score interval passes)."""
-        assert record.score is not None
-        scored = record.score = replace(record.score, requests=damage[0], tokens_out=damage[1])
-        members = Names(*self.graph.members_packed(record.number))
-        out.clusters.append(ClusterSnapshot(record.cluster_id, members, record.born_at, record.updated_at, at,
-                                            record.verdict, scored))
-        update = self.alerts.on_scored(record.cluster_id, members, record.size, record.verdict, Severity.HIGH,
-                                       scored.score, scored.features, scored.evidence, scored.detected_at,
-                                       scored.requests, scored.tokens_out, at, self._wall, "structure score",
-                                       scored.evidence_json, share, scored.summary, settling)
-        if update:
-            out.alerts.append(update)
+                # a high alert whose members did not move since its last score (``updated_at``: the last
+                # tick that changed them) cannot escalate: its last score goes out with the new damage
+                steady = (alert.severity == Severity.HIGH and record.verdict is None
+                          and record.updated_at <= record.scored_at)
+                self._score(record, at, out, damage_regrowth=share, settling=settling,
+                            damage=damage if steady else None)
 
     def _score(self, record: ClusterRecord, at: float, out: EngineOutput, damage_regrowth: float | None = None,
-               settling: bool = False) -> None:
-        scored = score_cluster(self.graph, record.number, self.config)
-        if scored is None:
-            return
-        record.scored_size = record.size
-        record.scored_at = at
-        record.score = scored
+               settling: bool = False, damage: tuple[int, int] | None = None) -> None:
+        """Score the cluster and publish what follows. ``damage``: publish the last score with this damage
+        instead, without re-measuring the cluster (its structure is re-scored when its members move or
+        its re-score interval passes)."""
+        if damage is not None and record.score is not None:
+            scored = record.score = replace(record.score, requests=damage[0], tokens_out=damage[1])
+        else:
+            measured = score_cluster(self.graph, record.number, self.config)
+            if measured is None:
+                return
+            scored = record.score = measured
+            record.scored_size = record.size
+            record.scored_at = at
         severity, reason = scored.severity, "structure score"
         if record.verdict == Verdict.BENIGN and not self._materially_new(record):
             severity, reason = None, "benign verdict"

@@ -4,6 +4,7 @@ two of the templates; the same shape at ordinary volume (a company's internal to
 exercises) is a group but not an alert; a crowd on one framework prompt is not a group at all."""
 
 import random
+from collections.abc import Callable
 
 from graph.scoring import score_cluster
 
@@ -99,18 +100,22 @@ def test_a_company_internal_tool_is_a_group_but_not_an_alert_and_a_class_neither
         assert score.score < engine.config.medium_min_score and score.severity not in ("medium", "high")
 
 
+def spending(prefix: str, n: int, t0: float, calls: int, requests: Callable[[int], int]):
+    """The ring's accounts calling on: call ``k`` of each account 10 minutes after the one before, on
+    its templates in turn, from its server, with ``requests(k)`` exchanges."""
+    return [ev(f"{prefix}{i}", t0 + 600 * k + i, ip="45.9.0.1", kind="api_usage", asn=CLOUD,
+               template=f"{prefix}-tpl{k % 12}", requests=requests(k), tokens_out=requests(k) * RING_TOKENS)
+            for i in range(n) for k in range(calls)]
+
+
 def test_damage_is_current_in_every_version_and_exact_in_the_last():
     """A large alert is re-scored rarely; its damage is kept by the kernel at every tick, so at every
     tick the alert's latest version states at least (1 - damage_regrowth) of what the members had
     sent in the hours stage B has seen closed, and the last version (after the end of input) all of it."""
     rng = random.Random(24)
     start = T0 + 2 * 3600  # after ordinary users have set the population's volume
-    ring = owned_infra_ring("d", 120, rng, t0=start)
     # the ring keeps spending for eight more hours after it formed, a call per account every 10 minutes
-    for i in range(120):
-        for k in range(48):
-            ring.append(ev(f"d{i}", start + 3600 + 600 * k + i, ip="45.9.0.1", kind="api_usage", asn=CLOUD,
-                           template=f"d-tpl{k % 12}", requests=10, tokens_out=10 * RING_TOKENS))
+    ring = owned_infra_ring("d", 120, rng, t0=start) + spending("d", 120, start + 3600, 48, lambda k: 10)
     events = sorted(ring + population(rng), key=lambda e: e.ts)
     ring_requests = sorted((e.ts, e.requests or 0) for e in events if e.account_id.startswith("d"))
 
@@ -149,12 +154,8 @@ def test_a_high_alert_republishes_its_damage_without_re_measuring(monkeypatch):
     monkeypatch.setattr(graph.detector, "score_cluster", counting)
     rng = random.Random(24)
     start = T0 + 2 * 3600
-    ring = owned_infra_ring("d", 120, rng, t0=start)
-    for i in range(120):
-        for k in range(96):
-            ring.append(ev(f"d{i}", start + 3600 + 600 * k + i, ip="45.9.0.1", kind="api_usage", asn=CLOUD,
-                           template=f"d-tpl{k % 12}", requests=10 * (1 + k // 4),  # it spends ever more
-                           tokens_out=10 * (1 + k // 4) * RING_TOKENS))
+    # sixteen more hours of calls, ever larger
+    ring = owned_infra_ring("d", 120, rng, t0=start) + spending("d", 120, start + 3600, 96, lambda k: 10 * (1 + k // 4))
     events = sorted(ring + population(rng), key=lambda e: e.ts)
     engine = DetectionEngine(small_config(window_seconds=12 * 3600.0, rescore_seconds=3 * 3600.0), clock=lambda: 0.0)
     versions = []
