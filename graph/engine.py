@@ -10,10 +10,11 @@ With ``partitions=N`` (a worker reading N input partitions) each partition has a
 with its own watermark, and ``graph/ticks.py`` merges their ticks: the same events spread over any
 number of partitions give the same output as one partition (and as ``replay``).
 
-With ``split=True`` (the worker) the two stages meet only through serialised change batches, as they
-do when they run in different processes: ``feed_json`` + ``take_batches`` (stage A, per partition)
-on one side; ``receive`` / ``receive_idle`` + ``release`` (stage B) on the other. Stage B drops a
-batch whose tick it already has from that partition, so a batch sent twice is applied once.
+With ``split=True`` (the worker; ``replay`` too, its stages on two threads) the two stages meet only
+through change batches, each with names of its own, as when they run in different processes (where
+the batches travel serialised): ``feed_json`` + ``take_batches`` (stage A, per partition) on one side;
+``receive`` / ``receive_idle`` + ``release`` (stage B) on the other. Stage B drops a batch whose tick
+it already has from that partition, so a batch sent twice is applied once.
 
 Event time drives everything (windows, ticks, expiry, lineage times); ``clock`` only stamps
 ``created_at`` on alerts. The same events in any arrival order within the allowed lateness, with any

@@ -2,27 +2,36 @@
 
 JSON Lines (``.jsonl``, ``.jsonl.gz``) or Parquet, read in file order. Invalid lines are written to a
 dead-letter JSON Lines file beside the audit store (with the reason and file/line), never dropped.
+
+With a split engine (``fraudgraph replay`` builds one) stage A reads, decodes and windows the input
+on a thread of its own while stage B applies the ticks before: the same batches in the same order, so
+the same output as both stages on one thread (``tests/unit/test_determinism.py``).
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
+from queue import Full, Queue
 
 import orjson
 import pyarrow.parquet as pq
 from isal import igzip  # the gzip module's interface over ISA-L's inflate (docs/architecture.md, Dependencies)
 
 from streams.runtime.allocator import release_free_memory
-from streams.runtime.pipeline import Emitted, Pipeline
+from streams.runtime.pipeline import Emitted, Fed, Pipeline
 
 
 BLOCK_BYTES = 256 << 10  # decompressed per read: small enough that glibc serves the blocks from its heap
 # after the first (not a fresh mapping, faulted in page by page, per block) and the reader's buffers stay small
 AUDIT_FLUSH_ROWS = 200_000
+Steps = Generator[tuple[Emitted, int], None, None]  # what each step emitted, and the input records it took
+AHEAD = 4  # batches stage A may have closed that stage B has not applied yet (memory stays bounded)
 
 
 def read_batches(path: Path, batch: int = 5000) -> Iterator[tuple[list[bytes], int]]:
@@ -119,11 +128,12 @@ def replay(paths: list[Path], pipeline: Pipeline, dlq_path: Path | None = None, 
         pipeline.flush_audit()
         release_free_memory()
 
+    steps = _stages_apart(paths, pipeline, batch) if pipeline.engine.split else _stages_together(paths, pipeline, batch)
     try:
-        for path in paths:
-            for lines, first in read_batches(path, batch):
-                account(pipeline.handle_lines(lines, first, path.name))
-                totals["records"] += len(lines)
+        with closing(steps):
+            for emitted, records in steps:
+                account(emitted)
+                totals["records"] += records
                 if pipeline.audit is not None and pipeline.audit.pending() >= AUDIT_FLUSH_ROWS and (
                         flushing is None or flushing.done()):
                     if flushing is not None:
@@ -137,7 +147,6 @@ def replay(paths: list[Path], pipeline: Pipeline, dlq_path: Path | None = None, 
                           f"{totals['dead']} invalid", file=sys.stderr, flush=True)
         if flushing is not None:
             flushing.result()
-        account(pipeline.flush_held())
         pipeline.flush_audit()
         if pipeline.audit is not None:
             pipeline.audit.compact()
@@ -147,3 +156,55 @@ def replay(paths: list[Path], pipeline: Pipeline, dlq_path: Path | None = None, 
             dlq.close()
     totals["seconds"] = time.monotonic() - started
     return totals
+
+
+def _stages_together(paths: list[Path], pipeline: Pipeline, batch: int) -> Steps:
+    """Both stages on the caller's thread, a batch at a time (an engine that shares its window's names)."""
+    for path in paths:
+        for lines, first in read_batches(path, batch):
+            yield pipeline.handle_lines(lines, first, path.name), len(lines)
+    yield pipeline.flush_held(), 0
+
+
+_END = object()
+
+
+def _stages_apart(paths: list[Path], pipeline: Pipeline, batch: int) -> Steps:
+    """A split engine: stage A (read, decode, window) on a thread of its own, at most ``AHEAD`` batches
+    ahead of stage B (graph, scoring, audit rows) on the caller's. The kernel runs both without the GIL
+    for most of their time, so on two cores they overlap. Stage A's error is raised here; when the
+    caller stops early (or fails), stage A stops too."""
+    handed: Queue[Fed | BaseException | object] = Queue(AHEAD)
+    stop = threading.Event()
+
+    def hand(item: Fed | BaseException | object) -> bool:
+        while not stop.is_set():
+            try:
+                handed.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def stage_a() -> None:
+        try:
+            for path in paths:
+                for lines, first in read_batches(path, batch):
+                    if not hand(pipeline.feed_lines(lines, first, path.name)):
+                        return
+            if hand(pipeline.feed_end()):
+                hand(_END)
+        except BaseException as exc:  # to the caller's thread, which raises it
+            hand(exc)
+
+    reader = threading.Thread(target=stage_a, name="stage-a", daemon=True)
+    reader.start()
+    try:
+        while (item := handed.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, Fed)
+            yield pipeline.apply_fed(item), item.n_in
+    finally:
+        stop.set()
+        reader.join()

@@ -34,7 +34,7 @@ class CliError(Exception):
 def _engine(settings: cfg.Settings) -> DetectionEngine:
     from graph.engine import DetectionEngine
 
-    return DetectionEngine(settings.detection_config(), clock=time.time)
+    return DetectionEngine(settings.detection_config(), clock=time.time, split=True)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
+from graph import _kernel
 from graph.alerts import AlertUpdate
 from graph.engine import DetectionEngine, EngineOutput
 from graph.events import EventColumns
@@ -88,6 +89,19 @@ class DeadLetter:
         if self.record.value is not None and len(self.record.value) > DLQ_VALUE_LIMIT:
             headers.append(("fraudgraph.value.truncated", f"{len(self.record.value)}".encode()))
         return headers
+
+
+@dataclass(slots=True)
+class Fed:
+    """What stage A made of a batch of input, for stage B (``Pipeline.feed_lines`` → ``apply_fed``)."""
+
+    dead: list[DeadLetter]  # refused by the decoder or the window, in source order
+    batches: list[_kernel.Batch]  # the ticks the window closed
+    n_in: int
+    n_ok: int
+    received: float
+    counters: dict[str, int] | None  # the windows' counters after it (for the metrics; None without)
+    end: bool = False  # the input ended: stage B applies everything it holds
 
 
 @dataclass(slots=True)
@@ -237,29 +251,77 @@ class Pipeline:
             return self._process(lines, list(range(first_line, first_line + len(lines))), Emitted(), len(lines),
                                  lambda i: Record(lines[i], None, 0, first_line + i, name))
         finally:
-            held = self.engine.held_sources()
-            if held or self._held_lines:  # lines the clock guard still holds keep their text for the DLQ
-                keep = {}
-                for source in held:
-                    index = source - first_line
-                    keep[source] = lines[index] if 0 <= index < len(lines) else self._held_lines.get(source)
-                self._held_lines = keep
-            self._lines = []
+            self._keep_held(lines, first_line)
 
-    def _process(self, values: list[bytes], sources: list[Any], emitted: Emitted, n_in: int,
-                 record_of: Callable[[int], Record]) -> Emitted:
-        invalid = 0
+    # Replay with a split engine: stage A (``feed_lines``, ``feed_end``) on a thread of its own, a batch
+    # or two ahead of stage B (``apply_fed``) on the caller's. The stages share nothing but the ``Fed``
+    # they pass, in order: the same batches applied in the same order give what ``handle_lines`` gives.
+    def feed_lines(self, lines: list[bytes], first_line: int, name: str) -> Fed:
+        """Stage A for lines of a file: decode and window them; the dead letters and the ticks closed."""
+        if not self.engine.split:
+            raise ValueError("feed_lines needs a split engine (handle_lines runs both stages at once)")
+        self._lines, self._first_line, self.source_name = lines, first_line, name
+        dead: list[DeadLetter] = []
+        try:
+            received = self.last_input_wall = self.wall()
+            rejected = self.engine.feed_json(lines, list(range(first_line, first_line + len(lines))),
+                                             self._fallback(lines, dead, lambda i: Record(lines[i], None, 0, first_line + i, name)),
+                                             received if self.live else None)
+            invalid = len(dead)
+            dead += [DeadLetter(self._record_of(r.source), r.reason, r.kind.value, "engine") for r in rejected]
+            return Fed(dead, self.engine.take_batches(0), len(lines), len(lines) - invalid, received, self._counters())
+        finally:
+            self._keep_held(lines, first_line)
 
+    def feed_end(self) -> Fed:
+        """Stage A at the end of input: release what the window holds; stage B then applies everything."""
+        received = self.wall()
+        rejected = self.engine.flush_partition(0, received if self.live else None)
+        dead = [DeadLetter(self._record_of(r.source), r.reason, r.kind.value, "engine") for r in rejected]
+        return Fed(dead, self.engine.take_batches(0), 0, 0, received, self._counters(), end=True)
+
+    def apply_fed(self, fed: Fed) -> Emitted:
+        """Stage B: apply what stage A closed, tick by tick (at the end of input: everything, and settle)."""
+        engine = self.engine
+        for batch in fed.batches:
+            engine.receive(0, batch)
+        if fed.end:
+            engine.receive_idle(0)
+        emitted = Emitted(dead=fed.dead)
+        self._after(engine.release(), emitted, fed.received, fed.n_in, fed.n_ok, fed.counters)
+        return emitted
+
+    def _counters(self) -> dict[str, int] | None:
+        """The windows' counters, read by stage A for the metrics (stage B never reads the windows)."""
+        return self.engine.counters if self.metrics is not None else None
+
+    def _fallback(self, values: list[bytes], dead: list[DeadLetter],
+                  record_of: Callable[[int], Record]) -> Callable[[int], tuple[object, ...] | None]:
+        """What the kernel's strict decoder left: the contract's own decoder decides (an event it refuses
+        is dead-lettered into ``dead``)."""
         def fallback(i: int) -> tuple[object, ...] | None:
-            """What the kernel's strict decoder left: the contract's own decoder decides."""
-            nonlocal invalid
             try:
                 return EventColumns.fields(decode_event(values[i]))
             except InvalidEvent as exc:
-                invalid += 1
-                emitted.dead.append(DeadLetter(record_of(i), exc.reason, exc.kind))
+                dead.append(DeadLetter(record_of(i), exc.reason, exc.kind))
                 return None
+        return fallback
 
+    def _keep_held(self, lines: list[bytes], first_line: int) -> None:
+        """Lines the clock guard still holds keep their text for the dead-letter file."""
+        held = self.engine.held_sources()
+        if held or self._held_lines:
+            keep = {}
+            for source in held:
+                index = source - first_line
+                keep[source] = lines[index] if 0 <= index < len(lines) else self._held_lines.get(source)
+            self._held_lines = keep
+        self._lines = []
+
+    def _process(self, values: list[bytes], sources: list[Any], emitted: Emitted, n_in: int,
+                 record_of: Callable[[int], Record]) -> Emitted:
+        dead_before = len(emitted.dead)
+        fallback = self._fallback(values, emitted.dead, record_of)
         received = self.wall()
         self.last_input_wall = received
         wall = received if self.live else None
@@ -284,7 +346,7 @@ class Pipeline:
                     self.idle_sent.discard(partition)
             if not engine.split:
                 engine.detect(out, wall)
-        self._after(out, emitted, received, n_in, len(values) - invalid)
+        self._after(out, emitted, received, n_in, len(values) - (len(emitted.dead) - dead_before))
         return emitted
 
     def flush_held(self) -> Emitted:
@@ -353,7 +415,9 @@ class Pipeline:
         source = self.pseudonymiser.link_source(graph) if self.pseudonymiser is not None else graph
         self.audit.add_links(source, cluster_id, accounts)
 
-    def _after(self, out: EngineOutput, emitted: Emitted, received: float, n_in: int, n_ok: int) -> None:
+    def _after(self, out: EngineOutput, emitted: Emitted, received: float, n_in: int, n_ok: int,
+               counters: dict[str, int] | None = None) -> None:
+        """``counters``: the windows' counters as stage A read them (else read here)."""
         if self.pseudonymiser is not None:
             self.pseudonymiser.output(out)
         emitted.output = out
@@ -388,7 +452,7 @@ class Pipeline:
             m.batch_seconds.observe(now - received)
         for dead in emitted.dead:
             m.errors.labels(dead.stage, dead.kind).inc()
-        counters = self.engine.counters
+        counters = counters if counters is not None else self.engine.counters
         for name, metric in ((n, getattr(m, n)) for n in _ENGINE_COUNTERS):
             metric.inc(counters[name] - self._counted[name])
             self._counted[name] = counters[name]

@@ -85,3 +85,25 @@ def test_the_store_opens_for_writing_while_an_investigator_holds_it(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_file_that_breaks_off_stops_replay_with_its_error_and_its_reading_thread(tmp_path):
+    """Replay reads on a thread of its own (stage A): a read error is raised in the caller, what came
+    before it is applied, and the thread does not outlive the call."""
+    import threading
+
+    import pytest
+
+    from graph import DetectionConfig, DetectionEngine
+    from streams.runtime.pipeline import Pipeline
+    from streams.replay import replay
+
+    plain = tmp_path / "events.jsonl"
+    cli(["simulate", "--benign", "800", "--ring-scale", "0.05", "--days", "3", "--seed", "3", "--out", str(plain)])
+    broken = tmp_path / "events.jsonl.gz"
+    broken.write_bytes(gzip.compress(plain.read_bytes())[:200_000])
+    engine = DetectionEngine(DetectionConfig(), clock=lambda: 0.0, split=True)
+    with pytest.raises(EOFError):
+        replay([broken], Pipeline(engine, wall=lambda: 0.0), batch=500, progress=False)
+    assert engine.graph.stats()["accounts"] > 0, "the batches read before the break were applied"
+    assert not [t for t in threading.enumerate() if t.name == "stage-a"]

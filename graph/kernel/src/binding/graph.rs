@@ -179,9 +179,10 @@ impl Graph {
     }
 
     /// A cluster's measurements (None for an unknown cluster).
-    fn features(&mut self, cluster: u32) -> Option<Measured> {
+    fn features(&mut self, py: Python<'_>, cluster: u32) -> Option<Measured> {
         self.with(|inner| {
-            let f = inner.features(cluster)?;
+            // Rust only (a walk over the members): replay's stage A runs meanwhile
+            let f = py.allow_threads(|| inner.features(cluster))?;
             Some(Measured {
                 values: f.values.iter().map(|(k, v)| (*k, (v * 10_000.0).round() / 10_000.0)).collect(),
                 evidence: f.evidence.into_iter()
