@@ -31,7 +31,7 @@ BLOCK_BYTES = 256 << 10  # decompressed per read: small enough that glibc serves
 # after the first (not a fresh mapping, faulted in page by page, per block) and the reader's buffers stay small
 AUDIT_FLUSH_ROWS = 200_000
 Steps = Generator[tuple[Emitted, int], None, None]  # what each step emitted, and the input records it took
-AHEAD = 4  # batches stage A may have closed that stage B has not applied yet (memory stays bounded)
+AHEAD = 4  # input batches stage A may have fed that stage B has not applied yet (memory stays bounded)
 
 
 def read_batches(path: Path, batch: int = 5000) -> Iterator[tuple[list[bytes], int]]:
@@ -170,7 +170,7 @@ _END = object()
 
 
 def _stages_apart(paths: list[Path], pipeline: Pipeline, batch: int) -> Steps:
-    """A split engine: stage A (read, decode, window) on a thread of its own, at most ``AHEAD`` batches
+    """A split engine: stage A (read, decode, window) on a thread of its own, at most ``AHEAD`` input batches
     ahead of stage B (graph, scoring, audit rows) on the caller's. The kernel runs both without the GIL
     for most of their time, so on two cores they overlap. Stage A's error is raised here; when the
     caller stops early (or fails), stage A stops too."""
