@@ -90,8 +90,10 @@ class DetectionConfig:
     group_set_min: float = 0.4
     """... and at least this share use two or more shared templates: an operation runs a set of
     prompts; a crowd on one framework prompt is not a group."""
-    template_max_degree: int = 5000
-    """... and at most this many use it (a bound on the work per template)."""
+    template_max_degree: int = 100_000
+    """... and at most this many use it (a bound on the work of a status flip, which links or unlinks
+    every user once). Well above the largest operations (tens of thousands of accounts on a handful of
+    templates): at 5,000 an operation that grew past it lost its templates' groups, and its alert."""
 
     # -- clusters ------------------------------------------------------------------------------
     track_min_size: int = 10

@@ -68,6 +68,21 @@ def test_a_ring_on_its_own_templates_and_servers_with_a_phone_and_card_each_is_o
     assert [a for a in _alerts if a.action == "opened"][0].summary == score.summary  # the alert carries it
 
 
+def test_an_operation_whose_templates_pass_thousands_of_users_stays_one_alert():
+    """Operations run tens of thousands of accounts on a handful of templates: a template's group must
+    not dissolve as its users pass a size (the bound was once 5,000, and a growing operation lost its
+    alert there)."""
+    rng = random.Random(22)
+    n = 8000
+    ring = owned_infra_ring("big", n, rng, templates=4)
+    engine, alerts = run(sorted(ring + population(rng), key=lambda e: e.ts), WINDOW, batch=4000)
+    users = len({e.account_id for e in ring if e.prompt_fingerprint == "big-tpl0"})
+    assert users > 5000, users  # past the old bound
+    (cid,) = [cid for cid in engine.clusters if "big0" in engine.members(cid)]
+    assert len(engine.members(cid)) == n and actionable(engine) == {f"big{i}" for i in range(n)}
+    assert not [a for a in alerts if a.action == "closed"]
+
+
 def test_card_groups_on_a_shared_proxy_network_are_joined_by_the_templates_they_run_together():
     rng = random.Random(22)
     exits = [f"77.2.{k // 250}.{k % 250}" for k in range(400)]

@@ -120,7 +120,8 @@ def owned_templates(x: Instance) -> None:
     r, tr = x.rng, x.tr
     group = r.randint(10, 50)
     cards = [tr.ids("fpool") for _ in range(max(1, x.size // group))]
-    templates = [f"tpl-{x.ring_id}-{j}" for j in range(r.randint(max(4, x.size // 300), 40))]
+    few = max(4, x.size // 300)  # a template for every 300 accounts or more (up to 40 under 12,000 accounts)
+    templates = [f"tpl-{x.ring_id}-{j}" for j in range(r.randint(few, max(40, few)))]
     own_lines = [tr.ip(77) for _ in range(r.randint(2, 10))]
     proxied = r.uniform(0.3, 1.0)
 
