@@ -5,10 +5,12 @@
 //!   24,000-account network costs what its new accounts cost.
 //! * Loss (a link left the window, an entity stopped binding, an account stopped being a member) is
 //!   answered by the split check: breadth-first searches from the *touch points* (surviving members
-//!   next to what was lost) advance in turn, one account at a time, inside the core. Searches that
-//!   meet merge; one that runs dry has found a piece that broke off; once a single search is left
-//!   running, the rest of the core is connected (every piece contains a touch point). The work is
-//!   bounded by the pieces that break off, not by the core.
+//!   next to what was lost) advance in turn, one step at a time, inside the core — a step expands one
+//!   account or takes one member of an entity being walked, so a group of thousands is never walked
+//!   whole to prove what a few steps show. Searches that meet merge; one that runs dry has found a
+//!   piece that broke off; once a single search is left running, the rest of the core is connected
+//!   (every piece contains a touch point). The work is bounded by the pieces that break off, not by
+//!   the core.
 //! * Each core keeps its *profile*: per weak entity (IP, template), how many members use it — the
 //!   input of the weak-edge rule (`weak.rs`).
 //! * During a tick a core also records where its members came from (`origin`: public cluster ->
@@ -309,6 +311,13 @@ impl Graph {
 
     /// The split check of one core that lost connections (module docs). Seeds: binding entities
     /// (all their members in the core at once) and accounts.
+    ///
+    /// A search holds accounts to expand and entities being walked (a cursor into each one's members);
+    /// each step expands one account (its binding entities join the search, or meet the search that
+    /// already holds them) or, with no account waiting, takes one member from the latest entity. A
+    /// group of thousands that lost one member is thus not walked whole: the touch point's search and
+    /// the group's meet within a few steps, and the check ends. A search that runs dry has walked
+    /// every entity it took, so its accounts are a whole piece.
     fn split_core(&mut self, c: u32, touch: &[u32], seeds: &[u32]) {
         if !self.cores.list[c as usize].live {
             return;
@@ -329,124 +338,97 @@ impl Graph {
         seen_ent.clear();
         // every account a search reaches is in core `c`: its position there indexes `seen_acct`
         let pos = |g: &Graph, a: u32| g.acct[a as usize].core_pos as usize;
-        let mut parent: Vec<usize> = Vec::new();
-        let mut frontier: Vec<VecDeque<u32>> = Vec::new();
-        let mut reached: Vec<Vec<u32>> = Vec::new();
-        let mut running: Vec<bool> = Vec::new();
-        let mut n_running = 0usize;
+        let mut s = Searches::default();
         for &e in seeds {
-            let i = parent.len();
-            parent.push(i);
-            running.push(true);
-            n_running += 1;
-            frontier.push(VecDeque::new());
-            reached.push(Vec::new());
+            let i = s.open(Vec::new(), vec![(e, 0)]);
             seen_ent.insert(e, i as u32);
-            for mi in 0..self.ent[e as usize].members.len() {
-                let m = self.ent[e as usize].members[mi];
-                if self.acct[m as usize].core != c {
-                    continue;
-                }
-                let (st, j) = seen_acct[pos(self, m)];
-                if st == stamp {
-                    // also a member of an earlier seed: the two are one search
-                    let (ri, rj) = (find(&mut parent, i), find(&mut parent, j as usize));
-                    if ri != rj {
-                        union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
-                    }
-                } else {
-                    seen_acct[pos(self, m)] = (stamp, i as u32);
-                    let r = find(&mut parent, i);
-                    frontier[r].push_back(m);
-                    reached[r].push(m);
-                }
-            }
         }
         for &a in touch {
             if self.acct[a as usize].core != c || seen_acct[pos(self, a)].0 == stamp {
                 continue;
             }
-            let i = parent.len();
-            parent.push(i);
-            running.push(true);
-            n_running += 1;
+            let i = s.open(vec![a], Vec::new());
             seen_acct[pos(self, a)] = (stamp, i as u32);
-            frontier.push(VecDeque::from([a]));
-            reached.push(vec![a]);
         }
         let mut pieces: Vec<Vec<u32>> = Vec::new();
-        while n_running > 1 {
-            for i0 in 0..parent.len() {
-                if !running[i0] || n_running <= 1 {
+        while s.n_running > 1 {
+            for i0 in 0..s.parent.len() {
+                if !s.running[i0] || s.n_running <= 1 {
                     continue;
                 }
-                if let Some(&next) = frontier[i0].get(1) {
-                    prefetch_slice(self.acct[next as usize].links.as_slice()); // a hint for the next step
+                if let Some(a) = s.frontier[i0].pop_front() {
+                    // expand an account: its binding entities join this search, or meet the one holding them
+                    if let Some(&next) = s.frontier[i0].front() {
+                        prefetch_slice(self.acct[next as usize].links.as_slice()); // a hint for the next step
+                    }
+                    self.counters.split_steps += 1;
+                    let mut i = i0;
+                    for li in 0..self.acct[a as usize].links.len() {
+                        let link = self.acct[a as usize].links[li];
+                        if !link.binds() {
+                            continue;
+                        }
+                        match seen_ent.entry(link.ent) {
+                            std::collections::hash_map::Entry::Occupied(seen) => {
+                                let (ri, rj) = (s.find(i), s.find(*seen.get() as usize));
+                                if ri != rj {
+                                    i = s.union(ri, rj);
+                                }
+                            }
+                            std::collections::hash_map::Entry::Vacant(slot) => {
+                                slot.insert(i as u32);
+                                let r = s.find(i);
+                                s.walks[r].push((link.ent, 0));
+                            }
+                        }
+                    }
+                    continue;
                 }
-                let Some(a) = frontier[i0].pop_front() else {
-                    running[i0] = false;
-                    n_running -= 1;
-                    if !reached[i0].is_empty() {
-                        pieces.push(std::mem::take(&mut reached[i0]));
+                let Some(&mut (e, ref mut k)) = s.walks[i0].last_mut() else {
+                    // ran dry: a piece that broke off (or, if every search does, one of the pieces)
+                    s.running[i0] = false;
+                    s.n_running -= 1;
+                    if !s.reached[i0].is_empty() {
+                        pieces.push(std::mem::take(&mut s.reached[i0]));
                     }
                     continue;
                 };
-                self.counters.split_steps += 1;
-                let mut i = i0;
-                for li in 0..self.acct[a as usize].links.len() {
-                    let link = self.acct[a as usize].links[li];
-                    if !link.binds() {
-                        continue;
+                // one member of the entity being walked
+                let members = &self.ent[e as usize].members;
+                let m = members[*k as usize];
+                *k += 1;
+                if *k as usize >= members.len() {
+                    s.walks[i0].pop();
+                } else if let Some(&ahead) = members.get(*k as usize + 8) {
+                    prefetch(&self.acct[ahead as usize]); // a hint
+                }
+                // A binding entity untouched this tick still has all its members in one core, the one
+                // the search is in: no need to read each member's core (a cache miss per member).
+                let settled = self.ent[e as usize].stamp != self.stamp;
+                debug_assert!(!settled || self.acct[m as usize].core == c, "untouched entity {e} spans cores");
+                if !settled && self.acct[m as usize].core != c {
+                    continue;
+                }
+                let (st, j) = seen_acct[pos(self, m)];
+                if st == stamp {
+                    let (ri, rj) = (s.find(i0), s.find(j as usize));
+                    if ri != rj {
+                        s.union(ri, rj);
                     }
-                    let e = link.ent;
-                    match seen_ent.entry(e) {
-                        std::collections::hash_map::Entry::Occupied(seen) => {
-                            let (ri, rj) = (find(&mut parent, i), find(&mut parent, *seen.get() as usize));
-                            if ri != rj {
-                                i = union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
-                            }
-                            continue;
-                        }
-                        std::collections::hash_map::Entry::Vacant(slot) => {
-                            slot.insert(i as u32);
-                        }
-                    }
-                    // A binding entity untouched this tick still has all its members in one core, the
-                    // one `a` is in: no need to read each member's core (a cache miss per member).
-                    let settled = self.ent[e as usize].stamp != self.stamp;
-                    let n_members = self.ent[e as usize].members.len();
-                    for mi in 0..n_members {
-                        if mi + 8 < n_members {
-                            prefetch(&self.acct[self.ent[e as usize].members[mi + 8] as usize]); // a hint
-                        }
-                        let m = self.ent[e as usize].members[mi];
-                        debug_assert!(!settled || self.acct[m as usize].core == c, "untouched entity {e} spans cores");
-                        if !settled && self.acct[m as usize].core != c {
-                            continue;
-                        }
-                        let (st, j) = seen_acct[pos(self, m)];
-                        if st == stamp {
-                            let (ri, rj) = (find(&mut parent, i), find(&mut parent, j as usize));
-                            if ri != rj {
-                                i = union(&mut parent, &mut frontier, &mut reached, &mut running, &mut n_running, ri, rj);
-                            }
-                        } else {
-                            seen_acct[pos(self, m)] = (stamp, i as u32);
-                            let r = find(&mut parent, i);
-                            frontier[r].push_back(m);
-                            reached[r].push(m);
-                        }
-                    }
+                } else {
+                    seen_acct[pos(self, m)] = (stamp, i0 as u32);
+                    s.frontier[i0].push_back(m);
+                    s.reached[i0].push(m);
                 }
             }
         }
         self.cores.seen_acct = seen_acct;
         self.cores.seen_ent = seen_ent;
         // What is left running (if anything) is the rest of the core, still connected.
-        let last = (0..parent.len()).find(|&i| running[i]);
+        let last = (0..s.parent.len()).find(|&i| s.running[i]);
         if let Some(l) = last {
-            if frontier[l].is_empty() {
-                pieces.push(std::mem::take(&mut reached[l]));
+            if s.frontier[l].is_empty() && s.walks[l].is_empty() {
+                pieces.push(std::mem::take(&mut s.reached[l]));
             } else {
                 // pieces broke off; the rest stays core `c`
                 self.detach_pieces(c, pieces, None);
@@ -485,25 +467,51 @@ impl Graph {
     }
 }
 
-fn find(parent: &mut [usize], mut i: usize) -> usize {
-    while parent[i] != i {
-        parent[i] = parent[parent[i]];
-        i = parent[i];
-    }
-    i
+/// The searches of one split check: union-find over them, and each one's accounts to expand, entity
+/// walks (entity, next member) and accounts reached. Searches that meet become one (the larger keeps).
+#[derive(Default)]
+struct Searches {
+    parent: Vec<usize>,
+    frontier: Vec<VecDeque<u32>>,
+    walks: Vec<Vec<(u32, u32)>>,
+    reached: Vec<Vec<u32>>,
+    running: Vec<bool>,
+    n_running: usize,
 }
 
-fn union(parent: &mut [usize], frontier: &mut [VecDeque<u32>], reached: &mut [Vec<u32>], running: &mut [bool],
-         n_running: &mut usize, i: usize, j: usize) -> usize {
-    let (keep, gone) = if reached[i].len() >= reached[j].len() { (i, j) } else { (j, i) };
-    parent[gone] = keep;
-    let r = std::mem::take(&mut reached[gone]);
-    reached[keep].extend(r);
-    let f = std::mem::take(&mut frontier[gone]);
-    frontier[keep].extend(f);
-    if running[gone] {
-        running[gone] = false;
-        *n_running -= 1;
+impl Searches {
+    fn open(&mut self, accounts: Vec<u32>, walks: Vec<(u32, u32)>) -> usize {
+        let i = self.parent.len();
+        self.parent.push(i);
+        self.frontier.push(accounts.iter().copied().collect());
+        self.reached.push(accounts);
+        self.walks.push(walks);
+        self.running.push(true);
+        self.n_running += 1;
+        i
     }
-    keep
+
+    fn find(&mut self, mut i: usize) -> usize {
+        while self.parent[i] != i {
+            self.parent[i] = self.parent[self.parent[i]];
+            i = self.parent[i];
+        }
+        i
+    }
+
+    fn union(&mut self, i: usize, j: usize) -> usize {
+        let (keep, gone) = if self.reached[i].len() >= self.reached[j].len() { (i, j) } else { (j, i) };
+        self.parent[gone] = keep;
+        let r = std::mem::take(&mut self.reached[gone]);
+        self.reached[keep].extend(r);
+        let f = std::mem::take(&mut self.frontier[gone]);
+        self.frontier[keep].extend(f);
+        let w = std::mem::take(&mut self.walks[gone]);
+        self.walks[keep].extend(w);
+        if self.running[gone] {
+            self.running[gone] = false;
+            self.n_running -= 1;
+        }
+        keep
+    }
 }
